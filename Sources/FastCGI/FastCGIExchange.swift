@@ -1,0 +1,114 @@
+import CFastCGI
+import Glibc
+import KimiCore
+
+/// One accepted FastCGI request: its params copied into Swift, its body
+/// readable with a bound, and a `ResponseWriter` over libfcgi's output
+/// stream. Lives on one worker thread from accept to finish.
+public final class FastCGIExchange: ResponseWriter {
+    public let params: [String: String]
+    private let out: UnsafeMutablePointer<FCGX_Stream>
+    private let input: UnsafeMutablePointer<FCGX_Stream>
+    public private(set) var headWritten = false
+    public private(set) var clientGone = false
+    public private(set) var status = 0
+    /// Body bytes written (for the access log).
+    public private(set) var bytesWritten = 0
+
+    init(request: UnsafeMutablePointer<FCGX_Request>) {
+        var p: [String: String] = [:]
+        var i: Int32 = 0
+        // Copy now: these pointers die at FCGX_Finish_r.
+        while let entry = kimi_fcgx_env_at(request, i) {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { p[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            i += 1
+        }
+        params = p
+        out = request.pointee.out
+        input = request.pointee.in
+    }
+
+    /// Reads exactly `count` body bytes; nil when the web server sent fewer
+    /// (the client announced more than it sent). `count` was checked
+    /// against the cap by the caller before this allocates.
+    public func readBody(count: Int) -> [UInt8]? {
+        guard count > 0 else { return [] }
+        var body = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = body.withUnsafeMutableBytes { p in
+                FCGX_GetStr(p.baseAddress!.assumingMemoryBound(to: CChar.self) + got, Int32(min(count - got, 1 << 20)), input)
+            }
+            if n <= 0 { return nil }
+            got += Int(n)
+        }
+        return body
+    }
+
+    public func writeHead(status: Int, headers: [(String, String)]) {
+        guard !headWritten else { return }
+        headWritten = true
+        self.status = status
+        // CGI response (RFC 3875 §6.3.3): a `Status:` header, never an HTTP status line.
+        var head = "Status: \(status) \(HTTPStatus.reason(status))\r\n"
+        for (name, value) in headers where HeaderSafety.isSafe(name) && HeaderSafety.isSafe(value) {
+            head += "\(name): \(value)\r\n"
+        }
+        head += "\r\n"
+        putRaw(Array(head.utf8))
+    }
+
+    @discardableResult
+    public func write(_ bytes: [UInt8]) -> Bool {
+        guard !clientGone else { return false }
+        bytesWritten += bytes.count
+        return putRaw(bytes)
+    }
+
+    @discardableResult
+    private func putRaw(_ bytes: [UInt8]) -> Bool {
+        guard !bytes.isEmpty else { return !clientGone }
+        let n = bytes.withUnsafeBytes { p in
+            FCGX_PutStr(p.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(p.count), out)
+        }
+        if n < 0 || FCGX_GetError(out) != 0 { clientGone = true }
+        return !clientGone
+    }
+
+    /// Flushes libfcgi's 8 KiB buffer. When nginx has closed the connection
+    /// (the client left), the first flush fails with EPIPE; later writes
+    /// look successful, so the error is checked after every flush.
+    @discardableResult
+    public func flush() -> Bool {
+        guard !clientGone else { return false }
+        if FCGX_FFlush(out) != 0 || FCGX_GetError(out) != 0 { clientGone = true }
+        return !clientGone
+    }
+}
+
+public enum HTTPStatus {
+    public static func reason(_ code: Int) -> String {
+        switch code {
+        case 200: return "OK"
+        case 201: return "Created"
+        case 204: return "No Content"
+        case 301: return "Moved Permanently"
+        case 304: return "Not Modified"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
+        case 413: return "Content Too Large"
+        case 415: return "Unsupported Media Type"
+        case 429: return "Too Many Requests"
+        case 500: return "Internal Server Error"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        default: return "Status"
+        }
+    }
+}

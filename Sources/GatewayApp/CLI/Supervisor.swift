@@ -1,0 +1,64 @@
+import FastCGI
+import Glibc
+import KimiCore
+
+/// `serve --workers N`: a single-threaded parent that forks N workers sharing
+/// the listening socket and starts a new one whenever a worker dies (a trap
+/// in a handler, an abort in libfcgi on a crafted record). SIGTERM/SIGINT are
+/// passed on to the workers, which drain; the parent exits 0 when all have.
+enum Supervisor {
+    /// Returns in the child (true) to become a worker, or runs the parent
+    /// loop and returns false when the parent is done.
+    static func forkWorkers(_ n: Int) -> (isWorker: Bool, status: Int32) {
+        var children = Set<pid_t>()
+        var stopping = false
+        func spawnOne() -> Bool {
+            let pid = fork()
+            if pid == 0 { return true }
+            if pid > 0 { children.insert(pid) } else { Log.error("fork failed: \(String(cString: strerror(errno)))") }
+            return false
+        }
+        for _ in 0..<n where spawnOne() { return (true, 0) }
+        Log.info("supervisor pid \(getpid()): \(n) workers \(children.sorted().map(String.init).joined(separator: " "))")
+        // SIGTERM/SIGINT/SIGHUP are blocked (Signals.install); SIGCHLD joins them.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        var restarts: [UInt64] = []
+        while !children.isEmpty {
+            var sig: Int32 = 0
+            sigwait(&set, &sig)
+            if sig == SIGTERM || sig == SIGINT {
+                stopping = true
+                Log.info("supervisor: stopping \(children.count) workers")
+                for c in children { kill(c, SIGTERM) }
+                continue
+            }
+            if sig != SIGCHLD { continue }
+            while true {
+                var status: Int32 = 0
+                let pid = waitpid(-1, &status, WNOHANG)
+                if pid <= 0 { break }
+                children.remove(pid)
+                let exitedCleanly = (status & 0x7f) == 0 && ((status >> 8) & 0xff) == 0
+                if stopping { continue }
+                Log.error("worker \(pid) died (\(describe(status))); starting a new one")
+                // Crash loop guard: more than 10 restarts in 10 s slows down.
+                let now = Clock.monotonicNanos()
+                restarts = restarts.filter { now &- $0 < 10_000_000_000 } + [now]
+                if restarts.count > 10 { sleep(1) }
+                _ = exitedCleanly
+                if spawnOne() { return (true, 0) }
+            }
+        }
+        Log.info("supervisor: all workers exited")
+        return (false, 0)
+    }
+
+    static func describe(_ status: Int32) -> String {
+        let sig = status & 0x7f
+        if sig != 0 { return "signal \(sig)" }
+        return "exit \((status >> 8) & 0xff)"
+    }
+}

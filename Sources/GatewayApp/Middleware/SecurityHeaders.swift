@@ -1,0 +1,24 @@
+import KimiCore
+
+/// The browser-facing header set helmet 8 sends by default (see
+/// shared/DESIGN.md), on every response: 200s, errors, 429s and streams.
+/// The CSP is the one the static test page is written to live under.
+public enum SecurityHeaders {
+    public static let contentSecurityPolicy =
+        "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline';upgrade-insecure-requests"
+
+    public static let all: [(String, String)] = [
+        ("Content-Security-Policy", contentSecurityPolicy),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("Origin-Agent-Cluster", "?1"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-DNS-Prefetch-Control", "off"),
+        ("X-Download-Options", "noopen"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+        ("X-Permitted-Cross-Domain-Policies", "none"),
+        ("X-XSS-Protection", "0"),
+    ]
+}

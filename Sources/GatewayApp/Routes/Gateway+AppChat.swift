@@ -1,0 +1,57 @@
+import KimiCore
+import Upstream
+
+extension Gateway {
+    /// `POST /api/chat/completion` `{message, model?, system?, temperature?}`.
+    func appCompletion(_ ctx: RequestContext) throws { try appChat(ctx, kind: .completion) }
+
+    /// `POST /api/chat/history` `{messages: [{role, content}...], model?}`.
+    func appHistory(_ ctx: RequestContext) throws { try appChat(ctx, kind: .history) }
+
+    private func appChat(_ ctx: RequestContext, kind: AppChatRequest.Kind) throws {
+        let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: kind)
+        let chat = try ChatValidation.validate(openAI, config: ctx.config, allowedModels: ctx.allowedModels)
+        ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
+                                        apiKey: ctx.config.upstream.apiKey)
+        guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
+            throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
+        }
+        let usage = Usage.find(in: answer) ?? .null
+        if !usage.isNull { ctx.logNotes.append(Usage.logWord(usage)) }
+        var data: JSON = [
+            "message": message["content"] ?? "",
+            "usage": usage,
+            "model": answer["model"] ?? .string(chat.model),
+        ]
+        if let r = message["reasoning_content"], !r.isNull { data = data.setting("reasoning", r) }
+        if let f = answer["choices"]?[0]?["finish_reason"], !f.isNull { data = data.setting("finish_reason", f) }
+        ctx.json(200, ["success": true, "data": data])
+    }
+
+    /// `POST /api/chat/stream` `{messages: "text" | [...], model?}` → SSE
+    /// `data: {"content":"..."}` per delta, `data: {"usage":{...}}`, `data: [DONE]`.
+    func appStream(_ ctx: RequestContext) throws {
+        let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: .stream)
+        let chat = try ChatValidation.validate(openAI, config: ctx.config, allowedModels: ctx.allowedModels)
+        ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
+            if event.data == "[DONE]" {
+                var frames: [String] = []
+                if let u = relay.usage { frames.append(SSEFrame.json(["usage": u])) }
+                return frames + [SSEFrame.done]
+            }
+            guard let chunk = try? JSON.parse(event.data) else { return [] }
+            if let e = chunk["error"] {
+                return [SSEFrame.json(["error": e["message"] ?? e])]
+            }
+            if let u = Usage.find(in: chunk) { relay.usage = u }
+            var frames: [String] = []
+            let delta = chunk["choices"]?[0]?["delta"]
+            if let r = delta?["reasoning_content"]?.stringValue, !r.isEmpty { frames.append(SSEFrame.json(["reasoning": .string(r)])) }
+            if let c = delta?["content"]?.stringValue, !c.isEmpty { frames.append(SSEFrame.json(["content": .string(c)])) }
+            return frames
+        }
+        try relay.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes(), stream: true))
+    }
+}

@@ -1,0 +1,38 @@
+import KimiCore
+import Upstream
+
+extension Gateway {
+    /// `POST /v1/chat/completions`: the OpenAI request passes through with
+    /// every field the client sent; non-stream answers come back as the
+    /// upstream sent them; streams are relayed event by event.
+    func openAIChat(_ ctx: RequestContext) throws {
+        let chat = try ChatValidation.validate(try ctx.jsonBody(), config: ctx.config, allowedModels: ctx.allowedModels)
+        ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        let body = chat.body.serializedBytes()
+        guard chat.stream else {
+            let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey)
+            if let u = (try? JSON.parse(call.body)).flatMap(Usage.find) { ctx.logNotes.append(Usage.logWord(u)) }
+            ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: call.body)
+            return
+        }
+        let includeUsage = chat.includeUsage
+        let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
+            if event.data == "[DONE]" { return [SSEFrame.done] }
+            // Only chunks that may carry usage are parsed; the rest pass through verbatim.
+            if event.data.utf8.count < 64 << 10, event.data.contains("\"usage\""), let chunk = try? JSON.parse(event.data) {
+                if let u = Usage.find(in: chunk) { relay.usage = u }
+                if includeUsage, let hoisted = Usage.hoisted(chunk) { return [SSEFrame.json(hoisted)] }
+            }
+            return [SSEFrame.data(event.data)]
+        }
+        try relay.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body, stream: true))
+    }
+}
+
+extension RequestContext {
+    /// The models this request may use: the key's own list, else all configured.
+    var allowedModels: [String] {
+        if let k = apiKey, !k.models.isEmpty { return k.models }
+        return config.upstream.models.map(\.id)
+    }
+}

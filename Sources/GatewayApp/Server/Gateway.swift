@@ -1,0 +1,115 @@
+import FastCGI
+import Glibc
+import KimiCore
+
+/// The request pipeline: head → body (strictly bounded) → security headers →
+/// CORS → route → auth → rate limit → handler, with every failure turned
+/// into a response in the face's format and one access-log line per request.
+public final class Gateway: @unchecked Sendable {
+    public let configCache: ConfigCache
+    public private(set) var router = Router<RouteHandler>()
+    public let version: String
+    public let services: Services
+
+    public init(configCache: ConfigCache, services: Services, version: String = Version.current) {
+        self.configCache = configCache
+        self.version = version
+        self.services = services
+        registerRoutes()
+    }
+
+    public func add(_ method: String, _ path: String, _ handler: @escaping RouteHandler) {
+        router.add(method, path, handler)
+    }
+
+    /// Entry point from the worker pool.
+    public func handle(exchange: FastCGIExchange) {
+        let start = Clock.monotonicNanos()
+        let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
+        var request = Request.head(params: exchange.params, requestID: requestID)
+        let config = configCache.current()
+        let ctx = RequestContext(request: request, writer: exchange, config: config)
+        ctx.responseHeaders = SecurityHeaders.all + [("X-Request-Id", requestID)]
+
+        switch ContentLength.parse(exchange.params["CONTENT_LENGTH"], cap: config.server.maxBodyBytes) {
+        case let .failure(e):
+            ctx.fail(e)
+        case let .success(length):
+            if let body = exchange.readBody(count: length) {
+                request.body = body
+                let full = RequestContext(request: request, writer: exchange, config: config)
+                full.responseHeaders = ctx.responseHeaders
+                dispatch(full)
+                ctx.logNotes = full.logNotes
+            } else {
+                ctx.fail(.badRequest("Request body is shorter than its Content-Length"))
+            }
+        }
+        if !exchange.headWritten { ctx.fail(.internalError()) }
+        exchange.flush()
+        AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,
+                        nanos: Clock.monotonicNanos() &- start, notes: ctx.logNotes + (exchange.clientGone ? ["client-left"] : []))
+    }
+
+    /// Routing, middleware and the handler, for a request whose body is read.
+    /// Public so tests can drive it with a `BufferedResponse`.
+    public func dispatch(_ ctx: RequestContext) {
+        do {
+            try Middleware.run(ctx, gateway: self)
+        } catch let e as GatewayError {
+            finish(ctx, with: e)
+        } catch {
+            Log.error("rid=\(ctx.request.requestID) handler failed: \(HeaderSafety.printable(String(describing: error), max: 300))")
+            finish(ctx, with: .internalError())
+        }
+    }
+
+    private func finish(_ ctx: RequestContext, with e: GatewayError) {
+        if !ctx.writer.headWritten {
+            ctx.fail(e)
+        } else if !ctx.writer.clientGone {
+            // Headers already went out (a stream): the error is one last event.
+            ctx.writer.write(e.sseEvent(for: ctx.face))
+            ctx.writer.flush()
+        }
+        if e.status >= 500 { ctx.logNotes.append("error=\(HeaderSafety.printable(e.message, max: 120).replacingSpaces())") }
+    }
+}
+
+extension String {
+    func replacingSpaces() -> String { String(map { $0 == " " ? "_" : $0 }) }
+}
+
+public enum Version {
+    public static let current = "0.1.0"
+}
+
+/// Request ids: the client's `X-Request-Id` when it is short and plain,
+/// otherwise a fresh random one.
+public enum RequestID {
+    public static func from(_ header: String?) -> String {
+        if let h = header, (1...64).contains(h.utf8.count),
+           h.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
+        {
+            return h
+        }
+        return fresh()
+    }
+
+    public static func fresh() -> String {
+        var g = SystemRandomNumberGenerator()
+        let v = g.next()
+        return SHA256.hexString((0..<8).map { UInt8(truncatingIfNeeded: v >> ($0 * 8)) })
+    }
+}
+
+/// One line per request on stderr: method, path, status, bytes, duration,
+/// request id and notes. No header values, no bodies, no keys.
+public enum AccessLog {
+    public static func write(request: Request, status: Int, bytes: Int, nanos: UInt64, notes: [String]) {
+        let ms = Double(nanos / 1000) / 1000
+        var line = "\(Clock.iso8601()) access \(HeaderSafety.printable(request.method, max: 16)) \(HeaderSafety.printable(request.path, max: 200)) \(status) \(bytes)B \(ms)ms rid=\(request.requestID) ip=\(HeaderSafety.printable(request.remoteAddr, max: 64))"
+        for n in notes { line += " " + n }
+        Log.sink(line)
+    }
+}

@@ -1,0 +1,45 @@
+import KimiCore
+
+/// Everything a handler needs for one request: the request, the writer, the
+/// config snapshot taken at the start (a reload mid-request does not change
+/// it), and the headers every response carries (security, CORS, limits).
+public final class RequestContext {
+    public let request: Request
+    public let writer: ResponseWriter
+    public let config: GatewayConfig
+    public var responseHeaders: [(String, String)] = []
+    /// The authenticated key, when there is one.
+    public var apiKey: GatewayConfig.APIKey?
+    /// Extra words for the access log line (`client-left`, `key=…`).
+    public var logNotes: [String] = []
+
+    public init(request: Request, writer: ResponseWriter, config: GatewayConfig) {
+        self.request = request
+        self.writer = writer
+        self.config = config
+    }
+
+    public var face: APIFace { request.face }
+
+    public func json(_ status: Int = 200, _ body: JSON, headers: [(String, String)] = []) {
+        writer.respondJSON(status: status, body, headers: responseHeaders + headers)
+    }
+
+    public func fail(_ error: GatewayError) {
+        writer.respond(error: error, face: face, headers: responseHeaders)
+    }
+
+    /// Parses the body as a JSON object or fails with a 400 in the face's format.
+    public func jsonBody() throws -> JSON {
+        if let ct = request.header("content-type"), !ct.isEmpty, !ct.lowercased().hasPrefix("application/json") {
+            throw GatewayError.badRequest("Content-Type must be application/json")
+        }
+        guard !request.body.isEmpty else { throw GatewayError.badRequest("Request body is required (JSON)") }
+        let value: JSON
+        do { value = try JSON.parse(request.body) } catch { throw GatewayError.badRequest("Request body is not valid JSON: \(error.description)") }
+        guard value.objectValue != nil else { throw GatewayError.badRequest("Request body must be a JSON object") }
+        return value
+    }
+}
+
+public typealias RouteHandler = (RequestContext) throws -> Void

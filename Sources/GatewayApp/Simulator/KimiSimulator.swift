@@ -1,0 +1,153 @@
+import FastCGI
+import Glibc
+import KimiCore
+
+/// An OpenAI/Moonshot-compatible upstream for tests, benchmarks and
+/// `make run` without a key. It is a FastCGI responder behind the run's
+/// nginx; it answers like the Kimi API (errors as `{"error":{type,message}}`,
+/// stream usage inside `choices[0].usage`, then `[DONE]`), and it records
+/// whether a streaming client left early (`GET /sim/stats`).
+final class KimiSimulator: @unchecked Sendable {
+    let defaults: SimulatorDirectives
+    let stats = Locked(SimulatorStats())
+    var router = Router<(FastCGIExchange, Request) -> Void>()
+
+    static let models = ["moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k", "moonshot-v1-auto",
+                         "kimi-k2-0905-preview", "kimi-k2-turbo-preview", "kimi-k2-thinking", "kimi-latest"]
+
+    init(env: [String: String]) {
+        defaults = SimulatorDirectives(tokens: Int(env["KIMI_SIM_TOKENS"] ?? "") ?? 24,
+                                       delayMs: Int(env["KIMI_SIM_DELAY_MS"] ?? "") ?? 0,
+                                       firstMs: Int(env["KIMI_SIM_FIRST_MS"] ?? "") ?? 0)
+        router.add("POST", "/v1/chat/completions") { [unowned self] in self.chat($0, $1) }
+        router.add("GET", "/v1/models") { [unowned self] in self.modelList($0, $1) }
+        router.add("GET", "/sim/stats") { [unowned self] in self.statsRoute($0, $1) }
+    }
+
+    func handle(_ ex: FastCGIExchange) {
+        var req = Request.head(params: ex.params, requestID: RequestID.fresh())
+        guard case let .success(n) = ContentLength.parse(ex.params["CONTENT_LENGTH"], cap: 8 << 20), let body = ex.readBody(count: n) else {
+            return error(ex, 400, "invalid_request_error", "bad body")
+        }
+        req.body = body
+        stats.update { $0.requests += 1 }
+        switch router.match(method: req.method, path: req.path) {
+        case let .found(h):
+            if !req.path.hasPrefix("/sim/") {
+                let auth = req.header("authorization") ?? ""
+                guard auth.hasPrefix("Bearer "), auth.count > 7 else {
+                    return error(ex, 401, "invalid_authentication_error", "Invalid Authentication")
+                }
+            }
+            h(ex, req)
+        case .notFound: error(ex, 404, "resource_not_found_error", "Not found")
+        case .methodNotAllowed: error(ex, 405, "invalid_request_error", "Method not allowed")
+        }
+    }
+
+    func error(_ ex: FastCGIExchange, _ status: Int, _ type: String, _ message: String, headers: [(String, String)] = []) {
+        ex.respondJSON(status: status, ["error": ["type": .string(type), "message": .string(message)]], headers: headers)
+    }
+
+    func modelList(_ ex: FastCGIExchange, _ req: Request) {
+        let data: [JSON] = Self.models.map {
+            ["id": .string($0), "object": "model", "created": 1_700_000_000, "owned_by": "moonshot", "permission": []]
+        }
+        ex.respondJSON(status: 200, ["object": "list", "data": .array(data)])
+    }
+
+    func statsRoute(_ ex: FastCGIExchange, _ req: Request) {
+        let s = stats.get()
+        var byID: [(String, JSON)] = []
+        for (k, v) in s.byID.sorted(by: { $0.key < $1.key }) { byID.append((k, .string(v))) }
+        ex.respondJSON(status: 200, [
+            "requests": .number(s.requests), "completions": .number(s.completions),
+            "streamsStarted": .number(s.streamsStarted), "streamsCompleted": .number(s.streamsCompleted),
+            "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID),
+        ])
+    }
+
+    func chat(_ ex: FastCGIExchange, _ req: Request) {
+        guard let body = try? JSON.parse(req.body), body.objectValue != nil else {
+            return error(ex, 400, "invalid_request_error", "Invalid request: body is not a JSON object")
+        }
+        guard let messages = body["messages"]?.arrayValue, !messages.isEmpty else {
+            return error(ex, 400, "invalid_request_error", "Invalid request: messages must not be empty")
+        }
+        let model = body["model"]?.stringValue ?? ""
+        guard Self.models.contains(model) else {
+            return error(ex, 404, "resource_not_found_error", "Not found the model \(model) or Permission denied")
+        }
+        let lastUser = messages.last(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue ?? ""
+        var d = SimulatorDirectives.parse(lastUser, defaults: defaults)
+        if let mt = body["max_tokens"]?.intValue { d.tokens = min(d.tokens, mt) }
+        if let id = d.id { stats.update { $0.byID[id] = "received" } }
+        if let hang = d.hangMs { sleepMs(hang) }
+        if let code = d.error {
+            let (type, msg): (String, String) = switch code {
+            case 400: ("invalid_request_error", "Invalid request: simulated bad request")
+            case 401: ("invalid_authentication_error", "Invalid Authentication")
+            case 403: ("exceeded_current_quota_error", "Your account is suspended, please check your plan and billing details")
+            case 429: ("rate_limit_reached_error", "Your account org-sim request reached max request: 3, please try again after 1 seconds")
+            case 503: ("engine_overloaded_error", "The engine is currently overloaded, please try again later")
+            default: ("server_error", "simulated server error")
+            }
+            return error(ex, code, type, msg, headers: code == 429 ? [("Retry-After", "2")] : [])
+        }
+        let promptText = messages.compactMap { $0["content"]?.stringValue }.joined(separator: "\n")
+        let tokens = SimulatorText.tokens(prompt: lastUser, count: d.tokens)
+        let usage: JSON = ["prompt_tokens": .number(promptText.count / 4 + 1), "completion_tokens": .number(tokens.count),
+                           "total_tokens": .number(promptText.count / 4 + 1 + tokens.count)]
+        let id = "chatcmpl-sim\(RequestID.fresh())"
+        let created = JSON.number(Clock.unixSeconds())
+        let finish: JSON = body["max_tokens"]?.intValue.map { $0 <= tokens.count && d.tokens == $0 ? "length" : "stop" } ?? "stop"
+        if body["stream"]?.boolValue == true {
+            stream(ex, d: d, tokens: tokens, id: id, created: created, model: model, usage: usage, finish: finish)
+        } else {
+            sleepMs(d.firstMs + d.delayMs * max(0, tokens.count - 1))
+            stats.update { $0.completions += 1; if let i = d.id { $0.byID[i] = "completed" } }
+            ex.respondJSON(status: 200, [
+                "id": .string(id), "object": "chat.completion", "created": created, "model": .string(model),
+                "choices": [["index": 0, "message": ["role": "assistant", "content": .string(tokens.joined())], "finish_reason": finish]],
+                "usage": usage,
+            ])
+        }
+    }
+
+    func stream(_ ex: FastCGIExchange, d: SimulatorDirectives, tokens: [String], id: String, created: JSON, model: String, usage: JSON, finish: JSON) {
+        stats.update { $0.streamsStarted += 1; if let i = d.id { $0.byID[i] = "streaming" } }
+        ex.writeHead(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
+        func chunk(_ delta: JSON, finish: JSON = .null, usage: JSON? = nil) -> String {
+            var choice: JSON = ["index": 0, "delta": delta, "finish_reason": finish]
+            if let usage { choice = choice.setting("usage", usage) }
+            return SSEFrame.json(["id": .string(id), "object": "chat.completion.chunk", "created": created,
+                                  "model": .string(model), "choices": [choice]])
+        }
+        func send(_ s: String) -> Bool { ex.write(s) && ex.flush() }
+        func left() {
+            stats.update { $0.streamsClientLeft += 1; if let i = d.id { $0.byID[i] = "client-left" } }
+        }
+        guard send(chunk(["role": "assistant", "content": ""])) else { return left() }
+        for (i, t) in tokens.enumerated() {
+            if let cut = d.cut, i >= cut {
+                stats.update { if let id = d.id { $0.byID[id] = "cut" } }
+                return
+            }
+            sleepMs(i == 0 ? d.firstMs : d.delayMs)
+            guard send(chunk(["content": .string(t)])) else { return left() }
+        }
+        guard send(chunk([:], finish: finish, usage: usage)), send(SSEFrame.done) else { return left() }
+        stats.update { $0.streamsCompleted += 1; if let i = d.id { $0.byID[i] = "completed" } }
+    }
+
+    func sleepMs(_ ms: Int) { if ms > 0 { usleep(useconds_t(min(ms, 3_600_000)) * 1000) } }
+}
+
+struct SimulatorStats {
+    var requests = 0
+    var completions = 0
+    var streamsStarted = 0
+    var streamsCompleted = 0
+    var streamsClientLeft = 0
+    var byID: [String: String] = [:]
+}

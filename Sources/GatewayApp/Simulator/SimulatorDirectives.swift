@@ -1,0 +1,73 @@
+import KimiCore
+
+/// How a request steers the simulator: `[sim:key=value,flag,...]` anywhere
+/// in the last user message, e.g. `[sim:tokens=200,delay=20,id=t1]`.
+///
+/// - tokens=N   tokens in the answer (default KIMI_SIM_TOKENS or 24)
+/// - delay=MS   pause before each token after the first (KIMI_SIM_DELAY_MS)
+/// - first=MS   pause before the first token (KIMI_SIM_FIRST_MS)
+/// - error=CODE answer with that upstream error (400, 401, 403, 429, 500, 503)
+/// - hang=MS    send nothing for MS (default 60000), then answer
+/// - cut=N      end a stream after N content chunks, with no usage and no [DONE]
+/// - id=NAME    record this request's fate under NAME in /sim/stats
+struct SimulatorDirectives: Equatable {
+    var tokens: Int
+    var delayMs: Int
+    var firstMs: Int
+    var error: Int?
+    var hangMs: Int?
+    var cut: Int?
+    var id: String?
+
+    static func parse(_ text: String, defaults: SimulatorDirectives) -> SimulatorDirectives {
+        var d = defaults
+        var rest = Substring(text)
+        while let open = rest.firstRange(of: "[sim:") {
+            let after = rest[open.upperBound...]
+            guard let close = after.firstIndex(of: "]") else { break }
+            for item in after[..<close].split(separator: ",") {
+                let kv = item.split(separator: "=", maxSplits: 1).map { String($0).trimmed() }
+                let key = kv[0]
+                let value = kv.count > 1 ? kv[1] : ""
+                let n = Int(value)
+                switch key {
+                case "tokens": if let n, n >= 0 { d.tokens = min(n, 100_000) }
+                case "delay": if let n, n >= 0 { d.delayMs = n }
+                case "first": if let n, n >= 0 { d.firstMs = n }
+                case "error": d.error = n
+                case "hang": d.hangMs = n ?? 60_000
+                case "cut": d.cut = n
+                case "id": d.id = String(value.prefix(64))
+                default: break
+                }
+            }
+            rest = after[close...]
+        }
+        return d
+    }
+}
+
+extension String {
+    func trimmed() -> String {
+        var s = Substring(self)
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// Deterministic answer text: the same prompt always gives the same words.
+enum SimulatorText {
+    static let words = ["Kimi", "answers", "from", "the", "simulator", "with", "steady", "deterministic", "words",
+                        "so", "tests", "can", "compare", "every", "token", "they", "receive", "against", "what",
+                        "was", "sent", "through", "nginx", "and", "the", "gateway", "today", "quickly"]
+
+    static func tokens(prompt: String, count: Int) -> [String] {
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in prompt.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        return (0..<count).map { i in
+            let w = words[Int((h &+ UInt64(i) &* 7) % UInt64(words.count))]
+            return i == count - 1 ? w + "." : w + " "
+        }
+    }
+}

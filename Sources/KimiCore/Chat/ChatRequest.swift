@@ -1,0 +1,120 @@
+/// A validated chat completion request, ready to go upstream.
+public struct ChatRequest: Sendable {
+    /// The OpenAI-format body, every field the client sent kept in order,
+    /// `model` filled in when it was missing.
+    public var body: JSON
+    public var model: String
+    public var stream: Bool
+    /// `stream_options.include_usage`: usage also at the top level of the
+    /// last chunk (Moonshot puts it in `choices[0].usage`).
+    public var includeUsage: Bool
+    public var messageCount: Int
+    public var characters: Int
+}
+
+/// Validation at the boundary: every rule here is a 400 before anything is
+/// sent upstream.
+public enum ChatValidation {
+    public static let roles: Set<String> = ["system", "user", "assistant", "tool"]
+
+    /// Validates an OpenAI `/v1/chat/completions` body.
+    /// - allowedModels: the configured models, narrowed by the key's own list.
+    public static func validate(_ body: JSON, config: GatewayConfig, allowedModels: [String]? = nil) throws(GatewayError) -> ChatRequest {
+        guard body.objectValue != nil else { throw .badRequest("Request body must be a JSON object") }
+        // Model: default from config, must be on the allow-list.
+        var model = config.upstream.defaultModel
+        var out = body
+        if let m = body["model"] {
+            guard let s = m.stringValue else { throw .badRequest("'model' must be a string") }
+            guard !s.isEmpty else { throw .badRequest("'model' must not be empty") }
+            model = s
+        } else {
+            out = out.setting("model", .string(model))
+        }
+        let allowed = allowedModels ?? config.upstream.models.map(\.id)
+        guard allowed.contains(model) else {
+            throw .badRequest("Model '\(HeaderSafety.printable(model, max: 80))' is not allowed; available: \(allowed.joined(separator: ", "))")
+        }
+        // Messages.
+        guard let messagesValue = body["messages"] else { throw .badRequest("'messages' is required") }
+        guard let messages = messagesValue.arrayValue else { throw .badRequest("'messages' must be an array") }
+        guard !messages.isEmpty else { throw .badRequest("'messages' must not be empty") }
+        guard messages.count <= config.limits.maxMessages else {
+            throw .badRequest("Too many messages: \(messages.count) (limit \(config.limits.maxMessages))")
+        }
+        var chars = 0
+        for (i, m) in messages.enumerated() {
+            chars += try validateMessage(m, index: i, isLast: i == messages.count - 1)
+        }
+        guard chars <= config.limits.maxChars else {
+            throw .badRequest("Messages too long: \(chars) characters (limit \(config.limits.maxChars))")
+        }
+        // Scalars with a type the upstream would reject anyway, checked here
+        // so nothing malformed is forwarded.
+        for key in ["max_tokens", "max_completion_tokens"] {
+            if let v = body[key], !v.isNull {
+                guard let n = v.intValue else { throw .badRequest("'\(key)' must be an integer") }
+                guard n >= 1 else { throw .badRequest("'\(key)' must be at least 1") }
+                guard n <= config.limits.maxTokens else {
+                    throw .badRequest("'\(key)' \(n) exceeds the limit of \(config.limits.maxTokens)")
+                }
+            }
+        }
+        for key in ["temperature", "top_p", "presence_penalty", "frequency_penalty"] {
+            if let v = body[key], !v.isNull, v.doubleValue == nil { throw .badRequest("'\(key)' must be a number") }
+        }
+        if let v = body["n"], !v.isNull {
+            guard let n = v.intValue, n >= 1, n <= 16 else { throw .badRequest("'n' must be an integer from 1 to 16") }
+        }
+        var stream = false
+        if let v = body["stream"], !v.isNull {
+            guard let b = v.boolValue else { throw .badRequest("'stream' must be a boolean") }
+            stream = b
+        }
+        var includeUsage = false
+        if let so = body["stream_options"], !so.isNull {
+            guard so.objectValue != nil else { throw .badRequest("'stream_options' must be an object") }
+            if let iu = so["include_usage"], !iu.isNull {
+                guard let b = iu.boolValue else { throw .badRequest("'stream_options.include_usage' must be a boolean") }
+                includeUsage = b
+            }
+        }
+        return ChatRequest(body: out, model: model, stream: stream, includeUsage: includeUsage,
+                           messageCount: messages.count, characters: chars)
+    }
+
+    /// One message; returns its character count.
+    static func validateMessage(_ m: JSON, index i: Int, isLast: Bool) throws(GatewayError) -> Int {
+        guard m.objectValue != nil else { throw .badRequest("messages[\(i)] must be an object") }
+        guard let role = m["role"]?.stringValue else { throw .badRequest("messages[\(i)].role is required and must be a string") }
+        guard roles.contains(role) else {
+            throw .badRequest("messages[\(i)].role '\(HeaderSafety.printable(role, max: 40))' is not one of system, user, assistant, tool")
+        }
+        let hasToolCalls = m["tool_calls"].map { !$0.isNull } ?? false
+        guard let content = m["content"], !content.isNull else {
+            if role == "assistant" && hasToolCalls { return 0 }
+            throw .badRequest("messages[\(i)].content is required")
+        }
+        if let s = content.stringValue {
+            // An assistant message may be empty when it carries tool calls, or
+            // is the prefix of a partial-mode completion.
+            if s.trimmingSpaces().isEmpty && !(role == "assistant" && (hasToolCalls || isLast)) {
+                throw .badRequest("messages[\(i)].content must not be empty")
+            }
+            return s.count
+        }
+        if let parts = content.arrayValue {
+            guard !parts.isEmpty else { throw .badRequest("messages[\(i)].content must not be empty") }
+            var n = 0
+            for (k, p) in parts.enumerated() {
+                guard let type = p["type"]?.stringValue else { throw .badRequest("messages[\(i)].content[\(k)].type is required") }
+                if type == "text" {
+                    guard let t = p["text"]?.stringValue else { throw .badRequest("messages[\(i)].content[\(k)].text must be a string") }
+                    n += t.count
+                }
+            }
+            return n
+        }
+        throw .badRequest("messages[\(i)].content must be a string or an array of content parts")
+    }
+}

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the config comes from: the file (optional), the `.env` beside it,
+/// and the process environment.
+public struct ConfigSource: Sendable {
+    public var path: String?
+    public var processEnv: [String: String]
+    public init(path: String?, processEnv: [String: String]) { self.path = path; self.processEnv = processEnv }
+
+    public var dotEnvPath: String {
+        guard let path, let slash = path.lastIndex(of: "/") else { return ".env" }
+        return String(path[...slash]) + ".env"
+    }
+
+    /// Reads and validates everything. Pure except for the two file reads.
+    public func load() throws(ConfigError) -> GatewayConfig {
+        var env = processEnv
+        if let text = FileIO.readText(dotEnvPath) {
+            env = DotEnv.merged(dotEnv: DotEnv.parse(text), processEnv: processEnv)
+        }
+        var config = GatewayConfig()
+        if let path {
+            guard let bytes = FileIO.read(path) else { throw ConfigError("--config", "cannot read \(path)") }
+            config = try GatewayConfig.parse(fileBytes: bytes)
+        }
+        return try config.applying(env: env).validated()
+    }
+
+    /// Modification stamps of the file and `.env`; a change of either reloads.
+    func stamp() -> [Int64] { [path.map(FileIO.mtimeNanos) ?? -1, FileIO.mtimeNanos(dotEnvPath)] }
+}
+
+/// The per-process cache of the parsed config. `current()` stats the files
+/// at most once a second; a changed, valid file replaces the config for new
+/// requests (requests in flight keep the value they took), and a broken new
+/// file keeps the old config and logs why.
+public final class ConfigCache: @unchecked Sendable {
+    public let source: ConfigSource
+    private let lock = Lock()
+    private var config: GatewayConfig
+    private var stamp: [Int64]
+    private var lastCheck: UInt64
+    private var lastBadStamp: [Int64]?
+    private let checkIntervalNanos: UInt64
+    /// Called after a successful reload (e.g. to resize the limiter).
+    public var onReload: ((GatewayConfig) -> Void)?
+
+    public init(source: ConfigSource, checkIntervalNanos: UInt64 = 1_000_000_000) throws(ConfigError) {
+        self.source = source
+        self.checkIntervalNanos = checkIntervalNanos
+        stamp = source.stamp()
+        config = try source.load()
+        lastCheck = Clock.monotonicNanos()
+    }
+
+    public func current() -> GatewayConfig {
+        let now = Clock.monotonicNanos()
+        var reloaded: GatewayConfig?
+        let c: GatewayConfig = lock.withLock {
+            guard now &- lastCheck >= checkIntervalNanos else { return config }
+            lastCheck = now
+            let s = source.stamp()
+            guard s != stamp, s != lastBadStamp else { return config }
+            do {
+                let fresh = try source.load()
+                config = fresh
+                stamp = s
+                lastBadStamp = nil
+                reloaded = fresh
+                Log.info("config reloaded from \(source.path ?? "environment")")
+            } catch {
+                lastBadStamp = s
+                Log.error("config change rejected, keeping the previous config: \(error)")
+            }
+            return config
+        }
+        if let reloaded { onReload?(reloaded) }
+        return c
+    }
+}

@@ -1,0 +1,59 @@
+/// Environment overrides, named as in the Node.js Kimi backend's `.env`.
+extension GatewayConfig {
+    /// Every variable read, for docs and `check-config`.
+    public static let environmentKeys = [
+        "KIMI_API_KEY", "KIMI_BASE_URL", "KIMI_DEFAULT_MODEL", "KIMI_SIMULATED", "PORT", "RATE_LIMIT_WINDOW_MS",
+        "RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_FILE", "REQUIRE_API_KEY", "VALID_API_KEYS", "ALLOWED_ORIGINS",
+        "TRUSTED_PROXIES", "MAX_BODY_BYTES",
+    ]
+
+    public func applying(env: [String: String]) throws(ConfigError) -> GatewayConfig {
+        var c = self
+        func int(_ k: String, min: Int) throws(ConfigError) -> Int? {
+            guard let raw = env[k] else { return nil }
+            let t = raw.trimmingSpaces()
+            guard let v = Int(t) else { throw ConfigError(k, "must be an integer, got \"\(HeaderSafety.printable(t, max: 40))\"") }
+            guard v >= min else { throw ConfigError(k, "must be at least \(min), got \(v)") }
+            return v
+        }
+        func bool(_ k: String) throws(ConfigError) -> Bool? {
+            guard let raw = env[k] else { return nil }
+            switch raw.trimmingSpaces().lowercased() {
+            case "true", "1", "yes", "on": return true
+            case "false", "0", "no", "off", "": return false
+            default: throw ConfigError(k, "must be true or false, got \"\(HeaderSafety.printable(raw, max: 40))\"")
+            }
+        }
+        func list(_ k: String) -> [String]? {
+            env[k].map { $0.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty } }
+        }
+        if let v = env["KIMI_API_KEY"] { c.upstream.apiKey = v.trimmingSpaces() }
+        if let v = env["KIMI_BASE_URL"], !v.isEmpty { c.upstream.baseURL = v.trimmingSpaces() }
+        if let v = env["KIMI_DEFAULT_MODEL"], !v.isEmpty { c.upstream.defaultModel = v.trimmingSpaces() }
+        if let v = try bool("KIMI_SIMULATED") { c.upstream.simulated = v }
+        // PORT is accepted for compatibility and ignored: under FastCGI the
+        // web server owns the port.
+        _ = try int("PORT", min: 0)
+        if let v = try int("RATE_LIMIT_WINDOW_MS", min: 1) { c.rateLimit.policy.windowMs = v }
+        if let v = try int("RATE_LIMIT_MAX_REQUESTS", min: 1) { c.rateLimit.policy.maxRequests = v }
+        if let v = env["RATE_LIMIT_FILE"], !v.isEmpty { c.rateLimit.file = v }
+        if let v = try bool("REQUIRE_API_KEY") { c.auth.required = v }
+        if let keys = list("VALID_API_KEYS") {
+            let extra = keys.map { APIKey(sha256: SHA256.hex($0), name: "env-\(SHA256.hex($0).prefix(8))") }
+            c.auth.keys += extra.filter { e in !c.auth.keys.contains { $0.sha256 == e.sha256 } }
+        }
+        if let v = list("ALLOWED_ORIGINS") { c.cors.allowedOrigins = v }
+        if let v = list("TRUSTED_PROXIES") { c.server.trustedProxies = v }
+        if let v = try int("MAX_BODY_BYTES", min: 1) { c.server.maxBodyBytes = v }
+        return c
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\r" || f == "\n" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" { s.removeLast() }
+        return String(s)
+    }
+}

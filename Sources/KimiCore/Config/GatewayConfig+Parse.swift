@@ -1,0 +1,176 @@
+/// The JSON config file. Unknown keys are errors (a typo must not silently
+/// fall back to a default), and every message names the key.
+extension GatewayConfig {
+    public static func parse(fileBytes: [UInt8], into base: GatewayConfig = GatewayConfig()) throws(ConfigError) -> GatewayConfig {
+        let root: JSON
+        do { root = try JSON.parse(fileBytes) } catch { throw ConfigError("", "not valid JSON: \(error)") }
+        guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
+        var c = base
+        var r = ConfigReader(prefix: "")
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "$comment"])
+        if let u = root["upstream"] {
+            var r = ConfigReader(prefix: "upstream.")
+            let o = try r.object(u)
+            try r.check(o, known: ["baseURL", "apiKey", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
+                                   "models", "modelsCacheSeconds", "keepAliveSeconds"])
+            if let v = u["baseURL"] { c.upstream.baseURL = try r.string(v, "baseURL") }
+            if let v = u["apiKey"] { c.upstream.apiKey = try r.string(v, "apiKey") }
+            if let v = u["simulated"] { c.upstream.simulated = try r.bool(v, "simulated") }
+            if let v = u["connectTimeoutMs"] { c.upstream.connectTimeoutMs = try r.int(v, "connectTimeoutMs", min: 1) }
+            if let v = u["idleTimeoutMs"] { c.upstream.idleTimeoutMs = try r.int(v, "idleTimeoutMs", min: 1) }
+            if let v = u["defaultModel"] { c.upstream.defaultModel = try r.string(v, "defaultModel") }
+            if let v = u["modelsCacheSeconds"] { c.upstream.modelsCacheSeconds = try r.int(v, "modelsCacheSeconds", min: 0) }
+            if let v = u["keepAliveSeconds"] { c.upstream.keepAliveSeconds = try r.int(v, "keepAliveSeconds", min: 1) }
+            if let v = u["models"] {
+                guard let items = v.arrayValue else { throw ConfigError("upstream.models", "must be an array, got \(v.typeName)") }
+                c.upstream.models = try items.enumerated().map { (i, item) throws(ConfigError) -> Model in
+                    let key = "upstream.models[\(i)]"
+                    if let id = item.stringValue { return Model(id: id, contextLength: Model.guessContext(id)) }
+                    var r = ConfigReader(prefix: key + ".")
+                    let o = try r.object(item)
+                    try r.check(o, known: ["id", "contextLength"])
+                    guard let idv = item["id"] else { throw ConfigError(key + ".id", "is required") }
+                    let id = try r.string(idv, "id")
+                    let ctx = try item["contextLength"].map { v throws(ConfigError) in try r.int(v, "contextLength", min: 1) }
+                    return Model(id: id, contextLength: ctx ?? Model.guessContext(id))
+                }
+            }
+        }
+        if let s = root["server"] {
+            var r = ConfigReader(prefix: "server.")
+            let o = try r.object(s)
+            try r.check(o, known: ["maxBodyBytes", "minThreads", "maxThreads", "drainTimeoutMs", "trustedProxies"])
+            if let v = s["maxBodyBytes"] { c.server.maxBodyBytes = try r.int(v, "maxBodyBytes", min: 1) }
+            if let v = s["minThreads"] { c.server.minThreads = try r.int(v, "minThreads", min: 1) }
+            if let v = s["maxThreads"] { c.server.maxThreads = try r.int(v, "maxThreads", min: 1) }
+            if let v = s["drainTimeoutMs"] { c.server.drainTimeoutMs = try r.int(v, "drainTimeoutMs", min: 0) }
+            if let v = s["trustedProxies"] { c.server.trustedProxies = try r.strings(v, "trustedProxies") }
+        }
+        if let a = root["auth"] {
+            var r = ConfigReader(prefix: "auth.")
+            let o = try r.object(a)
+            try r.check(o, known: ["required", "keys"])
+            if let v = a["required"] { c.auth.required = try r.bool(v, "required") }
+            if let v = a["keys"] {
+                guard let items = v.arrayValue else { throw ConfigError("auth.keys", "must be an array, got \(v.typeName)") }
+                c.auth.keys = try items.enumerated().map { (i, item) throws(ConfigError) in try APIKey.parse(item, key: "auth.keys[\(i)]") }
+            }
+        }
+        if let cv = root["cors"] {
+            var r = ConfigReader(prefix: "cors.")
+            let o = try r.object(cv)
+            try r.check(o, known: ["allowedOrigins", "maxAgeSeconds"])
+            if let v = cv["allowedOrigins"] { c.cors.allowedOrigins = try r.strings(v, "allowedOrigins") }
+            if let v = cv["maxAgeSeconds"] { c.cors.maxAgeSeconds = try r.int(v, "maxAgeSeconds", min: 0) }
+        }
+        if let rl = root["rateLimit"] {
+            var r = ConfigReader(prefix: "rateLimit.")
+            let o = try r.object(rl)
+            try r.check(o, known: ["enabled", "windowMs", "maxRequests", "file", "tableSize"])
+            if let v = rl["enabled"] { c.rateLimit.enabled = try r.bool(v, "enabled") }
+            if let v = rl["windowMs"] { c.rateLimit.policy.windowMs = try r.int(v, "windowMs", min: 1) }
+            if let v = rl["maxRequests"] { c.rateLimit.policy.maxRequests = try r.int(v, "maxRequests", min: 1) }
+            if let v = rl["file"] { c.rateLimit.file = try r.string(v, "file") }
+            if let v = rl["tableSize"] { c.rateLimit.tableSize = try r.int(v, "tableSize", min: 64) }
+        }
+        if let l = root["limits"] {
+            var r = ConfigReader(prefix: "limits.")
+            let o = try r.object(l)
+            try r.check(o, known: ["maxMessages", "maxChars", "maxTokens"])
+            if let v = l["maxMessages"] { c.limits.maxMessages = try r.int(v, "maxMessages", min: 1) }
+            if let v = l["maxChars"] { c.limits.maxChars = try r.int(v, "maxChars", min: 1) }
+            if let v = l["maxTokens"] { c.limits.maxTokens = try r.int(v, "maxTokens", min: 1) }
+        }
+        return c
+    }
+}
+
+extension GatewayConfig.Model {
+    /// Context length from the Moonshot naming scheme when the config gives none.
+    static func guessContext(_ id: String) -> Int {
+        if id.hasSuffix("-8k") || id.contains("-8k-") { return 8192 }
+        if id.hasSuffix("-32k") || id.contains("-32k-") { return 32768 }
+        if id.hasSuffix("-128k") || id.contains("-128k-") || id.hasSuffix("-auto") { return 131072 }
+        if id.hasPrefix("kimi-k2") { return 262144 }
+        return 8192
+    }
+}
+
+extension GatewayConfig.APIKey {
+    static func parse(_ item: JSON, key: String) throws(ConfigError) -> GatewayConfig.APIKey {
+        if let plain = item.stringValue {
+            guard !plain.isEmpty else { throw ConfigError(key, "must not be empty") }
+            return .init(sha256: SHA256.hex(plain), name: "key-\(SHA256.hex(plain).prefix(8))")
+        }
+        var r = ConfigReader(prefix: key + ".")
+        let o = try r.object(item)
+        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit"])
+        let hash: String
+        if let k = item["key"], let h = item["sha256"] {
+            _ = (k, h)
+            throw ConfigError(key, "give either \"key\" or \"sha256\", not both")
+        } else if let k = item["key"] {
+            let plain = try r.string(k, "key")
+            guard !plain.isEmpty else { throw ConfigError(key + ".key", "must not be empty") }
+            hash = SHA256.hex(plain)
+        } else if let h = item["sha256"] {
+            let hex = try r.string(h, "sha256").lowercased()
+            guard hex.utf8.count == 64, hex.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
+                throw ConfigError(key + ".sha256", "must be 64 hex digits (from `kimi-gateway hash-key`)")
+            }
+            hash = hex
+        } else {
+            throw ConfigError(key, "needs \"key\" or \"sha256\"")
+        }
+        var entry = GatewayConfig.APIKey(sha256: hash, name: "key-\(hash.prefix(8))")
+        if let n = item["name"] { entry.name = HeaderSafety.printable(try r.string(n, "name"), max: 64) }
+        if let m = item["models"] { entry.models = try r.strings(m, "models") }
+        if let rl = item["rateLimit"] {
+            var rr = ConfigReader(prefix: key + ".rateLimit.")
+            let o = try rr.object(rl)
+            try rr.check(o, known: ["windowMs", "maxRequests"])
+            guard let w = rl["windowMs"], let m = rl["maxRequests"] else {
+                throw ConfigError(key + ".rateLimit", "needs both windowMs and maxRequests")
+            }
+            entry.rateLimit = .init(windowMs: try rr.int(w, "windowMs", min: 1), maxRequests: try rr.int(m, "maxRequests", min: 1))
+        }
+        return entry
+    }
+}
+
+/// Typed reads with messages that name the key.
+struct ConfigReader {
+    let prefix: String
+
+    func object(_ v: JSON) throws(ConfigError) -> [(String, JSON)] {
+        guard let o = v.objectValue else { throw ConfigError(String(prefix.dropLast()), "must be an object, got \(v.typeName)") }
+        return o
+    }
+    func check(_ o: [(String, JSON)], known: Set<String>) throws(ConfigError) {
+        for (k, _) in o where !known.contains(k) {
+            throw ConfigError(prefix + HeaderSafety.printable(k, max: 60), "unknown key (known: \(known.filter { $0 != "$comment" }.sorted().joined(separator: ", ")))")
+        }
+    }
+    func string(_ v: JSON, _ k: String) throws(ConfigError) -> String {
+        guard let s = v.stringValue else { throw ConfigError(prefix + k, "must be a string, got \(v.typeName)") }
+        return s
+    }
+    func bool(_ v: JSON, _ k: String) throws(ConfigError) -> Bool {
+        guard let b = v.boolValue else { throw ConfigError(prefix + k, "must be true or false, got \(v.typeName)") }
+        return b
+    }
+    func int(_ v: JSON, _ k: String, min: Int) throws(ConfigError) -> Int {
+        guard let i = v.intValue else { throw ConfigError(prefix + k, "must be an integer, got \(v.typeName == "number" ? v.serialized() : v.typeName)") }
+        guard i >= min else { throw ConfigError(prefix + k, "must be at least \(min), got \(i)") }
+        return i
+    }
+    func strings(_ v: JSON, _ k: String) throws(ConfigError) -> [String] {
+        guard let a = v.arrayValue else { throw ConfigError(prefix + k, "must be an array of strings, got \(v.typeName)") }
+        var out: [String] = []
+        for (i, item) in a.enumerated() {
+            guard let s = item.stringValue else { throw ConfigError("\(prefix)\(k)[\(i)]", "must be a string, got \(item.typeName)") }
+            out.append(s)
+        }
+        return out
+    }
+}

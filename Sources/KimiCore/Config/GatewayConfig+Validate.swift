@@ -1,0 +1,51 @@
+/// Cross-field checks run after file and environment are merged.
+extension GatewayConfig {
+    public func validated() throws(ConfigError) -> GatewayConfig {
+        guard let url = URLParts(upstream.baseURL) else {
+            throw ConfigError("upstream.baseURL", "must be an absolute http(s) URL, got \"\(HeaderSafety.printable(upstream.baseURL, max: 80))\"")
+        }
+        if url.scheme == "http" && !url.isLoopback {
+            throw ConfigError("upstream.baseURL", "must use https (http is accepted only for loopback hosts such as the simulator)")
+        }
+        guard !upstream.models.isEmpty else { throw ConfigError("upstream.models", "must list at least one model") }
+        guard model(upstream.defaultModel) != nil else {
+            throw ConfigError("upstream.defaultModel", "\"\(HeaderSafety.printable(upstream.defaultModel, max: 60))\" is not in upstream.models")
+        }
+        guard server.minThreads <= server.maxThreads else {
+            throw ConfigError("server.minThreads", "must not exceed server.maxThreads (\(server.maxThreads))")
+        }
+        for (i, o) in cors.allowedOrigins.enumerated() where o != "*" {
+            guard let u = URLParts(o), u.pathAndQuery.isEmpty || u.pathAndQuery == "/" else {
+                throw ConfigError("cors.allowedOrigins[\(i)]", "must be an origin like https://app.example.com or \"*\", got \"\(HeaderSafety.printable(o, max: 80))\"")
+            }
+        }
+        if auth.required && auth.keys.isEmpty {
+            throw ConfigError("auth.keys", "auth is required but no keys are configured (set VALID_API_KEYS or auth.keys)")
+        }
+        for (i, k) in auth.keys.enumerated() {
+            for m in k.models where model(m) == nil {
+                throw ConfigError("auth.keys[\(i)].models", "\"\(HeaderSafety.printable(m, max: 60))\" is not in upstream.models")
+            }
+        }
+        guard !rateLimit.file.isEmpty, rateLimit.file.hasPrefix("/") else {
+            throw ConfigError("rateLimit.file", "must be an absolute path")
+        }
+        return self
+    }
+
+    /// What `check-config` and the start-up log print: no secret, only fingerprints.
+    public func summary() -> [String] {
+        var lines = [
+            "upstream.baseURL = \(upstream.baseURL)\(upstream.simulated ? " (simulator)" : "")",
+            "upstream.apiKey = \(upstream.apiKey.isEmpty ? "(not set)" : "set, fingerprint \(SHA256.fingerprint(upstream.apiKey))")",
+            "upstream.defaultModel = \(upstream.defaultModel); models: \(upstream.models.map(\.id).joined(separator: ", "))",
+            "server.maxBodyBytes = \(server.maxBodyBytes); threads \(server.minThreads)...\(server.maxThreads) per process",
+            "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",
+            "cors.allowedOrigins = \(cors.allowedOrigins.joined(separator: ", "))",
+            "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms, file \(rateLimit.file)" : "off")",
+            "limits = \(limits.maxMessages) messages, \(limits.maxChars) characters, max_tokens \(limits.maxTokens)",
+        ]
+        if !server.trustedProxies.isEmpty { lines.append("server.trustedProxies = \(server.trustedProxies.joined(separator: ", "))") }
+        return lines
+    }
+}

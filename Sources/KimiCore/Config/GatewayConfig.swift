@@ -1,0 +1,103 @@
+/// The gateway's configuration: embedded defaults, then the JSON file, then
+/// environment variables (the names users of the Node.js Kimi backend have in
+/// their `.env`). Every key is documented in README.md § Configuration.
+public struct GatewayConfig: Sendable, Equatable {
+    public struct Model: Sendable, Equatable {
+        public var id: String
+        public var contextLength: Int
+        public init(id: String, contextLength: Int) { self.id = id; self.contextLength = contextLength }
+    }
+
+    public struct Upstream: Sendable, Equatable {
+        public var baseURL = "https://api.moonshot.cn/v1"
+        public var apiKey = ""
+        /// True when the upstream is the project's simulator (said in /health and banners).
+        public var simulated = false
+        public var connectTimeoutMs = 10_000
+        /// Longest silence tolerated from the upstream before giving up (504).
+        public var idleTimeoutMs = 120_000
+        public var defaultModel = "moonshot-v1-8k"
+        /// The allow-list and the fallback for `/v1/models` when the upstream is unreachable.
+        public var models: [Model] = [
+            Model(id: "moonshot-v1-8k", contextLength: 8192),
+            Model(id: "moonshot-v1-32k", contextLength: 32768),
+            Model(id: "moonshot-v1-128k", contextLength: 131072),
+            Model(id: "moonshot-v1-auto", contextLength: 131072),
+            Model(id: "kimi-k2-0905-preview", contextLength: 262144),
+            Model(id: "kimi-k2-turbo-preview", contextLength: 262144),
+            Model(id: "kimi-k2-thinking", contextLength: 262144),
+        ]
+        public var modelsCacheSeconds = 300
+        /// Seconds between `: keep-alive` comments while the upstream is silent.
+        public var keepAliveSeconds = 15
+    }
+
+    public struct Server: Sendable, Equatable {
+        public var maxBodyBytes = 1 << 20
+        /// Accepting threads started per process; more are started on demand.
+        public var minThreads = 8
+        /// Upper bound of threads per process (one per in-flight request).
+        public var maxThreads = 512
+        public var drainTimeoutMs = 30_000
+        /// Addresses whose `X-Forwarded-For` is believed (e.g. a load balancer in front of nginx).
+        public var trustedProxies: [String] = []
+    }
+
+    public struct APIKey: Sendable, Equatable {
+        /// Lowercase hex SHA-256 of the key; plain keys are hashed at load.
+        public var sha256: String
+        public var name: String
+        /// Empty means every configured model.
+        public var models: [String] = []
+        public var rateLimit: RateLimitPolicy?
+        public init(sha256: String, name: String, models: [String] = [], rateLimit: RateLimitPolicy? = nil) {
+            self.sha256 = sha256
+            self.name = name
+            self.models = models
+            self.rateLimit = rateLimit
+        }
+    }
+
+    public struct Auth: Sendable, Equatable {
+        public var required = false
+        public var keys: [APIKey] = []
+    }
+
+    public struct CORS: Sendable, Equatable {
+        /// Exact origins; `*` only when written explicitly.
+        public var allowedOrigins: [String] = ["http://localhost:3000", "http://localhost:8080"]
+        public var maxAgeSeconds = 600
+    }
+
+    public struct RateLimitPolicy: Sendable, Equatable {
+        public var windowMs: Int
+        public var maxRequests: Int
+        public init(windowMs: Int, maxRequests: Int) { self.windowMs = windowMs; self.maxRequests = maxRequests }
+    }
+
+    public struct RateLimit: Sendable, Equatable {
+        public var enabled = true
+        public var policy = RateLimitPolicy(windowMs: 900_000, maxRequests: 100)
+        /// The memory-mapped file every process on the machine shares.
+        public var file = "/tmp/kimi-gateway-ratelimit.bin"
+        /// Slots in the shared table (one per client key); the stalest are evicted when full.
+        public var tableSize = 65_536
+    }
+
+    public struct Limits: Sendable, Equatable {
+        public var maxMessages = 200
+        public var maxChars = 400_000
+        public var maxTokens = 32_768
+    }
+
+    public var upstream = Upstream()
+    public var server = Server()
+    public var auth = Auth()
+    public var cors = CORS()
+    public var rateLimit = RateLimit()
+    public var limits = Limits()
+
+    public init() {}
+
+    public func model(_ id: String) -> Model? { upstream.models.first { $0.id == id } }
+}

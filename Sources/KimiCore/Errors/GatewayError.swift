@@ -1,0 +1,110 @@
+/// The one error type of the gateway. Every failure a client can see is one
+/// of these, and `GatewayError+Render.swift` turns it into a status and body
+/// in exactly one function per API face.
+public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
+    enum Code: String, Sendable {
+        case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
+        case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
+        case upstreamTimeout, upstreamUnavailable, internalError, serviceUnavailable
+    }
+
+    let code: Code
+    public let message: String
+    /// OpenAI/Moonshot error type for the `/v1` body (kept from upstream errors).
+    public let type: String
+    public var extraHeaders: [(String, String)] = []
+
+    public static func == (a: GatewayError, b: GatewayError) -> Bool {
+        a.code == b.code && a.message == b.message && a.type == b.type
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+
+    public var status: Int {
+        switch code {
+        case .badRequest, .upstreamBadRequest: return 400
+        case .unauthorized: return 401
+        case .forbidden: return 403
+        case .notFound: return 404
+        case .methodNotAllowed: return 405
+        case .payloadTooLarge: return 413
+        case .rateLimited, .upstreamRateLimited: return 429
+        case .internalError: return 500
+        case .upstreamAuth, .upstreamFailed, .upstreamUnavailable: return 502
+        case .serviceUnavailable: return 503
+        case .upstreamTimeout: return 504
+        }
+    }
+
+    /// The `code` member of an OpenAI error body.
+    public var openAICode: String? {
+        switch code {
+        case .unauthorized: return "invalid_api_key"
+        case .notFound: return "not_found"
+        case .methodNotAllowed: return "method_not_allowed"
+        case .payloadTooLarge: return "payload_too_large"
+        case .rateLimited: return "rate_limit_exceeded"
+        default: return nil
+        }
+    }
+
+    public static func badRequest(_ m: String) -> GatewayError {
+        GatewayError(code: .badRequest, message: m, type: "invalid_request_error")
+    }
+    public static func unauthorized(_ m: String = "Invalid or missing API key") -> GatewayError {
+        GatewayError(code: .unauthorized, message: m, type: "invalid_authentication_error")
+    }
+    public static func forbidden(_ m: String) -> GatewayError {
+        GatewayError(code: .forbidden, message: m, type: "permission_denied_error")
+    }
+    public static func notFound(_ path: String) -> GatewayError {
+        GatewayError(code: .notFound, message: "Route not found: \(HeaderSafety.printable(path, max: 200))",
+                     type: "invalid_request_error")
+    }
+    public static func methodNotAllowed(_ method: String, allow: [String]) -> GatewayError {
+        var e = GatewayError(code: .methodNotAllowed,
+                             message: "Method \(HeaderSafety.printable(method, max: 20)) not allowed",
+                             type: "invalid_request_error")
+        e.extraHeaders = [("Allow", allow.joined(separator: ", "))]
+        return e
+    }
+    public static func payloadTooLarge(limit: Int) -> GatewayError {
+        GatewayError(code: .payloadTooLarge, message: "Request body exceeds the limit of \(limit) bytes",
+                     type: "invalid_request_error")
+    }
+    public static func rateLimited(retryAfter: Int) -> GatewayError {
+        var e = GatewayError(code: .rateLimited,
+                             message: "Too many requests, please try again in \(retryAfter) seconds",
+                             type: "rate_limit_reached_error")
+        e.extraHeaders = [("Retry-After", String(retryAfter))]
+        return e
+    }
+    public static func upstreamBadRequest(_ m: String, type: String) -> GatewayError {
+        GatewayError(code: .upstreamBadRequest, message: m, type: type.isEmpty ? "invalid_request_error" : type)
+    }
+    public static func upstreamAuth(type: String) -> GatewayError {
+        GatewayError(code: .upstreamAuth, message: "upstream authentication failed",
+                     type: type.isEmpty ? "upstream_authentication_error" : type)
+    }
+    public static func upstreamRateLimited(_ m: String, type: String, retryAfter: Int) -> GatewayError {
+        var e = GatewayError(code: .upstreamRateLimited, message: m,
+                             type: type.isEmpty ? "rate_limit_reached_error" : type)
+        e.extraHeaders = [("Retry-After", String(retryAfter))]
+        return e
+    }
+    public static func upstreamFailed(_ m: String, type: String = "server_error") -> GatewayError {
+        GatewayError(code: .upstreamFailed, message: m, type: type)
+    }
+    public static func upstreamUnavailable(_ m: String) -> GatewayError {
+        GatewayError(code: .upstreamUnavailable, message: m, type: "upstream_unavailable")
+    }
+    public static func upstreamTimeout(_ m: String = "upstream timed out") -> GatewayError {
+        GatewayError(code: .upstreamTimeout, message: m, type: "timeout_error")
+    }
+    public static func internalError(_ m: String = "Internal server error") -> GatewayError {
+        GatewayError(code: .internalError, message: m, type: "server_error")
+    }
+    public static func serviceUnavailable(_ m: String) -> GatewayError {
+        GatewayError(code: .serviceUnavailable, message: m, type: "server_error")
+    }
+}

@@ -1,0 +1,198 @@
+/// Parsing (RFC 8259), strict: one value, optional surrounding whitespace,
+/// no trailing commas, no duplicate member names, nesting bounded so a
+/// hostile body cannot exhaust a worker thread's stack.
+public struct JSONParseError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let offset: Int
+    public let reason: String
+    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+}
+
+extension JSON {
+    public static let maxDepth = 64
+
+    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSON {
+        try bytes.withUnsafeBufferPointer { buf throws(JSONParseError) -> JSON in
+            var p = JSONParser(buf)
+            p.skipWhitespace()
+            let v = try p.value(depth: 0)
+            p.skipWhitespace()
+            guard p.i == buf.count else { throw p.error("unexpected data after the value") }
+            return v
+        }
+    }
+
+    public static func parse(_ text: String) throws(JSONParseError) -> JSON { try parse(Array(text.utf8)) }
+}
+
+struct JSONParser {
+    let b: UnsafeBufferPointer<UInt8>
+    var i = 0
+    init(_ b: UnsafeBufferPointer<UInt8>) { self.b = b }
+
+    func error(_ reason: String) -> JSONParseError { JSONParseError(offset: i, reason: reason) }
+
+    mutating func skipWhitespace() {
+        while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 }
+    }
+
+    mutating func value(depth: Int) throws(JSONParseError) -> JSON {
+        guard depth < JSON.maxDepth else { throw error("nesting deeper than \(JSON.maxDepth)") }
+        guard i < b.count else { throw error("unexpected end of input") }
+        switch b[i] {
+        case UInt8(ascii: "{"): return try object(depth: depth)
+        case UInt8(ascii: "["): return try array(depth: depth)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        default: throw error("unexpected character")
+        }
+    }
+
+    mutating func literal(_ word: StaticString) throws(JSONParseError) {
+        let n = word.utf8CodeUnitCount
+        guard i + n <= b.count else { throw error("unexpected end of input") }
+        for k in 0..<n where b[i + k] != word.utf8Start[k] { throw error("invalid literal") }
+        i += n
+    }
+
+    mutating func object(depth: Int) throws(JSONParseError) -> JSON {
+        i += 1
+        var members: [(String, JSON)] = []
+        var seen = Set<String>()
+        skipWhitespace()
+        if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        while true {
+            skipWhitespace()
+            guard i < b.count, b[i] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let key = try string()
+            guard seen.insert(key).inserted else { throw error("duplicate member \"\(key.prefix(40))\"") }
+            skipWhitespace()
+            guard i < b.count, b[i] == UInt8(ascii: ":") else { throw error("expected ':'") }
+            i += 1
+            skipWhitespace()
+            members.append((key, try value(depth: depth + 1)))
+            skipWhitespace()
+            guard i < b.count else { throw error("unexpected end of input") }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            throw error("expected ',' or '}'")
+        }
+    }
+
+    mutating func array(depth: Int) throws(JSONParseError) -> JSON {
+        i += 1
+        var items: [JSON] = []
+        skipWhitespace()
+        if i < b.count, b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+        while true {
+            skipWhitespace()
+            items.append(try value(depth: depth + 1))
+            skipWhitespace()
+            guard i < b.count else { throw error("unexpected end of input") }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            throw error("expected ',' or ']'")
+        }
+    }
+
+    mutating func number() throws(JSONParseError) -> String {
+        let start = i
+        if b[i] == UInt8(ascii: "-") { i += 1 }
+        func digits(_ p: inout JSONParser) -> Int {
+            let s = p.i
+            while p.i < p.b.count, p.b[p.i] >= 0x30, p.b[p.i] <= 0x39 { p.i += 1 }
+            return p.i - s
+        }
+        guard i < b.count else { throw error("invalid number") }
+        if b[i] == UInt8(ascii: "0") { i += 1 } else if digits(&self) == 0 { throw error("invalid number") }
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digits(&self) > 0 else { throw error("invalid number") }
+        }
+        if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") { i += 1 }
+            guard digits(&self) > 0 else { throw error("invalid number") }
+        }
+        return String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+    }
+
+    mutating func hex4() throws(JSONParseError) -> UInt32 {
+        guard i + 4 <= b.count else { throw error("truncated \\u escape") }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = b[i]
+            let d: UInt32
+            switch c {
+            case 0x30...0x39: d = UInt32(c - 0x30)
+            case 0x41...0x46: d = UInt32(c - 0x41 + 10)
+            case 0x61...0x66: d = UInt32(c - 0x61 + 10)
+            default: throw error("invalid \\u escape")
+            }
+            v = v << 4 | d
+            i += 1
+        }
+        return v
+    }
+
+    mutating func string() throws(JSONParseError) -> String {
+        i += 1
+        let start = i
+        // Fast path: no escapes.
+        while i < b.count, b[i] != UInt8(ascii: "\""), b[i] != UInt8(ascii: "\\"), b[i] >= 0x20 { i += 1 }
+        guard i < b.count else { throw error("unterminated string") }
+        if b[i] == UInt8(ascii: "\"") {
+            let s = try validUTF8(start, i)
+            i += 1
+            return s
+        }
+        var out = Array(b[start..<i])
+        while true {
+            guard i < b.count else { throw error("unterminated string") }
+            let c = b[i]
+            if c == UInt8(ascii: "\"") { i += 1; break }
+            if c < 0x20 { throw error("control character in string") }
+            if c != UInt8(ascii: "\\") { out.append(c); i += 1; continue }
+            i += 1
+            guard i < b.count else { throw error("unterminated string") }
+            let e = b[i]
+            i += 1
+            switch e {
+            case UInt8(ascii: "\""): out.append(0x22)
+            case UInt8(ascii: "\\"): out.append(0x5C)
+            case UInt8(ascii: "/"): out.append(0x2F)
+            case UInt8(ascii: "b"): out.append(0x08)
+            case UInt8(ascii: "f"): out.append(0x0C)
+            case UInt8(ascii: "n"): out.append(0x0A)
+            case UInt8(ascii: "r"): out.append(0x0D)
+            case UInt8(ascii: "t"): out.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = try hex4()
+                if (0xD800...0xDBFF).contains(scalar) {
+                    guard i + 2 <= b.count, b[i] == UInt8(ascii: "\\"), b[i + 1] == UInt8(ascii: "u") else {
+                        throw error("unpaired surrogate")
+                    }
+                    i += 2
+                    let low = try hex4()
+                    guard (0xDC00...0xDFFF).contains(low) else { throw error("unpaired surrogate") }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00...0xDFFF).contains(scalar) {
+                    throw error("unpaired surrogate")
+                }
+                guard let u = Unicode.Scalar(scalar) else { throw error("invalid code point") }
+                out.append(contentsOf: Array(String(Character(u)).utf8))
+            default: throw error("invalid escape")
+            }
+        }
+        guard let s = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8") }
+        return s
+    }
+
+    func validUTF8(_ from: Int, _ to: Int) throws(JSONParseError) -> String {
+        let slice = UnsafeBufferPointer(rebasing: b[from..<to])
+        guard let s = String(validating: slice, as: UTF8.self) else { throw error("invalid UTF-8") }
+        return s
+    }
+}

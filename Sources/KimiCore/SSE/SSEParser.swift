@@ -1,0 +1,104 @@
+/// An incremental parser for `text/event-stream` (WHATWG HTML §9.2.6):
+/// bytes arrive in arbitrary pieces (an event may be split across reads,
+/// even inside a CRLF); lines end in LF, CR or CRLF; `:` lines are comments;
+/// several `data:` lines join with LF; an empty line dispatches the event.
+public struct SSEParser {
+    public struct Event: Equatable, Sendable {
+        public var event: String?
+        public var data: String
+        public var id: String?
+    }
+
+    private var line: [UInt8] = []
+    private var lastWasCR = false
+    private var dataLines: [String] = []
+    private var hasData = false
+    private var eventName: String?
+    private var lastID: String?
+    /// Comments seen (`: keep-alive`), for callers that want to forward them.
+    public private(set) var commentCount = 0
+    /// A single line longer than this is a broken upstream, not an event.
+    public let maxLineBytes: Int
+
+    public init(maxLineBytes: Int = 4 << 20) { self.maxLineBytes = maxLineBytes }
+
+    public struct LineTooLong: Error {}
+
+    /// Feeds bytes; returns the events completed by them.
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws -> [Event] {
+        var out: [Event] = []
+        for b in bytes {
+            if lastWasCR {
+                lastWasCR = false
+                if b == 0x0A { continue } // the LF of a CRLF
+            }
+            if b == 0x0A || b == 0x0D {
+                lastWasCR = b == 0x0D
+                if let e = endLine() { out.append(e) }
+            } else {
+                line.append(b)
+                if line.count > maxLineBytes { throw LineTooLong() }
+            }
+        }
+        return out
+    }
+
+    public mutating func feed(_ bytes: [UInt8]) throws -> [Event] {
+        try bytes.withUnsafeBytes { try feed($0) }
+    }
+
+    private mutating func endLine() -> Event? {
+        defer { line.removeAll(keepingCapacity: true) }
+        if line.isEmpty {
+            guard hasData else { eventName = nil; return nil }
+            let e = Event(event: eventName, data: dataLines.joined(separator: "\n"), id: lastID)
+            dataLines.removeAll()
+            hasData = false
+            eventName = nil
+            return e
+        }
+        if line[0] == UInt8(ascii: ":") { commentCount += 1; return nil }
+        var field: ArraySlice<UInt8>
+        var value: ArraySlice<UInt8>
+        if let colon = line.firstIndex(of: UInt8(ascii: ":")) {
+            field = line[..<colon]
+            value = line[(colon + 1)...]
+            if value.first == 0x20 { value = value.dropFirst() }
+        } else {
+            field = line[...]
+            value = []
+        }
+        let v = String(decoding: value, as: UTF8.self)
+        switch String(decoding: field, as: UTF8.self) {
+        case "data": dataLines.append(v); hasData = true
+        case "event": eventName = v
+        case "id": if !v.contains("\0") { lastID = v }
+        default: break // `retry` and unknown fields are ignored
+        }
+        return nil
+    }
+}
+
+/// Framing for the events the gateway writes.
+public enum SSEFrame {
+    /// One `data:` event. `data` must not contain CR or LF: JSON serialized by
+    /// `JSON` never does; other text is split into several `data:` lines.
+    public static func data(_ data: String) -> String {
+        if !data.utf8.contains(where: { $0 == 0x0A || $0 == 0x0D }) { return "data: \(data)\n\n" }
+        var out = ""
+        for l in data.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
+            out += "data: \(l)\n"
+        }
+        return out + "\n"
+    }
+
+    public static func json(_ value: JSON) -> String { "data: " + value.serialized() + "\n\n" }
+    public static let done = "data: [DONE]\n\n"
+    public static let keepAlive = ": keep-alive\n\n"
+
+    public static let headers: [(String, String)] = [
+        ("Content-Type", "text/event-stream; charset=utf-8"),
+        ("Cache-Control", "no-cache"),
+        ("X-Accel-Buffering", "no"),
+    ]
+}

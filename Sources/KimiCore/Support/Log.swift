@@ -1,0 +1,19 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Log lines to stderr, each written with one write(2) so lines from many
+/// threads and processes never interleave (POSIX: writes up to PIPE_BUF to a
+/// pipe are atomic). Nothing secret is ever passed here: callers log
+/// fingerprints.
+public enum Log {
+    public static var sink: (String) -> Void = { line in
+        var bytes = Array(line.utf8)
+        bytes.append(0x0A)
+        bytes.withUnsafeBytes { p in _ = Glibc.write(2, p.baseAddress, p.count) }
+    }
+
+    public static func info(_ message: String) { sink("\(Clock.iso8601()) info \(message)") }
+    public static func warn(_ message: String) { sink("\(Clock.iso8601()) warn \(message)") }
+    public static func error(_ message: String) { sink("\(Clock.iso8601()) error \(message)") }
+}

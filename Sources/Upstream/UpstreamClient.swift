@@ -1,0 +1,222 @@
+import CCurl
+import Glibc
+import KimiCore
+
+/// What one upstream call needs.
+public struct UpstreamRequest {
+    public var method: String
+    public var url: String
+    public var bearer: String
+    public var body: [UInt8]
+    public var accept: String
+    public var connectTimeoutMs: Int
+    /// Longest silence tolerated while waiting for bytes.
+    public var idleTimeoutMs: Int
+
+    public init(method: String, url: String, bearer: String, body: [UInt8] = [], accept: String = "application/json",
+                connectTimeoutMs: Int, idleTimeoutMs: Int)
+    {
+        self.method = method
+        self.url = url
+        self.bearer = bearer
+        self.body = body
+        self.accept = accept
+        self.connectTimeoutMs = connectTimeoutMs
+        self.idleTimeoutMs = idleTimeoutMs
+    }
+}
+
+/// Receives the response as it arrives. Any callback returning false aborts
+/// the transfer: curl closes the upstream connection, so the Kimi API stops
+/// generating (and billing).
+public protocol UpstreamReceiver: AnyObject {
+    /// Status and lowercased headers, once the header block is complete.
+    func upstreamHead(status: Int, headers: [String: String]) -> Bool
+    func upstreamData(_ bytes: UnsafeRawBufferPointer) -> Bool
+    /// Called at least once a second while the transfer runs (keep-alives,
+    /// noticing a gone client during upstream silence).
+    func upstreamTick() -> Bool
+}
+
+public enum UpstreamResult: Equatable {
+    case completed
+    /// A receiver callback said stop (the client left).
+    case abortedByReceiver
+    case failed(UpstreamErrorMapping.TransportFailure)
+}
+
+/// A libcurl easy handle per worker thread, reused across requests so the
+/// TLS connection to the Kimi API stays alive between them.
+public final class UpstreamClient {
+    private let handle: UnsafeMutableRawPointer
+    fileprivate var receiver: UpstreamReceiver?
+    fileprivate var status = 0
+    fileprivate var headers: [String: String] = [:]
+    fileprivate var headDelivered = false
+    fileprivate var aborted = false
+    fileprivate var idleTimedOut = false
+    fileprivate var lastActivity: UInt64 = 0
+    fileprivate var idleTimeoutNanos: UInt64 = 0
+
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { p in
+            guard let p else { return }
+            Unmanaged<UpstreamClient>.fromOpaque(p).release()
+        }
+        return k
+    }()
+
+    /// Call once before threads start (curl_global_init is not thread-safe).
+    public static func initialize() { _ = globalInit }
+
+    public static func forCurrentThread() -> UpstreamClient {
+        _ = globalInit
+        if let p = pthread_getspecific(key) { return Unmanaged<UpstreamClient>.fromOpaque(p).takeUnretainedValue() }
+        let c = UpstreamClient()
+        pthread_setspecific(key, Unmanaged.passRetained(c).toOpaque())
+        return c
+    }
+
+    private init() {
+        handle = curl_easy_init()!
+    }
+
+    deinit { curl_easy_cleanup(handle) }
+
+    public func perform(_ req: UpstreamRequest, receiver: UpstreamReceiver) -> UpstreamResult {
+        // Reset options, keep live connections and the TLS session cache.
+        curl_easy_reset(handle)
+        self.receiver = receiver
+        status = 0
+        headers = [:]
+        headDelivered = false
+        aborted = false
+        idleTimedOut = false
+        lastActivity = Clock.monotonicNanos()
+        idleTimeoutNanos = UInt64(req.idleTimeoutMs) * 1_000_000
+        defer { self.receiver = nil }
+
+        var list: UnsafeMutablePointer<curl_slist>?
+        for h in ["Authorization: Bearer \(req.bearer)", "Content-Type: application/json", "Accept: \(req.accept)", "Expect:", "User-Agent: kimi-gateway"] {
+            list = curl_slist_append(list, h)
+        }
+        defer { curl_slist_free_all(list) }
+
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        kimi_curl_set_str(handle, CURLOPT_URL, req.url)
+        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, list)
+        kimi_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)
+        kimi_curl_set_long(handle, CURLOPT_FOLLOWLOCATION, 0)
+        kimi_curl_set_long(handle, CURLOPT_SSL_VERIFYPEER, 1)
+        kimi_curl_set_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
+        kimi_curl_set_long(handle, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+        kimi_curl_set_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
+        kimi_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, req.connectTimeoutMs)
+        kimi_curl_set_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
+        // The body is ours to pass through untouched: no decoding.
+        kimi_curl_set_str(handle, CURLOPT_ACCEPT_ENCODING, nil)
+        kimi_curl_set_write_cb(handle, writeCallback)
+        kimi_curl_set_ptr(handle, CURLOPT_WRITEDATA, me)
+        kimi_curl_set_header_cb(handle, headerCallback)
+        kimi_curl_set_ptr(handle, CURLOPT_HEADERDATA, me)
+        kimi_curl_set_xfer_cb(handle, xferCallback)
+        kimi_curl_set_ptr(handle, CURLOPT_XFERINFODATA, me)
+        kimi_curl_set_long(handle, CURLOPT_NOPROGRESS, 0)
+        if req.method == "POST" {
+            kimi_curl_set_long(handle, CURLOPT_POST, 1)
+            kimi_curl_set_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.body.count))
+        } else {
+            kimi_curl_set_long(handle, CURLOPT_HTTPGET, 1)
+        }
+        let rc: CURLcode = req.body.withUnsafeBufferPointer { buf in
+            if req.method == "POST" {
+                // COPYPOSTFIELDS would copy; the buffer outlives the transfer.
+                kimi_curl_set_ptr(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: buf.baseAddress ?? UnsafePointer(bitPattern: 1)!))
+            }
+            return curl_easy_perform(handle)
+        }
+        if rc == CURLE_OK {
+            if !headDelivered { deliverHead() }
+            return .completed
+        }
+        if aborted { return .abortedByReceiver }
+        if idleTimedOut { return .failed(.timeout("no data for \(req.idleTimeoutMs) ms")) }
+        let text = String(cString: curl_easy_strerror(rc))
+        switch rc {
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SSL_CONNECT_ERROR,
+             CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
+            return .failed(.connect(text))
+        case CURLE_OPERATION_TIMEDOUT:
+            return .failed(.timeout(text))
+        default:
+            return .failed(.other(text))
+        }
+    }
+
+    fileprivate func deliverHead() {
+        headDelivered = true
+        if let r = receiver, !r.upstreamHead(status: Int(kimi_curl_response_code(handle)), headers: headers) { aborted = true }
+    }
+
+    fileprivate func header(_ line: UnsafeBufferPointer<UInt8>) {
+        lastActivity = Clock.monotonicNanos()
+        // A new status line (after a 1xx) starts a new header block.
+        if line.starts(with: Array("HTTP/".utf8)) { headers = [:]; return }
+        if line.count <= 2 {
+            let code = Int(kimi_curl_response_code(handle))
+            if code >= 200 { deliverHead() }
+            return
+        }
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
+        var value = String(decoding: line[(colon + 1)...], as: UTF8.self)
+        value = value.trimmingCharacters()
+        headers[name] = value
+    }
+}
+
+private extension String {
+    func trimmingCharacters() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" || l == "\r\n" { s.removeLast() }
+        return String(s)
+    }
+}
+
+private let writeCallback: kimi_curl_data_cb = { ptr, size, n, ud in
+    let c = Unmanaged<UpstreamClient>.fromOpaque(ud!).takeUnretainedValue()
+    let count = size * n
+    c.lastActivity = Clock.monotonicNanos()
+    if !c.headDelivered { c.deliverHead() }
+    if c.aborted { return 0 }
+    guard let r = c.receiver, r.upstreamData(UnsafeRawBufferPointer(start: ptr, count: count)) else {
+        c.aborted = true
+        return 0
+    }
+    return count
+}
+
+private let headerCallback: kimi_curl_data_cb = { ptr, size, n, ud in
+    let c = Unmanaged<UpstreamClient>.fromOpaque(ud!).takeUnretainedValue()
+    let count = size * n
+    ptr!.withMemoryRebound(to: UInt8.self, capacity: count) { c.header(UnsafeBufferPointer(start: $0, count: count)) }
+    return c.aborted ? 0 : count
+}
+
+private let xferCallback: kimi_curl_xfer_cb = { ud, _, _, _, _ in
+    let c = Unmanaged<UpstreamClient>.fromOpaque(ud!).takeUnretainedValue()
+    if c.aborted { return 1 }
+    if Clock.monotonicNanos() &- c.lastActivity > c.idleTimeoutNanos {
+        c.idleTimedOut = true
+        return 1
+    }
+    if let r = c.receiver, !r.upstreamTick() {
+        c.aborted = true
+        return 1
+    }
+    return 0
+}
+

@@ -1,0 +1,4 @@
+import GatewayApp
+import Glibc
+
+exit(KimiGatewayCommand.main(CommandLine.arguments))
