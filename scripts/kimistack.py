@@ -26,11 +26,10 @@ def binary() -> Path:
     env = os.environ.get("KIMI_GATEWAY_BIN")
     if env:
         return Path(env)
-    for cfg in ("release", "debug"):
-        p = ROOT / ".build" / cfg / "kimi-gateway"
-        if p.exists():
-            return p
-    raise FileNotFoundError("kimi-gateway is not built: run `make build`")
+    built = [p for p in (ROOT / ".build" / c / "kimi-gateway" for c in ("release", "debug")) if p.exists()]
+    if not built:
+        raise FileNotFoundError("kimi-gateway is not built: run `make build`")
+    return max(built, key=lambda p: p.stat().st_mtime)  # the newest build, never a stale one
 
 
 def web_user() -> str | None:
@@ -74,7 +73,7 @@ class Stack:
                  workers: int = 2, supervised: bool = False, lighttpd: bool = False,
                  simulator: bool = True, sim_env: dict | None = None, client_max_body: str = "1m",
                  nginx_workers: int = 1, extra_servers: str = "", access_log: bool = True,
-                 upstream_base: str | None = None):
+                 upstream_base: str | None = None, ports: dict | None = None):
         self.run = Path(run_dir).resolve()
         self.config = config or {}
         self.env = env or {}
@@ -90,6 +89,7 @@ class Stack:
         self.upstream_base = upstream_base
         self.procs: dict[str, subprocess.Popen] = {}
         self.ports = {k: free_port() for k in ("http", "https", "plain", "sim", "lighttpd")}
+        self.ports.update(ports or {})
         self.gateway_sock = self.run / "gateway.sock"
         self.sim_sock = self.run / "sim.sock"
         self.config_path = self.run / "gateway.json"
@@ -165,13 +165,17 @@ class Stack:
         if self.use_lighttpd:
             render(CONF / "lighttpd" / "run.conf.template", self.run / "lighttpd.conf", values)
         self.write_config()
-        if self.use_simulator:
-            self.start_simulator()
-        self.start_gateway()
-        self._spawn("nginx", ["nginx", "-p", str(self.run), "-c", str(self.run / "nginx" / "nginx.conf")])
-        if self.use_lighttpd:
-            self._spawn("lighttpd", ["lighttpd", "-D", "-f", str(self.run / "lighttpd.conf")])
-        self.wait_ready()
+        try:
+            if self.use_simulator:
+                self.start_simulator()
+            self.start_gateway()
+            self._spawn("nginx", ["nginx", "-p", str(self.run), "-c", str(self.run / "nginx" / "nginx.conf")])
+            if self.use_lighttpd:
+                self._spawn("lighttpd", ["lighttpd", "-D", "-f", str(self.run / "lighttpd.conf")])
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # nothing is left running after a failed start
+            raise
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         out = open(self.log(name), "ab")

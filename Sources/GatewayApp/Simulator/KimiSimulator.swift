@@ -30,7 +30,7 @@ final class KimiSimulator: @unchecked Sendable {
             return error(ex, 400, "invalid_request_error", "bad body")
         }
         req.body = body
-        stats.update { $0.requests += 1 }
+        if !req.path.hasPrefix("/sim/") { stats.update { $0.requests += 1 } }
         switch router.match(method: req.method, path: req.path) {
         case let .found(h):
             if !req.path.hasPrefix("/sim/") {

@@ -1,0 +1,35 @@
+# kimi-gateway — the two commands of the README, and their parts.
+#   make run    install what is missing, build, start the whole stack, print the URLs
+#   make test   the same set-up, then every test (unit and end to end)
+#   make bench  the benchmark report (bench/results/latest.md)
+SHELL := /bin/bash
+SWIFT ?= swift
+PYTHON ?= python3
+BIN := .build/release/kimi-gateway
+
+.PHONY: all deps build run test unit e2e bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build -c release --product kimi-gateway
+
+run: build
+	@KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) scripts/run.py
+
+unit: deps
+	$(SWIFT) test
+
+e2e: build
+	KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) -m pytest Tests/e2e -q -p no:cacheprovider
+
+test: build unit e2e
+
+bench: build
+	KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) bench/run.py
+
+clean:
+	rm -rf .build run test-artifacts

@@ -1,0 +1,52 @@
+import Testing
+@testable import GatewayApp
+@testable import KimiCore
+
+/// The request pipeline driven without sockets: `Gateway.dispatch` with a
+/// `BufferedResponse`.
+@Suite struct PipelineTests {
+    let gateway: Gateway = {
+        let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: [:]))
+        return Gateway(configCache: cache, services: Services())
+    }()
+
+    func run(_ method: String, _ path: String, headers: [String: String] = [:], body: String = "") -> BufferedResponse {
+        let out = BufferedResponse()
+        let req = Request(method: method, path: path, headers: headers, body: Array(body.utf8))
+        gateway.dispatch(RequestContext(request: req, writer: out, config: gateway.configCache.current()))
+        return out
+    }
+
+    @Test func healthHasBothShapes() throws {
+        let r = run("GET", "/health")
+        #expect(r.status == 200)
+        let j = try #require(r.json)
+        #expect(j["success"] == true && j["status"] == "healthy" && j["engine"] == "ready")
+        #expect(j["version"] == .string(Version.current) && j["timestamp"]?.stringValue?.hasSuffix("Z") == true)
+    }
+
+    @Test func unknownRouteIs404InEachFace() throws {
+        #expect(run("GET", "/api/nope").json == ["success": false, "error": "Route not found: /api/nope"])
+        let v1 = run("GET", "/v1/nope")
+        #expect(v1.status == 404 && v1.json?["error"]?["type"] == "invalid_request_error")
+    }
+
+    @Test func wrongMethodIs405WithAllow() throws {
+        let r = run("DELETE", "/api/chat/completion")
+        #expect(r.status == 405 && r.header("Allow") == "POST, OPTIONS")
+    }
+
+    @Test func infoListsEndpointsAndModels() throws {
+        let j = try #require(run("GET", "/api/info").json)
+        let paths = j["data"]?["endpoints"]?.arrayValue?.compactMap { $0["path"]?.stringValue } ?? []
+        #expect(paths.contains("/v1/chat/completions") && paths.contains("/health"))
+        #expect(j["data"]?["models"]?[0]?["id"] == "moonshot-v1-8k")
+    }
+
+    @Test func badChatBodiesNeverReachTheUpstream() throws {
+        // The default upstream is unreachable from here: a 400 proves validation came first.
+        #expect(run("POST", "/v1/chat/completions", body: "not json").status == 400)
+        #expect(run("POST", "/api/chat/completion", body: #"{"message":""}"#).json?["success"] == false)
+        #expect(run("POST", "/v1/chat/completions", headers: ["content-type": "text/plain"], body: "{}").status == 400)
+    }
+}

@@ -1,0 +1,138 @@
+import Glibc
+import Testing
+@testable import KimiCore
+
+@Suite struct ConfigParseTests {
+    @Test func defaultsMatchTheNodeBackend() throws {
+        let c = GatewayConfig()
+        #expect(c.rateLimit.policy == .init(windowMs: 900_000, maxRequests: 100))
+        #expect(c.server.maxBodyBytes == 1 << 20)
+        #expect(c.upstream.baseURL == "https://api.moonshot.cn/v1")
+        #expect(!c.auth.required)
+    }
+
+    @Test func parsesEveryFace() throws {
+        let c = try GatewayConfig.parse(fileBytes: Array("""
+        {"upstream":{"baseURL":"https://api.moonshot.ai/v1","defaultModel":"m1","models":["m1",{"id":"m2","contextLength":99}]},
+         "server":{"maxBodyBytes":2048,"maxThreads":64,"trustedProxies":["10.0.0.1"]},
+         "auth":{"required":true,"keys":[{"key":"k1","name":"web","models":["m1"],"rateLimit":{"windowMs":1000,"maxRequests":5}},
+                                         {"sha256":"\(SHA256.hex("k2"))"}]},
+         "cors":{"allowedOrigins":["https://app.example.com"]},
+         "rateLimit":{"windowMs":60000,"maxRequests":10},
+         "limits":{"maxMessages":3,"maxChars":100,"maxTokens":50}}
+        """.utf8)).validated()
+        #expect(c.upstream.models == [.init(id: "m1", contextLength: 8192), .init(id: "m2", contextLength: 99)])
+        #expect(c.server.maxBodyBytes == 2048 && c.server.trustedProxies == ["10.0.0.1"])
+        #expect(c.auth.keys[0].sha256 == SHA256.hex("k1") && c.auth.keys[0].name == "web")
+        #expect(c.auth.keys[0].rateLimit == .init(windowMs: 1000, maxRequests: 5))
+        #expect(c.auth.keys[1].sha256 == SHA256.hex("k2"))
+        #expect(c.limits.maxTokens == 50)
+    }
+
+    @Test func messagesNameTheKeyAndTheProblem() throws {
+        func err(_ s: String) -> String {
+            do { _ = try GatewayConfig.parse(fileBytes: Array(s.utf8)).validated(); return "" } catch { return error.description }
+        }
+        #expect(err(#"{"rateLimit":{"maxRequests":"ten"}}"#) == "rateLimit.maxRequests: must be an integer, got string")
+        #expect(err(#"{"rateLimit":{"maxRequests":0}}"#) == "rateLimit.maxRequests: must be at least 1, got 0")
+        #expect(err(#"{"rateLimt":{}}"#).hasPrefix("rateLimt: unknown key"))
+        #expect(err(#"{"upstream":{"baseURL":"http://api.moonshot.cn/v1"}}"#).hasPrefix("upstream.baseURL: must use https"))
+        #expect(err(#"{"upstream":{"defaultModel":"nope"}}"#) == #"upstream.defaultModel: "nope" is not in upstream.models"#)
+        #expect(err(#"{"auth":{"required":true}}"#).hasPrefix("auth.keys: auth is required but no keys"))
+        #expect(err(#"{"auth":{"keys":[{"sha256":"abc"}]}}"#).hasPrefix("auth.keys[0].sha256: must be 64 hex digits"))
+        #expect(err(#"{"cors":{"allowedOrigins":["https://a.com/path"]}}"#).hasPrefix("cors.allowedOrigins[0]"))
+        #expect(err("{not json").hasPrefix("not valid JSON"))
+    }
+
+    @Test func httpIsAcceptedForLoopbackOnly() throws {
+        var c = GatewayConfig()
+        c.upstream.baseURL = "http://127.0.0.1:8080/v1"
+        #expect((try? c.validated()) != nil)
+        c.upstream.baseURL = "http://10.1.1.1/v1"
+        #expect((try? c.validated()) == nil)
+    }
+}
+
+@Suite struct ConfigEnvTests {
+    @Test func environmentOverridesTheFile() throws {
+        let c = try GatewayConfig().applying(env: [
+            "KIMI_API_KEY": "sk-x", "KIMI_BASE_URL": "https://api.moonshot.ai/v1", "RATE_LIMIT_WINDOW_MS": "60000",
+            "RATE_LIMIT_MAX_REQUESTS": "5", "REQUIRE_API_KEY": "true", "VALID_API_KEYS": "a, b,,",
+            "ALLOWED_ORIGINS": "https://x.com,https://y.com", "PORT": "3000",
+        ]).validated()
+        #expect(c.upstream.apiKey == "sk-x" && c.upstream.baseURL == "https://api.moonshot.ai/v1")
+        #expect(c.rateLimit.policy == .init(windowMs: 60000, maxRequests: 5))
+        #expect(c.auth.required && c.auth.keys.map(\.sha256) == [SHA256.hex("a"), SHA256.hex("b")])
+        #expect(c.cors.allowedOrigins == ["https://x.com", "https://y.com"])
+    }
+
+    @Test func badEnvironmentValuesAreNamed() throws {
+        #expect(throws: ConfigError("RATE_LIMIT_MAX_REQUESTS", "must be an integer, got \"lots\"")) {
+            try GatewayConfig().applying(env: ["RATE_LIMIT_MAX_REQUESTS": "lots"])
+        }
+        #expect(throws: ConfigError("REQUIRE_API_KEY", "must be true or false, got \"maybe\"")) {
+            try GatewayConfig().applying(env: ["REQUIRE_API_KEY": "maybe"])
+        }
+    }
+
+    @Test func dotEnvParsesLikeDotenv() throws {
+        let e = DotEnv.parse("""
+        # comment
+        export KIMI_API_KEY="sk-abc"
+        RATE_LIMIT_MAX_REQUESTS=50 # trailing
+        ALLOWED_ORIGINS='https://a.com'
+        BAD LINE
+        MULTI="a\\nb"
+        """)
+        #expect(e == ["KIMI_API_KEY": "sk-abc", "RATE_LIMIT_MAX_REQUESTS": "50", "ALLOWED_ORIGINS": "https://a.com", "MULTI": "a\nb"])
+    }
+
+    @Test func processEnvironmentWinsOverDotEnv() throws {
+        #expect(DotEnv.merged(dotEnv: ["A": "file", "B": "file"], processEnv: ["A": "real"]) == ["A": "real", "B": "file"])
+    }
+}
+
+@Suite(.serialized) struct ConfigCacheTests {
+    let dir: String = {
+        var t = Array("/tmp/kimi-config-test-XXXXXX".utf8CString)
+        return String(cString: mkdtemp(&t)!)
+    }()
+
+    func write(_ text: String) {
+        FileIO.write(dir + "/gateway.json", Array(text.utf8))
+    }
+
+    @Test func reloadsOnChange() throws {
+        write(#"{"rateLimit":{"maxRequests":10}}"#)
+        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 0)
+        #expect(cache.current().rateLimit.policy.maxRequests == 10)
+        write(#"{"rateLimit":{"maxRequests":20}}"#)
+        #expect(cache.current().rateLimit.policy.maxRequests == 20)
+    }
+
+    @Test func keepsOldConfigWhenNewFileIsBroken() throws {
+        write(#"{"rateLimit":{"maxRequests":10}}"#)
+        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 0)
+        write(#"{"rateLimit":{"maxRequests":"#)
+        #expect(cache.current().rateLimit.policy.maxRequests == 10)
+        write(#"{"rateLimit":{"maxRequests":-3}}"#)
+        #expect(cache.current().rateLimit.policy.maxRequests == 10)
+        write(#"{"rateLimit":{"maxRequests":30}}"#)
+        #expect(cache.current().rateLimit.policy.maxRequests == 30)
+    }
+
+    @Test func checksAtMostOncePerInterval() throws {
+        write(#"{"rateLimit":{"maxRequests":10}}"#)
+        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 60_000_000_000)
+        write(#"{"rateLimit":{"maxRequests":99}}"#)
+        #expect(cache.current().rateLimit.policy.maxRequests == 10)
+    }
+
+    @Test func readsDotEnvBesideTheConfig() throws {
+        write("{}")
+        FileIO.write(dir + "/.env", Array("RATE_LIMIT_MAX_REQUESTS=7\n".utf8))
+        defer { unlink(dir + "/.env") }
+        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 0)
+        #expect(cache.current().rateLimit.policy.maxRequests == 7)
+    }
+}

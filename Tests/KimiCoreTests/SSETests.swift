@@ -1,0 +1,89 @@
+import Testing
+@testable import KimiCore
+
+@Suite struct SSEParserTests {
+    func parse(_ pieces: [String]) throws -> [SSEParser.Event] {
+        var p = SSEParser()
+        var out: [SSEParser.Event] = []
+        for piece in pieces { out += try p.feed(Array(piece.utf8)) }
+        return out
+    }
+
+    @Test func eventsSplitAcrossReads() throws {
+        let e = try parse(["da", "ta: {\"a\"", ":1}\n", "\n", "data: x\n\n"])
+        #expect(e.map(\.data) == [#"{"a":1}"#, "x"])
+    }
+
+    @Test func crlfEvenWhenSplitBetweenCRAndLF() throws {
+        let e = try parse(["data: a\r", "\n\r", "\ndata: b\r\r"])
+        #expect(e.map(\.data) == ["a", "b"])
+    }
+
+    @Test func commentsAreSkipped() throws {
+        var p = SSEParser()
+        let e = try p.feed(Array(": keep-alive\n\ndata: x\n\n".utf8))
+        #expect(e.map(\.data) == ["x"] && p.commentCount == 1)
+    }
+
+    @Test func multiLineDataJoinsWithLF() throws {
+        #expect(try parse(["data: a\ndata:b\ndata\n\n"]).map(\.data) == ["a\nb\n"])
+    }
+
+    @Test func eventAndIDFields() throws {
+        let e = try parse(["event: done\nid: 7\ndata: [DONE]\n\n"])
+        #expect(e == [.init(event: "done", data: "[DONE]", id: "7")])
+    }
+
+    @Test func overlongLineFails() throws {
+        var p = SSEParser(maxLineBytes: 8)
+        #expect(throws: SSEParser.LineTooLong.self) { try p.feed(Array("data: 0123456789".utf8)) }
+    }
+
+    @Test func framingSplitsMultiLineText() throws {
+        #expect(SSEFrame.data("a\nb") == "data: a\ndata: b\n\n")
+        #expect(SSEFrame.json(["content": "x\ny"]) == "data: {\"content\":\"x\\ny\"}\n\n")
+    }
+}
+
+@Suite struct UsageTests {
+    @Test func readsMoonshotAndOpenAIPlaces() throws {
+        let moonshot = try JSON.parse(#"{"choices":[{"delta":{},"usage":{"prompt_tokens":1,"completion_tokens":2}}]}"#)
+        let openai = try JSON.parse(#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#)
+        #expect(Usage.find(in: moonshot)?["completion_tokens"] == 2)
+        #expect(Usage.find(in: openai)?["prompt_tokens"] == 3)
+        #expect(Usage.find(in: ["choices": [["delta": ["content": "x"]]]]) == nil)
+    }
+
+    @Test func hoistsOnlyWhenMissingAtTopLevel() throws {
+        let moonshot = try JSON.parse(#"{"id":"c","choices":[{"usage":{"total_tokens":3}}]}"#)
+        #expect(Usage.hoisted(moonshot)?["usage"]?["total_tokens"] == 3)
+        #expect(Usage.hoisted(moonshot)?.serialized().hasPrefix(#"{"id":"c","choices""#) == true)
+        #expect(Usage.hoisted(try JSON.parse(#"{"usage":{"total_tokens":3}}"#)) == nil)
+    }
+}
+
+@Suite struct UpstreamErrorMappingTests {
+    func map(_ status: Int, _ body: String = #"{"error":{"type":"t","message":"m"}}"#, retry: String? = nil) -> GatewayError {
+        UpstreamErrorMapping.map(status: status, body: Array(body.utf8), retryAfter: retry, apiKey: "sk-secret")
+    }
+
+    @Test func table() throws {
+        #expect(map(400).status == 400 && map(400).message == "m" && map(400).type == "t")
+        #expect(map(401).status == 502 && map(401).message == "upstream authentication failed")
+        #expect(map(403).status == 502)
+        #expect(map(429, retry: "5").status == 429)
+        #expect(map(429, retry: "5").extraHeaders.contains { $0 == ("Retry-After", "5") })
+        #expect(map(500).status == 502 && map(503).status == 502)
+        #expect(UpstreamErrorMapping.map(.connect("refused")).status == 502)
+        #expect(UpstreamErrorMapping.map(.timeout("slow")).status == 504)
+    }
+
+    @Test func neverLeaksTheKey() throws {
+        let e = map(400, #"{"error":{"type":"t","message":"bad key sk-secret here"}}"#)
+        #expect(!e.message.contains("sk-secret"))
+    }
+
+    @Test func nonJSONBodyStillMaps() throws {
+        #expect(map(502, "<html>bad gateway</html>").status == 502)
+    }
+}
