@@ -172,17 +172,8 @@ public final class UpstreamClient {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
         let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
         var value = String(decoding: line[(colon + 1)...], as: UTF8.self)
-        value = value.trimmingCharacters()
+        value = value.trimmingSpaces()
         headers[name] = value
-    }
-}
-
-private extension String {
-    func trimmingCharacters() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" || l == "\r\n" { s.removeLast() }
-        return String(s)
     }
 }
 

@@ -87,6 +87,11 @@ import Testing
         #expect(e == ["KIMI_API_KEY": "sk-abc", "RATE_LIMIT_MAX_REQUESTS": "50", "ALLOWED_ORIGINS": "https://a.com", "MULTI": "a\nb"])
     }
 
+    @Test func trimsCRLFAsOneCharacter() throws {
+        #expect(" value\r\n".trimmingSpaces() == "value")
+        #expect("\t\r\nx y\n".trimmingSpaces() == "x y")
+    }
+
     @Test func processEnvironmentWinsOverDotEnv() throws {
         #expect(DotEnv.merged(dotEnv: ["A": "file", "B": "file"], processEnv: ["A": "real"]) == ["A": "real", "B": "file"])
     }

@@ -80,7 +80,7 @@ public enum KimiGatewayCommand {
         if key == nil {
             key = readLine(strippingNewline: true)
         }
-        guard let k = key?.trimmingSpacesPublic(), !k.isEmpty else { throw UsageError("hash-key needs a key") }
+        guard let k = key?.trimmingSpaces(), !k.isEmpty else { throw UsageError("hash-key needs a key") }
         print(SHA256.hex(k))
         return 0
     }
@@ -129,11 +129,3 @@ public enum KimiGatewayCommand {
     }
 }
 
-extension String {
-    func trimmingSpacesPublic() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\r" || f == "\n" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" { s.removeLast() }
-        return String(s)
-    }
-}

@@ -5,6 +5,7 @@ import Upstream
 /// Grows with the chat and access-control layers.
 public final class Services: @unchecked Sendable {
     public let models = ModelsCache()
+    public let limiter = SharedRateLimiter()
     public init() {}
 }
 

@@ -26,7 +26,7 @@ struct SimulatorDirectives: Equatable {
             let after = rest[open.upperBound...]
             guard let close = after.firstIndex(of: "]") else { break }
             for item in after[..<close].split(separator: ",") {
-                let kv = item.split(separator: "=", maxSplits: 1).map { String($0).trimmed() }
+                let kv = item.split(separator: "=", maxSplits: 1).map { String($0).trimmingSpaces() }
                 let key = kv[0]
                 let value = kv.count > 1 ? kv[1] : ""
                 let n = Int(value)
@@ -44,15 +44,6 @@ struct SimulatorDirectives: Equatable {
             rest = after[close...]
         }
         return d
-    }
-}
-
-extension String {
-    func trimmed() -> String {
-        var s = Substring(self)
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return String(s)
     }
 }
 

@@ -50,10 +50,13 @@ extension GatewayConfig {
 }
 
 extension String {
-    func trimmingSpaces() -> String {
+    /// Without leading and trailing spaces, tabs, CR and LF.
+    public func trimmingSpaces() -> String {
+        // "\r\n" is one Character (one grapheme cluster) in Swift.
+        func space(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\r" || c == "\n" || c == "\r\n" }
         var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\r" || f == "\n" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" { s.removeLast() }
+        while let f = s.first, space(f) { s.removeFirst() }
+        while let l = s.last, space(l) { s.removeLast() }
         return String(s)
     }
 }

@@ -1,0 +1,23 @@
+import KimiCore
+
+extension Middleware {
+    /// One limit per client across every process on the machine (GCRA over
+    /// the shared file). Over it: 429 with Retry-After, nothing upstream.
+    static func rateLimit(_ ctx: RequestContext, limiter: SharedRateLimiter) throws {
+        let c = ctx.config
+        guard c.rateLimit.enabled else { return }
+        let policy = ctx.apiKey?.rateLimit ?? c.rateLimit.policy
+        let policyName = ctx.apiKey?.rateLimit != nil ? "key-\(ctx.apiKey!.name)" : "default"
+        let client = ClientIdentity.of(remoteAddr: ctx.request.remoteAddr, forwardedFor: ctx.request.header("x-forwarded-for"),
+                                       trustedProxies: c.server.trustedProxies, apiKeyHash: ctx.apiKey?.sha256)
+        let gcra = GCRA(policy)
+        let now = Clock.wallMicros()
+        let key = RateLimiter.key(client: client, policy: "\(policyName):\(policy.maxRequests)/\(policy.windowMs)")
+        let decision = limiter.check(key: key, policy: gcra, config: c, now: now)
+        ctx.responseHeaders += RateLimitHeaders.headers(policyName: policyName, gcra: gcra, decision: decision, nowMicros: now)
+        if !decision.allowed {
+            ctx.logNotes.append("limited")
+            throw GatewayError.rateLimited(retryAfter: decision.retryAfterSeconds)
+        }
+    }
+}
