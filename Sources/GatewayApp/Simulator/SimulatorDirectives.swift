@@ -57,7 +57,8 @@ enum SimulatorText {
         var h: UInt64 = 0xcbf29ce484222325
         for b in prompt.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
         return (0..<count).map { i in
-            let w = words[Int((h &+ UInt64(i) &* 7) % UInt64(words.count))]
+            h = h &* 6364136223846793005 &+ 1442695040888963407 // an LCG step (Knuth's MMIX constants)
+            let w = words[Int((h >> 33) % UInt64(words.count))]
             return i == count - 1 ? w + "." : w + " "
         }
     }

@@ -1,0 +1,92 @@
+// The JS SDK under Node's own test runner, against a running stack
+// (nginx + gateway + simulator). KIMI_GATEWAY_URL and KIMI_SIM_URL are set
+// by Tests/e2e/test_sdk_node.py, which starts the stack.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { KimiClient, KimiError, SSEParser } from '../../static/kimi-sdk.js';
+
+const BASE = process.env.KIMI_GATEWAY_URL;
+const SIM = process.env.KIMI_SIM_URL;
+const kimi = new KimiClient({ baseURL: BASE });
+
+async function simState(id) {
+  const r = await fetch(`${SIM}/sim/stats`);
+  return (await r.json()).byId[id];
+}
+
+test('SSEParser: events split across reads, CRLF, comments, multi-line data', () => {
+  const p = new SSEParser();
+  const pieces = ['data: {"a"', ':1}\r', '\n\r\n: keep-alive\n\n', 'data: x\ndata: y\n', '\n', 'event: e\rdata: z\r\r'];
+  const events = pieces.flatMap((s) => p.feed(s));
+  assert.deepEqual(events.map((e) => e.data), ['{"a":1}', 'x\ny', 'z']);
+  assert.equal(events[2].event, 'e');
+});
+
+test('health and models', async () => {
+  const h = await kimi.health();
+  assert.equal(h.status, 'healthy');
+  const models = await kimi.models();
+  assert.ok(models.some((m) => m.id === 'moonshot-v1-8k' && m.default));
+});
+
+test('chat answers one message', async () => {
+  const r = await kimi.chat('hello from node [sim:tokens=7]', { temperature: 0.2 });
+  assert.equal(r.message.split(' ').length, 7);
+  assert.equal(r.usage.completion_tokens, 7);
+});
+
+test('chatWithHistory answers a conversation', async () => {
+  const r = await kimi.chatWithHistory([
+    { role: 'user', content: 'one' }, { role: 'assistant', content: 'two' }, { role: 'user', content: 'three [sim:tokens=4]' },
+  ], { model: 'moonshot-v1-32k' });
+  assert.equal(r.model, 'moonshot-v1-32k');
+  assert.equal(r.message.split(' ').length, 4);
+});
+
+test('chatStream delivers deltas that add up to the answer', async () => {
+  const prompt = 'stream from node [sim:tokens=25]';
+  const deltas = [];
+  let completed = null;
+  const r = await kimi.chatStream(prompt, { onMessage: (d) => deltas.push(d), onComplete: (x) => { completed = x; } });
+  const whole = await kimi.chat(prompt);
+  assert.equal(deltas.length, 25);
+  assert.equal(deltas.join(''), whole.message);
+  assert.equal(r.message, whole.message);
+  assert.equal(r.usage.completion_tokens, 25);
+  assert.deepEqual(completed, r);
+});
+
+test('errors are KimiError with status and message', async () => {
+  await assert.rejects(kimi.chat(''), (e) => e instanceof KimiError && e.status === 400 && /must not be empty/.test(e.message));
+  await assert.rejects(kimi.chat('x', { model: 'gpt-4' }), (e) => e.status === 400 && /not allowed/.test(e.message));
+  await assert.rejects(kimi.chat('x [sim:error=429]'), (e) => e.status === 429 && e.retryAfter === 2 && typeof e.requestId === 'string');
+  await assert.rejects(kimi.chat('x [sim:error=503]'), (e) => e.status === 502);
+  let seen = null;
+  await assert.rejects(kimi.chatStream('x [sim:error=429]', { onError: (e) => { seen = e; } }), KimiError);
+  assert.equal(seen.status, 429);
+});
+
+test('an error inside a stream rejects with KimiError', async () => {
+  await assert.rejects(kimi.chatStream('cut [sim:tokens=20,cut=4]'), (e) => e instanceof KimiError && /before \[DONE\]/.test(e.message));
+});
+
+test('an unreachable gateway is KimiError status 0', async () => {
+  const dead = new KimiClient({ baseURL: 'http://127.0.0.1:9' });
+  await assert.rejects(dead.health(), (e) => e instanceof KimiError && e.status === 0);
+});
+
+test('abort cancels a stream and the gateway sees the client leave', async () => {
+  const id = `node-abort-${Date.now()}`;
+  const ac = new AbortController();
+  let n = 0;
+  await assert.rejects(
+    kimi.chatStream(`[sim:tokens=400,delay=30,id=${id}]`, { signal: ac.signal, onMessage: () => { if (++n === 5) ac.abort(); } }),
+    (e) => e.name === 'AbortError',
+  );
+  let state;
+  for (let i = 0; i < 100 && state !== 'client-left'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    state = await simState(id);
+  }
+  assert.equal(state, 'client-left');
+});

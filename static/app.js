@@ -1,0 +1,187 @@
+// The test console: every call goes through kimi-sdk.js, model output is
+// only ever set as textContent (it is untrusted input).
+import { KimiClient, KimiError } from './kimi-sdk.js';
+
+const $ = (id) => document.getElementById(id);
+const KEY_STORE = 'kimi-gateway.apiKey';
+const history = [];
+let controller = null;
+
+const keyInput = $('apiKey');
+keyInput.value = sessionStorage.getItem(KEY_STORE) || '';
+keyInput.addEventListener('change', () => {
+  sessionStorage.setItem(KEY_STORE, keyInput.value.trim());
+  loadModels();
+});
+
+function client() {
+  return new KimiClient({ baseURL: '', apiKey: keyInput.value.trim() });
+}
+
+function showError(err) {
+  const box = $('error');
+  box.hidden = false;
+  box.textContent = describe(err);
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+
+function describe(err) {
+  if (!(err instanceof KimiError)) return `Unexpected error: ${err && err.message ? err.message : err}`;
+  switch (true) {
+    case err.status === 401: return `401 — API key missing or invalid. Enter a valid key in the settings. (${err.message})`;
+    case err.status === 403: return `403 — ${err.message}`;
+    case err.status === 429: return `429 — Rate limited. Try again in ${err.retryAfter ?? 'a few'} seconds. (${err.message})`;
+    case err.status === 502 || err.status === 503: return `${err.status} — The upstream Kimi API is unavailable: ${err.message}`;
+    case err.status === 504: return `504 — The upstream Kimi API timed out: ${err.message}`;
+    case err.status === 0: return `The gateway cannot be reached: ${err.message}`;
+    default: return `${err.status} — ${err.message}`;
+  }
+}
+
+async function checkHealth() {
+  const pill = $('health');
+  try {
+    const h = await client().health();
+    pill.textContent = `${h.status} · v${h.version}`;
+    pill.className = 'pill pill-ok';
+    const up = $('upstream');
+    up.textContent = `upstream: ${h.upstream}`;
+    up.classList.toggle('simulated', Boolean(h.simulated));
+  } catch (e) {
+    pill.textContent = 'unreachable';
+    pill.className = 'pill pill-bad';
+    $('upstream').textContent = describe(e);
+  }
+}
+
+async function loadModels() {
+  const select = $('model');
+  try {
+    const models = await client().models();
+    select.replaceChildren(...models.map((m) => {
+      const o = document.createElement('option');
+      o.value = m.id;
+      o.textContent = `${m.id} (${Math.round(m.context_length / 1024)}k)`;
+      o.selected = Boolean(m.default);
+      return o;
+    }));
+    clearError();
+  } catch (e) {
+    const o = document.createElement('option');
+    o.value = '';
+    o.textContent = 'models unavailable';
+    select.replaceChildren(o);
+    showError(e);
+  }
+}
+
+function bubble(role, text) {
+  const empty = $('messages').querySelector('.empty');
+  if (empty) empty.remove();
+  const div = document.createElement('div');
+  div.className = `msg ${role}`;
+  const span = document.createElement('span');
+  span.className = 'text';
+  span.textContent = text;
+  div.append(span);
+  $('messages').append(div);
+  div.scrollIntoView({ block: 'end' });
+  return div;
+}
+
+function meta(div, { usage, firstMs, totalMs, model, stopped }) {
+  const m = document.createElement('span');
+  m.className = 'meta';
+  const parts = [];
+  if (model) parts.push(model);
+  if (usage) parts.push(`tokens: ${usage.prompt_tokens ?? '?'} in / ${usage.completion_tokens ?? '?'} out`);
+  if (firstMs !== undefined) parts.push(`first token ${firstMs} ms`);
+  parts.push(`total ${totalMs} ms`);
+  if (stopped) parts.push('stopped');
+  m.textContent = parts.join(' · ');
+  div.append(m);
+}
+
+function setBusy(busy) {
+  $('send').disabled = busy;
+  $('stop').disabled = !busy;
+}
+
+function renderEmpty() {
+  const p = document.createElement('p');
+  p.className = 'empty';
+  p.textContent = 'No messages yet. Ask something below.';
+  $('messages').replaceChildren(p);
+}
+
+async function send(text) {
+  clearError();
+  const multi = document.querySelector('input[name="mode"]:checked').value === 'multi';
+  const stream = $('stream').checked;
+  const model = $('model').value || undefined;
+  const system = $('system').value.trim() || undefined;
+  if (!multi) { history.length = 0; renderEmpty(); }
+  bubble('user', text);
+  const turn = [...history, { role: 'user', content: text }];
+  if (system && multi) turn.unshift({ role: 'system', content: system });
+  const reply = bubble('assistant', '');
+  const out = reply.querySelector('.text');
+  const started = performance.now();
+  let firstMs;
+  controller = new AbortController();
+  setBusy(true);
+  try {
+    let result;
+    if (stream) {
+      reply.classList.add('streaming');
+      result = await client().chatStream(multi ? turn : text, {
+        model, system: multi ? undefined : system, signal: controller.signal,
+        onMessage: (_delta, full) => {
+          if (firstMs === undefined) firstMs = Math.round(performance.now() - started);
+          out.textContent = full;
+          reply.scrollIntoView({ block: 'end' });
+        },
+      });
+    } else if (multi) {
+      result = await client().chatWithHistory(turn, { model, signal: controller.signal });
+    } else {
+      result = await client().chat(text, { model, system, signal: controller.signal });
+    }
+    out.textContent = result.message;
+    history.push({ role: 'user', content: text }, { role: 'assistant', content: result.message });
+    meta(reply, { usage: result.usage, firstMs, totalMs: Math.round(performance.now() - started), model: result.model || model });
+  } catch (e) {
+    if (e && e.name === 'AbortError') {
+      meta(reply, { firstMs, totalMs: Math.round(performance.now() - started), stopped: true });
+      if (out.textContent) history.push({ role: 'user', content: text }, { role: 'assistant', content: out.textContent });
+    } else {
+      if (!out.textContent) reply.remove();
+      showError(e);
+    }
+  } finally {
+    reply.classList.remove('streaming');
+    controller = null;
+    setBusy(false);
+  }
+}
+
+$('composer').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const text = $('input').value.trim();
+  if (!text || controller) return;
+  $('input').value = '';
+  send(text);
+});
+$('input').addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) $('composer').requestSubmit();
+});
+$('stop').addEventListener('click', () => { if (controller) controller.abort(); });
+$('clear').addEventListener('click', () => { history.length = 0; renderEmpty(); clearError(); });
+
+renderEmpty();
+checkHealth();
+loadModels();
