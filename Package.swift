@@ -8,6 +8,7 @@ let package = Package(
     name: "KimiGateway",
     products: [
         .executable(name: "kimi-gateway", targets: ["kimi-gateway"]),
+        .executable(name: "kimi-bench", targets: ["kimi-bench"]),
     ],
     targets: [
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
@@ -17,8 +18,9 @@ let package = Package(
         .target(name: "FastCGI", dependencies: ["CFastCGI", "KimiCore"]),
         .target(name: "Upstream", dependencies: ["CCurl", "KimiCore"]),
         .target(name: "SharedLimiter", dependencies: ["CAtomics", "KimiCore"]),
-        .target(name: "GatewayApp", dependencies: ["KimiCore", "FastCGI", "Upstream", "SharedLimiter"]),
+        .target(name: "GatewayApp", dependencies: ["CAtomics", "KimiCore", "FastCGI", "Upstream", "SharedLimiter"]),
         .executableTarget(name: "kimi-gateway", dependencies: ["GatewayApp"]),
+        .executableTarget(name: "kimi-bench", dependencies: ["KimiCore", "SharedLimiter"]),
         .testTarget(name: "KimiCoreTests", dependencies: ["KimiCore"]),
         .testTarget(name: "SharedLimiterTests", dependencies: ["SharedLimiter", "KimiCore"]),
         .testTarget(name: "GatewayAppTests", dependencies: ["GatewayApp", "KimiCore"]),

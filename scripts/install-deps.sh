@@ -8,11 +8,11 @@ APT_PACKAGES=(
   libfcgi-dev libcurl4-openssl-dev pkg-config   # build: the two system libraries
   nginx-light lighttpd spawn-fcgi openssl       # run: web servers, process spawner, TLS cert
   chromium chromium-driver nodejs               # tests: the browser page and the JS SDK
-  wrk valgrind                                  # benchmarks and profiling
+  wrk apache2-utils valgrind                    # benchmarks (wrk, ab) and profiling
   python3 python3-pip curl procps
 )
-PY_MODULES=(openai selenium pytest)
-PY_PACKAGES=("openai>=1.40,<2" "selenium>=4.20" "pytest>=8")
+PY_MODULES=(openai selenium pytest matplotlib)
+PY_PACKAGES=("openai>=1.40,<2" "selenium>=4.20" "pytest>=8" "matplotlib>=3.7")
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,17 +1,25 @@
 import CFastCGI
 import Glibc
 import KimiCore
+import Synchronization
 
 /// Worker threads that each loop on FCGX_Accept_r / FCGX_Finish_r. A request
-/// holds its thread for its whole life (an SSE stream can last minutes), so
-/// the pool starts `minThreads` and starts one more whenever the last idle
-/// thread takes a request, up to `maxThreads`. Threads are not shrunk: an
+/// holds its thread for its whole life (an SSE stream can last minutes), and
+/// with `fastcgi_keep_conn on` a thread also stays with its connection
+/// between requests. So the pool starts `minThreads`, and a manager thread
+/// adds threads (+25 % a tick, up to `maxThreads`) whenever no thread has
+/// entered a listening accept() for 2 ms: long requests and kept
+/// connections get threads, while short requests are served by the few
+/// threads there are, straight from the kernel's accept queue (more threads
+/// sleeping in accept() only add wake-ups: measured 2.5 context switches a
+/// request with 48 threads, 1.05 with a few). Threads are not shrunk: an
 /// idle thread costs a few tens of KiB of touched stack.
 ///
-/// Shutdown: `stop()` sets the flag and interrupts threads blocked in
-/// accept() with SIGUSR1 (installed without SA_RESTART, and requests are
-/// initialised with FCGI_FAIL_ACCEPT_ON_INTR so libfcgi returns instead of
-/// retrying); threads serving a request finish it, then exit.
+/// Shutdown: `stop()` sets the flag and interrupts every thread that is not
+/// serving a request with SIGUSR1 (installed without SA_RESTART; requests
+/// are initialised with FCGI_FAIL_ACCEPT_ON_INTR), so threads in accept()
+/// return and idle kept connections are closed (nginx drops a closed idle
+/// connection from its cache); threads serving a request finish it first.
 public final class WorkerPool: @unchecked Sendable {
     public typealias Handler = (FastCGIExchange) -> Void
 
@@ -20,13 +28,24 @@ public final class WorkerPool: @unchecked Sendable {
     private let maxThreads: Int
     private let stackBytes: Int
     private let handler: Handler
+    // Counters read and written on every request: atomics, never a lock (a
+    // preempted lock holder stalls every thread of the process).
+    private let total = Atomic<Int>(0)
+    private let idle = Atomic<Int>(0)
+    private let active = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+    /// When a thread last entered a listening accept() (not a kept connection).
+    private let lastAcceptEntry = Atomic<UInt64>(0)
+    /// One entry per thread, added at thread start (rare, under the lock):
+    /// whether it is inside accept(), so `stop` knows whom to interrupt.
+    final class Worker: @unchecked Sendable {
+        let thread: pthread_t
+        let accepting = Atomic<Bool>(false)
+        let alive = Atomic<Bool>(true)
+        init(_ t: pthread_t) { thread = t }
+    }
     private let lock = Lock()
-    private var total = 0
-    private var idle = 0
-    private var active = 0
-    private var accepting = Set<UInt>()
-    private var stopping = false
-    private var exited = 0
+    private var workers: [Worker] = []
 
     public init(fd: Int32, minThreads: Int, maxThreads: Int, stackBytes: Int = 512 << 10, handler: @escaping Handler) {
         self.fd = fd
@@ -37,20 +56,53 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     public struct Stats { public let threads: Int; public let idle: Int; public let active: Int }
-    public var stats: Stats { lock.withLock { Stats(threads: total, idle: idle, active: active) } }
+    public var stats: Stats {
+        Stats(threads: total.load(ordering: .relaxed), idle: idle.load(ordering: .relaxed), active: active.load(ordering: .relaxed))
+    }
 
     public func start() {
         FCGX_Init()
         for _ in 0..<minThreads { spawn() }
+        startManager()
+    }
+
+    /// Grows the pool for long requests; see the type's comment.
+    private func startManager() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var tid = pthread_t()
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setstacksize(&attr, 256 << 10)
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        pthread_create(&tid, &attr, { arg in
+            let pool = Unmanaged<WorkerPool>.fromOpaque(arg!).takeRetainedValue()
+            while !pool.stopping.load(ordering: .relaxed) {
+                usleep(2_000)
+                pool.growIfSaturated(now: Clock.monotonicNanos())
+            }
+            return nil
+        }, box)
+        pthread_attr_destroy(&attr)
+    }
+
+    func growIfSaturated(now: UInt64) {
+        // Nobody waiting in a listening accept(), and nobody has gone back to
+        // one for 2 ms: new connections would wait in the kernel's queue.
+        guard idle.load(ordering: .relaxed) == 0,
+              now &- lastAcceptEntry.load(ordering: .relaxed) > 2_000_000 else { return }
+        let n = total.load(ordering: .relaxed)
+        for _ in 0..<max(1, n / 4) { spawn() }
     }
 
     private func spawn() {
-        let grown: Bool = lock.withLock {
-            guard !stopping, total < maxThreads else { return false }
-            total += 1
-            return true
+        // Claim a place below the maximum without a lock.
+        var n = total.load(ordering: .relaxed)
+        while true {
+            guard !stopping.load(ordering: .relaxed), n < maxThreads else { return }
+            let (done, seen) = total.compareExchange(expected: n, desired: n + 1, ordering: .relaxed)
+            if done { break }
+            n = seen
         }
-        guard grown else { return }
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         pthread_attr_setstacksize(&attr, stackBytes)
@@ -65,7 +117,7 @@ public final class WorkerPool: @unchecked Sendable {
         pthread_attr_destroy(&attr)
         if rc != 0 {
             Unmanaged<WorkerPool>.fromOpaque(box).release()
-            lock.withLock { total -= 1 }
+            total.subtract(1, ordering: .relaxed)
             Log.error("cannot start a worker thread: \(String(cString: strerror(rc))) (\(stats.threads) running)")
         }
     }
@@ -73,56 +125,99 @@ public final class WorkerPool: @unchecked Sendable {
     private func loop() {
         var request = FCGX_Request()
         FCGX_InitRequest(&request, fd, FCGI_FAIL_ACCEPT_ON_INTR)
-        let me = UInt(pthread_self())
+        let me = Worker(pthread_self())
+        lock.withLock { workers.append(me) }
         var failures = 0
-        while true {
-            let go: Bool = lock.withLock {
-                if stopping { return false }
-                idle += 1
-                accepting.insert(me)
-                return true
+        while !stopping.load(ordering: .acquiring) {
+            // On a kept connection (fastcgi_keep_conn) wait here for its next
+            // request, so the pool knows this thread is not free for new
+            // connections. When nginx closes it, close it ourselves: inside
+            // FCGX_Accept_r libfcgi would fall through to a listening accept()
+            // that the pool cannot see (measured: the pool ran to maxThreads).
+            if request.ipcFd >= 0 {
+                me.accepting.store(true, ordering: .sequentiallyConsistent)
+                let next = stopping.load(ordering: .sequentiallyConsistent) ? .stop : waitOnKeptConnection(request.ipcFd)
+                me.accepting.store(false, ordering: .sequentiallyConsistent)
+                switch next {
+                case .request: break
+                case .closed: FCGX_Free(&request, 1); continue
+                case .interrupted: continue
+                case .stop: FCGX_Free(&request, 1); continue
+                }
             }
-            guard go else { break }
+            let listening = request.ipcFd < 0
+            if listening {
+                idle.add(1, ordering: .relaxed)
+                lastAcceptEntry.store(Clock.monotonicNanos(), ordering: .relaxed)
+            }
+            me.accepting.store(true, ordering: .sequentiallyConsistent)
+            // A stop that came between the check above and here is seen now,
+            // or its repeated SIGUSR1 interrupts the wait below.
+            if stopping.load(ordering: .sequentiallyConsistent) {
+                me.accepting.store(false, ordering: .relaxed)
+                if listening { idle.subtract(1, ordering: .relaxed) }
+                break
+            }
             let rc = FCGX_Accept_r(&request)
-            var growNow = false
-            let stop: Bool = lock.withLock {
-                idle -= 1
-                accepting.remove(me)
-                if rc >= 0 { active += 1; growNow = idle == 0 && total < maxThreads }
-                return stopping && rc < 0
-            }
-            if stop { break }
+            me.accepting.store(false, ordering: .sequentiallyConsistent)
+            if listening { idle.subtract(1, ordering: .relaxed) }
             if rc < 0 {
+                if stopping.load(ordering: .acquiring) { break }
                 // EINTR from a stray signal, or a transient accept error.
                 failures += 1
                 if failures > 3 { usleep(10_000) }
                 continue
             }
             failures = 0
-            if growNow { spawn() }
+            active.add(1, ordering: .relaxed)
             withUnsafeMutablePointer(to: &request) { req in
                 let exchange = FastCGIExchange(request: req)
                 handler(exchange)
             }
             FCGX_Finish_r(&request)
-            lock.withLock { active -= 1 }
+            active.subtract(1, ordering: .relaxed)
         }
         FCGX_Free(&request, 0)
-        lock.withLock { total -= 1; exited += 1 }
+        me.alive.store(false, ordering: .relaxed)
+        total.subtract(1, ordering: .relaxed)
+        // Parked, not returned: the loop only ends when the process is about
+        // to exit, and `stop` may still pthread_kill this thread, which is
+        // undefined for a detached thread that has already ended.
+        while true { pause() }
+    }
+
+    enum KeptConnection { case request, closed, interrupted, stop }
+
+    /// Blocks until the kept connection has the next request, or is closed.
+    private func waitOnKeptConnection(_ fd: Int32) -> KeptConnection {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let r = poll(&pfd, 1, -1)
+        if stopping.load(ordering: .acquiring) { return .stop }
+        if r < 0 { return errno == EINTR ? .interrupted : .closed }
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        if n > 0 { return .request }
+        if n < 0, errno == EAGAIN || errno == EINTR { return .interrupted }
+        return .closed // EOF or error: nginx let the connection go
     }
 
     /// Stops accepting and waits for in-flight requests up to `drainNanos`.
     /// Returns the number of requests still running when it gave up.
     public func stop(drainNanos: UInt64) -> Int {
-        lock.withLock { stopping = true }
+        stopping.store(true, ordering: .sequentiallyConsistent)
         FCGX_ShutdownPending()
         let deadline = Clock.monotonicNanos() &+ drainNanos
         while true {
-            let (waiting, running, threads) = lock.withLock { (Array(accepting), active, total) }
+            let list = lock.withLock { workers }
             // Re-sent until every accepting thread has left accept(): a thread
             // that was between its flag check and accept() missed the first.
-            for t in waiting { pthread_kill(pthread_t(t), SIGUSR1) }
-            if threads == 0 || (running == 0 && waiting.isEmpty) { return 0 }
+            for w in list where w.alive.load(ordering: .relaxed) && w.accepting.load(ordering: .sequentiallyConsistent) {
+                pthread_kill(w.thread, SIGUSR1)
+            }
+            let running = active.load(ordering: .relaxed)
+            if total.load(ordering: .relaxed) == 0 || running == 0 && !list.contains(where: { $0.alive.load(ordering: .relaxed) && $0.accepting.load(ordering: .relaxed) }) {
+                return 0
+            }
             if Clock.monotonicNanos() >= deadline { return running }
             usleep(20_000)
         }

@@ -34,13 +34,24 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
         let length: Int
         let capacity: Int
         let inode: UInt64
-        init(base: UnsafeMutableRawPointer, length: Int, capacity: Int, inode: UInt64) {
+        /// Kept open so every check can fstat it: touching a mapping whose
+        /// file was truncated in place raises SIGBUS.
+        let fd: Int32
+        init(base: UnsafeMutableRawPointer, length: Int, capacity: Int, inode: UInt64, fd: Int32) {
             self.base = base
             self.length = length
             self.capacity = capacity
             self.inode = inode
+            self.fd = fd
         }
-        deinit { munmap(base, length) }
+        deinit {
+            munmap(base, length)
+            close(fd)
+        }
+        var intact: Bool {
+            var st = stat()
+            return fstat(fd, &st) == 0 && Int(st.st_size) >= length
+        }
         @inline(__always) func words(_ slot: Int) -> UnsafeMutablePointer<UInt64> {
             (base + MappedLimiterStore.headerBytes + slot * 16).assumingMemoryBound(to: UInt64.self)
         }
@@ -56,31 +67,37 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
         }
     }
 
+    /// The mapping in use, or none when the file could not be opened.
+    final class Current { let mapping: Mapping?; init(_ m: Mapping?) { mapping = m } }
+
     public let path: String
     public let capacity: Int
-    private let lock = Lock()
-    private var mapping: Mapping?
-    private var lastCheck: UInt64 = 0
-    private var lastEvictionLog: UInt64 = 0
+    private let lock = Lock() // only around reopening
+    private let current: Published<Current>
+    private let recheck = IntervalGate(intervalNanos: 1_000_000_000)
+    private let evictionLog = IntervalGate(intervalNanos: 10_000_000_000)
     public private(set) var recreations = 0
 
     public init(path: String, capacity: Int) {
         precondition(kimi_atomic_is_lock_free64(), "64-bit atomics must be lock-free for the shared limiter")
         self.path = path
         self.capacity = max(64, capacity)
-        lock.withLock { mapping = openOrCreate() }
+        current = Published(Current(nil))
+        lock.withLock { current.store(Current(openOrCreate())) }
     }
 
-    /// The current mapping, re-validated against the file at most once a second.
-    private func current() -> Mapping? {
-        let now = Clock.monotonicNanos()
-        return lock.withLock {
-            if mapping == nil || now &- lastCheck > 1_000_000_000 {
-                lastCheck = now
-                if mapping == nil || !stillValid(mapping!) { mapping = openOrCreate() }
-            }
-            return mapping
+    /// The current mapping, re-validated against the file at most once a
+    /// second by one thread; the others read it without a lock.
+    private func mapping() -> Mapping? {
+        let m = current.load().mapping
+        let truncated = m.map { !$0.intact } ?? false
+        guard truncated || recheck.tryEnter() else { return m }
+        lock.withLock {
+            let now = current.load().mapping
+            if now == nil || !stillValid(now!) { current.store(Current(openOrCreate())) }
         }
+        let fresh = current.load().mapping
+        return fresh.map { $0.intact ? $0 : nil } ?? nil
     }
 
     private func stillValid(_ m: Mapping) -> Bool {
@@ -104,19 +121,20 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
             if errno != ENOENT { Log.error("rate-limit file \(path): \(String(cString: strerror(errno))); recreating") }
             return nil
         }
-        defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
+        guard fstat(fd, &st) == 0 else { close(fd); return nil }
         let expected = Self.headerBytes + capacity * 16
         guard Int(st.st_size) == expected else {
+            close(fd)
             Log.error("rate-limit file \(path) has \(st.st_size) bytes, expected \(expected) (truncated, corrupt or resized); recreating")
             return nil
         }
         guard let p = mmap(nil, expected, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            close(fd)
             Log.error("rate-limit file \(path): mmap failed: \(String(cString: strerror(errno)))")
             return nil
         }
-        let m = Mapping(base: p, length: expected, capacity: capacity, inode: UInt64(st.st_ino))
+        let m = Mapping(base: p, length: expected, capacity: capacity, inode: UInt64(st.st_ino), fd: fd)
         let h = p.assumingMemoryBound(to: UInt64.self)
         guard h[0] == Self.magic, h[1] == Self.version, h[2] == UInt64(capacity), h[3] == Self.check(UInt64(capacity)) else {
             Log.error("rate-limit file \(path) has a bad header (corrupt or another format); recreating")
@@ -168,7 +186,7 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
     }
 
     public func slot(for key: UInt64, now: Int64) -> LimiterSlot? {
-        guard let m = current() else { return nil }
+        guard let m = mapping() else { return nil }
         let start = Int(key % UInt64(m.capacity))
         var stalest = -1
         var stalestTAT = Int64.max
@@ -195,9 +213,7 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
             // Still limiting someone: the newcomer starts fresh, and we say so.
             var t = UInt64(bitPattern: stalestTAT)
             _ = kimi_atomic_cas64(w + 1, &t, 0)
-            let n = Clock.monotonicNanos()
-            if n &- lastEvictionLog > 10_000_000_000 {
-                lastEvictionLog = n
+            if evictionLog.tryEnter() {
                 Log.warn("rate-limit table full around slot \(stalest): evicted an active client (raise rateLimit.tableSize)")
             }
         }

@@ -79,41 +79,21 @@ public final class UpstreamClient {
         return c
     }
 
+    /// The request header list, rebuilt only when the key or Accept changes.
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var headerListKey = ""
+
     private init() {
         handle = curl_easy_init()!
-    }
-
-    deinit { curl_easy_cleanup(handle) }
-
-    public func perform(_ req: UpstreamRequest, receiver: UpstreamReceiver) -> UpstreamResult {
-        // Reset options, keep live connections and the TLS session cache.
-        curl_easy_reset(handle)
-        self.receiver = receiver
-        status = 0
-        headers = [:]
-        headDelivered = false
-        aborted = false
-        idleTimedOut = false
-        lastActivity = Clock.monotonicNanos()
-        idleTimeoutNanos = UInt64(req.idleTimeoutMs) * 1_000_000
-        defer { self.receiver = nil }
-
-        var list: UnsafeMutablePointer<curl_slist>?
-        for h in ["Authorization: Bearer \(req.bearer)", "Content-Type: application/json", "Accept: \(req.accept)", "Expect:", "User-Agent: kimi-gateway"] {
-            list = curl_slist_append(list, h)
-        }
-        defer { curl_slist_free_all(list) }
-
+        // Options that never change are set once per handle (a reset and
+        // full set-up per request cost more than the transfer itself).
         let me = Unmanaged.passUnretained(self).toOpaque()
-        kimi_curl_set_str(handle, CURLOPT_URL, req.url)
-        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, list)
         kimi_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)
         kimi_curl_set_long(handle, CURLOPT_FOLLOWLOCATION, 0)
         kimi_curl_set_long(handle, CURLOPT_SSL_VERIFYPEER, 1)
         kimi_curl_set_long(handle, CURLOPT_SSL_VERIFYHOST, 2)
         kimi_curl_set_long(handle, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS))
         kimi_curl_set_long(handle, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
-        kimi_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, req.connectTimeoutMs)
         kimi_curl_set_long(handle, CURLOPT_TCP_KEEPALIVE, 1)
         // The body is ours to pass through untouched: no decoding.
         kimi_curl_set_str(handle, CURLOPT_ACCEPT_ENCODING, nil)
@@ -124,6 +104,40 @@ public final class UpstreamClient {
         kimi_curl_set_xfer_cb(handle, xferCallback)
         kimi_curl_set_ptr(handle, CURLOPT_XFERINFODATA, me)
         kimi_curl_set_long(handle, CURLOPT_NOPROGRESS, 0)
+    }
+
+    deinit {
+        curl_easy_cleanup(handle)
+        curl_slist_free_all(headerList)
+    }
+
+    private func headers(bearer: String, accept: String) -> UnsafeMutablePointer<curl_slist>? {
+        let key = bearer + "\n" + accept
+        if key != headerListKey || headerList == nil {
+            curl_slist_free_all(headerList)
+            headerList = nil
+            for h in ["Authorization: Bearer \(bearer)", "Content-Type: application/json", "Accept: \(accept)", "Expect:", "User-Agent: kimi-gateway"] {
+                headerList = curl_slist_append(headerList, h)
+            }
+            headerListKey = key
+        }
+        return headerList
+    }
+
+    public func perform(_ req: UpstreamRequest, receiver: UpstreamReceiver) -> UpstreamResult {
+        self.receiver = receiver
+        status = 0
+        headers = [:]
+        headDelivered = false
+        aborted = false
+        idleTimedOut = false
+        lastActivity = Clock.monotonicNanos()
+        idleTimeoutNanos = UInt64(req.idleTimeoutMs) * 1_000_000
+        defer { self.receiver = nil }
+
+        kimi_curl_set_str(handle, CURLOPT_URL, req.url)
+        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, headers(bearer: req.bearer, accept: req.accept))
+        kimi_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, req.connectTimeoutMs)
         if req.method == "POST" {
             kimi_curl_set_long(handle, CURLOPT_POST, 1)
             kimi_curl_set_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.body.count))
@@ -160,20 +174,28 @@ public final class UpstreamClient {
         if let r = receiver, !r.upstreamHead(status: Int(kimi_curl_response_code(handle)), headers: headers) { aborted = true }
     }
 
+    /// The upstream headers the gateway acts on; the rest are not copied.
+    static let keptHeaders: [[UInt8]] = ["retry-after", "content-type", "x-request-id"].map { Array($0.utf8) }
+
     fileprivate func header(_ line: UnsafeBufferPointer<UInt8>) {
         lastActivity = Clock.monotonicNanos()
         // A new status line (after a 1xx) starts a new header block.
-        if line.starts(with: Array("HTTP/".utf8)) { headers = [:]; return }
+        if line.count > 5, line[0] == 0x48, line[1] == 0x54, line[2] == 0x54, line[3] == 0x50, line[4] == 0x2F { headers = [:]; return }
         if line.count <= 2 {
             let code = Int(kimi_curl_response_code(handle))
             if code >= 200 { deliverHead() }
             return
         }
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
-        let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
-        var value = String(decoding: line[(colon + 1)...], as: UTF8.self)
-        value = value.trimmingSpaces()
-        headers[name] = value
+        // Case-insensitive name match on bytes (RFC 9110 §5.1).
+        guard let kept = Self.keptHeaders.first(where: { k in
+            k.count == colon && zip(k, line[..<colon]).allSatisfy { $0 == ($1 >= 0x41 && $1 <= 0x5A ? $1 | 0x20 : $1) }
+        }) else { return }
+        var start = colon + 1
+        var end = line.count
+        while start < end, line[start] == 0x20 || line[start] == 0x09 { start += 1 }
+        while end > start, line[end - 1] == 0x20 || line[end - 1] == 0x09 || line[end - 1] == 0x0D || line[end - 1] == 0x0A { end -= 1 }
+        headers[String(decoding: kept, as: UTF8.self)] = String(decoding: UnsafeBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
     }
 }
 

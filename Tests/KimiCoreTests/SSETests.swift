@@ -87,3 +87,15 @@ import Testing
         #expect(map(502, "<html>bad gateway</html>").status == 502)
     }
 }
+
+@Suite struct UsageScanTests {
+    @Test func findsTheTopLevelUsageWithoutParsingTheAnswer() throws {
+        let body = Array(#"{"id":"x","choices":[{"message":{"content":"a \"usage\": {fake}"}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#.utf8)
+        #expect(Usage.scan(body)?["completion_tokens"] == 7)
+    }
+
+    @Test func noUsageIsNil() throws {
+        #expect(Usage.scan(Array(#"{"id":"x"}"#.utf8)) == nil)
+        #expect(Usage.scan(Array(#"{"usage":{"unterminated":1"#.utf8)) == nil)
+    }
+}

@@ -12,7 +12,7 @@ extension Middleware {
                                        trustedProxies: c.server.trustedProxies, apiKeyHash: ctx.apiKey?.sha256)
         let gcra = GCRA(policy)
         let now = Clock.wallMicros()
-        let key = RateLimiter.key(client: client, policy: "\(policyName):\(policy.maxRequests)/\(policy.windowMs)")
+        let key = RateLimiter.key(client: client, policy: ctx.apiKey?.rateLimit != nil ? "\(policyName):\(policy.maxRequests)/\(policy.windowMs)" : c.rateLimit.policyKey)
         let decision = limiter.check(key: key, policy: gcra, config: c, now: now)
         ctx.responseHeaders += RateLimitHeaders.headers(policyName: policyName, gcra: gcra, decision: decision, nowMicros: now)
         if !decision.allowed {

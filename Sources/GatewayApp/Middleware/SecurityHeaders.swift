@@ -21,4 +21,14 @@ public enum SecurityHeaders {
         ("X-Permitted-Cross-Domain-Policies", "none"),
         ("X-XSS-Protection", "0"),
     ]
+
+    /// The set as header lines, serialized once for every response.
+    public static let serialized: [UInt8] = {
+        var out: [UInt8] = []
+        for (name, value) in all {
+            precondition(HeaderSafety.isSafe(name) && HeaderSafety.isSafe(value))
+            out += Array("\(name): \(value)\r\n".utf8)
+        }
+        return out
+    }()
 }

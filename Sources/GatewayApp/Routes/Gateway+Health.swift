@@ -6,9 +6,7 @@ extension Gateway {
     /// authenticated, never rate-limited.
     func health(_ ctx: RequestContext) throws {
         let c = ctx.config
-        let upstream = c.upstream.simulated
-            ? "simulator (\(c.upstream.baseURL)): no KIMI_API_KEY set, answers are simulated"
-            : "kimi-api (\(URLParts(c.upstream.baseURL)?.host ?? c.upstream.baseURL))"
+        let upstream = c.upstream.label
         ctx.json(200, [
             "success": true,
             "status": "healthy",

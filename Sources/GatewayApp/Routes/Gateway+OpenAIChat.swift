@@ -8,10 +8,11 @@ extension Gateway {
     func openAIChat(_ ctx: RequestContext) throws {
         let chat = try ChatValidation.validate(try ctx.jsonBody(), config: ctx.config, allowedModels: ctx.allowedModels)
         ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
-        let body = chat.body.serializedBytes()
+        // Unchanged requests go upstream byte for byte as the client sent them.
+        let body = chat.modified ? chat.body.serializedBytes() : ctx.request.body
         guard chat.stream else {
             let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey)
-            if let u = (try? JSON.parse(call.body)).flatMap(Usage.find) { ctx.logNotes.append(Usage.logWord(u)) }
+            if let u = Usage.scan(call.body) { ctx.logNotes.append(Usage.logWord(u)) }
             ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: call.body)
             return
         }

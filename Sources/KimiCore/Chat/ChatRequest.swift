@@ -10,6 +10,9 @@ public struct ChatRequest: Sendable {
     public var includeUsage: Bool
     public var messageCount: Int
     public var characters: Int
+    /// True when `body` differs from what the client sent (the model was
+    /// filled in); otherwise the client's bytes can be forwarded as they are.
+    public var modified: Bool
 }
 
 /// Validation at the boundary: every rule here is a 400 before anything is
@@ -24,12 +27,14 @@ public enum ChatValidation {
         // Model: default from config, must be on the allow-list.
         var model = config.upstream.defaultModel
         var out = body
+        var modified = false
         if let m = body["model"] {
             guard let s = m.stringValue else { throw .badRequest("'model' must be a string") }
             guard !s.isEmpty else { throw .badRequest("'model' must not be empty") }
             model = s
         } else {
             out = out.setting("model", .string(model))
+            modified = true
         }
         let allowed = allowedModels ?? config.upstream.models.map(\.id)
         guard allowed.contains(model) else {
@@ -80,7 +85,7 @@ public enum ChatValidation {
             }
         }
         return ChatRequest(body: out, model: model, stream: stream, includeUsage: includeUsage,
-                           messageCount: messages.count, characters: chars)
+                           messageCount: messages.count, characters: chars, modified: modified)
     }
 
     /// One message; returns its character count.

@@ -33,50 +33,51 @@ public struct ConfigSource: Sendable {
 }
 
 /// The per-process cache of the parsed config. `current()` stats the files
-/// at most once a second; a changed, valid file replaces the config for new
-/// requests (requests in flight keep the value they took), and a broken new
-/// file keeps the old config and logs why.
+/// at most once a second (one thread does it; the others never wait); a
+/// changed, valid file replaces the config for new requests (requests in
+/// flight keep the value they took), and a broken new file keeps the old
+/// config and logs why.
 public final class ConfigCache: @unchecked Sendable {
+    final class Box { let config: GatewayConfig; init(_ c: GatewayConfig) { config = c } }
+
     public let source: ConfigSource
-    private let lock = Lock()
-    private var config: GatewayConfig
+    private let published: Published<Box>
+    private let gate: IntervalGate
+    private let lock = Lock() // only around a reload
     private var stamp: [Int64]
-    private var lastCheck: UInt64
     private var lastBadStamp: [Int64]?
-    private let checkIntervalNanos: UInt64
     /// Called after a successful reload (e.g. to resize the limiter).
     public var onReload: ((GatewayConfig) -> Void)?
 
     public init(source: ConfigSource, checkIntervalNanos: UInt64 = 1_000_000_000) throws(ConfigError) {
         self.source = source
-        self.checkIntervalNanos = checkIntervalNanos
         stamp = source.stamp()
-        config = try source.load()
-        lastCheck = Clock.monotonicNanos()
+        published = Published(Box(try source.load()))
+        gate = IntervalGate(intervalNanos: checkIntervalNanos)
     }
 
     public func current() -> GatewayConfig {
-        let now = Clock.monotonicNanos()
-        var reloaded: GatewayConfig?
-        let c: GatewayConfig = lock.withLock {
-            guard now &- lastCheck >= checkIntervalNanos else { return config }
-            lastCheck = now
+        if gate.tryEnter() { reloadIfChanged() }
+        return published.load().config
+    }
+
+    private func reloadIfChanged() {
+        let reloaded: GatewayConfig? = lock.withLock {
             let s = source.stamp()
-            guard s != stamp, s != lastBadStamp else { return config }
+            guard s != stamp, s != lastBadStamp else { return nil }
             do {
                 let fresh = try source.load()
-                config = fresh
+                published.store(Box(fresh))
                 stamp = s
                 lastBadStamp = nil
-                reloaded = fresh
                 Log.info("config reloaded from \(source.path ?? "environment")")
+                return fresh
             } catch {
                 lastBadStamp = s
                 Log.error("config change rejected, keeping the previous config: \(error)")
+                return nil
             }
-            return config
         }
         if let reloaded { onReload?(reloaded) }
-        return c
     }
 }

@@ -30,7 +30,12 @@ extension GatewayConfig {
         guard !rateLimit.file.isEmpty, rateLimit.file.hasPrefix("/") else {
             throw ConfigError("rateLimit.file", "must be an absolute path")
         }
-        return self
+        var c = self
+        c.rateLimit.policyKey = "default:\(rateLimit.policy.maxRequests)/\(rateLimit.policy.windowMs)"
+        c.upstream.label = upstream.simulated
+            ? "simulator (\(upstream.baseURL)): no KIMI_API_KEY set, answers are simulated"
+            : "kimi-api (\(url.host))"
+        return c
     }
 
     /// What `check-config` and the start-up log print: no secret, only fingerprints.

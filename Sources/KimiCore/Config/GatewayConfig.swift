@@ -30,12 +30,14 @@ public struct GatewayConfig: Sendable, Equatable {
         public var modelsCacheSeconds = 300
         /// Seconds between `: keep-alive` comments while the upstream is silent.
         public var keepAliveSeconds = 15
+        /// What /health says about the upstream; derived by `validated()`.
+        public var label = "kimi-api (api.moonshot.cn)"
     }
 
     public struct Server: Sendable, Equatable {
         public var maxBodyBytes = 1 << 20
         /// Accepting threads started per process; more are started on demand.
-        public var minThreads = 8
+        public var minThreads = 2
         /// Upper bound of threads per process (one per in-flight request).
         public var maxThreads = 512
         public var drainTimeoutMs = 30_000
@@ -82,6 +84,9 @@ public struct GatewayConfig: Sendable, Equatable {
         public var file = "/tmp/kimi-gateway-ratelimit.bin"
         /// Slots in the shared table (one per client key); the stalest are evicted when full.
         public var tableSize = 65_536
+        /// The default policy's part of every client key (a changed limit
+        /// starts clients afresh); derived by `validated()`.
+        public var policyKey = "default:100/900000"
     }
 
     public struct Limits: Sendable, Equatable {

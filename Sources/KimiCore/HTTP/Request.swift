@@ -40,13 +40,13 @@ extension Request {
         if uri.isEmpty { uri = "/" }
         var path = uri
         var query = params["QUERY_STRING"] ?? ""
-        if let q = uri.firstIndex(of: "?") {
+        if let q = uri.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = String(uri[..<q])
             if query.isEmpty { query = String(uri[uri.index(after: q)...]) }
         }
         var headers: [String: String] = [:]
-        for (k, v) in params where k.hasPrefix("HTTP_") {
-            headers[String(k.dropFirst(5)).lowercased().replacingUnderscores()] = v
+        for (k, v) in params where Request.isHeaderParam(k) {
+            headers[Request.headerName(fromParam: k)] = v
         }
         if let ct = params["CONTENT_TYPE"], !ct.isEmpty { headers["content-type"] = ct }
         return Request(method: method, path: path, query: query, headers: headers,
@@ -54,8 +54,22 @@ extension Request {
     }
 }
 
-extension String {
-    func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
+extension Request {
+    static func isHeaderParam(_ k: String) -> Bool {
+        k.utf8.withContiguousStorageIfAvailable { b in
+            b.count > 5 && b[0] == 0x48 && b[1] == 0x54 && b[2] == 0x54 && b[3] == 0x50 && b[4] == 0x5F
+        } ?? k.hasPrefix("HTTP_")
+    }
+
+    /// `HTTP_X_API_KEY` → `x-api-key` (RFC 3875 §4.1.18), on bytes.
+    static func headerName(fromParam k: String) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(k.utf8.count - 5)
+        for b in k.utf8.dropFirst(5) {
+            out.append(b == 0x5F ? 0x2D : (b >= 0x41 && b <= 0x5A ? b | 0x20 : b))
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 }
 
 public enum APIFace: String, Sendable {

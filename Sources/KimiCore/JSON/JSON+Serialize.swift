@@ -45,6 +45,13 @@ extension JSON {
 
     public static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(0x22)
+        // Fast path: most strings need no escaping and go in as one copy.
+        let plain = s.utf8.withContiguousStorageIfAvailable { b -> Bool in
+            for c in b where c < 0x20 || c == 0x22 || c == 0x5C || c == 0x7F { return false }
+            out.append(contentsOf: b)
+            return true
+        }
+        if plain == true { out.append(0x22); return }
         for c in s.utf8 {
             switch c {
             case 0x22: out.append(0x5C); out.append(0x22)

@@ -23,6 +23,8 @@ public enum ClientIdentity {
     }
 
     static func normalise(_ s: String) -> String {
+        // Fast path: a plain IPv4 address as web servers send REMOTE_ADDR.
+        if s.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }) { return s }
         var t = s.trimmingSpaces()
         if t.hasPrefix("::ffff:"), t.contains(".") { t = String(t.dropFirst(7)) }
         return t.lowercased()

@@ -7,10 +7,13 @@ import Glibc
 /// pipe are atomic). Nothing secret is ever passed here: callers log
 /// fingerprints.
 public enum Log {
-    public static var sink: (String) -> Void = { line in
-        var bytes = Array(line.utf8)
-        bytes.append(0x0A)
-        bytes.withUnsafeBytes { p in _ = Glibc.write(2, p.baseAddress, p.count) }
+    public static var sink: (String) -> Void = { line in writeLine(Array(line.utf8)) }
+
+    /// One line (a newline is added), in one write(2).
+    public static func writeLine(_ bytes: [UInt8]) {
+        var b = bytes
+        b.append(0x0A)
+        b.withUnsafeBytes { p in _ = Glibc.write(2, p.baseAddress, p.count) }
     }
 
     public static func info(_ message: String) { sink("\(Clock.iso8601()) info \(message)") }
