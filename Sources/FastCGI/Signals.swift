@@ -1,0 +1,39 @@
+import Glibc
+import KimiCore
+
+/// Process-wide signal set-up for a responder.
+public enum Signals {
+    /// SIGPIPE ignored (a gone client is an EPIPE, not a death); SIGUSR1 a
+    /// no-op without SA_RESTART, used to interrupt accept(); SIGTERM/SIGINT
+    /// blocked in every thread so that `waitForTermination` gets them.
+    public static func install() {
+        signal(SIGPIPE, SIG_IGN)
+        var sa = sigaction()
+        sa.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&sa.sa_mask)
+        sa.sa_flags = 0
+        sigaction(SIGUSR1, &sa, nil)
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGHUP)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// Blocks the calling thread until SIGTERM or SIGINT; SIGHUP is logged and ignored.
+    public static func waitForTermination() -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGHUP)
+        while true {
+            var sig: Int32 = 0
+            if sigwait(&set, &sig) == 0 {
+                if sig == SIGHUP { Log.info("SIGHUP ignored: the config is reloaded automatically when its file changes"); continue }
+                return sig
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+"""The benchmark suite's parts: measure (load tools, /proc), stacks, scenarios, report."""

@@ -1,0 +1,86 @@
+"""The report: bench/results/latest.md, latest.json and a PNG chart."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .measure import ROOT, log
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def verdict(value: float, target: str) -> str:
+    op, num = target.split()
+    ok = {"<=": value <= float(num), ">=": value >= float(num), "==": value == float(num)}[op]
+    return "met" if ok else "MISSED"
+
+
+def write_report(r: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
+    h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
+    f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
+    lines = [
+        "# kimi-gateway benchmark report", "",
+        f"Run {r['when']} on {r['machine']} — load generator, nginx, gateway and simulator on the same machine.",
+        "Every ratio compares two figures measured side by side in this run; absolute numbers drift on shared machines.",
+        "Reproduce: `make bench` (writes this file, `latest.json` and `latest.png`).", "",
+        "| # | scenario | gateway | baseline | ratio | target | verdict |", "|---|---|---|---|---|---|---|",
+        f"| 1 | GET /health req/s (wrk -c32) | {f(h['gateway']['rps'], 0)} | {f(h['baseline']['rps'], 0)} (C libfcgi) | {f(h['rps_ratio'])} | ≥ 0.9 | {verdict(h['rps_ratio'], '>= 0.9')} |",
+        f"| 1 | GET /health p99 ms | {f(h['gateway']['p99_ms'])} | {f(h['baseline']['p99_ms'])} | {f(h['p99_ratio'])} | ≤ 1.5 | {verdict(h['p99_ratio'], '<= 1.5')} |",
+        f"| 2 | POST /v1/chat/completions req/s | {f(c['gateway']['rps'], 0)} | {f(c['baseline']['rps'], 0)} (nginx proxy_pass) | {f(c['rps_ratio'])} | ≥ 0.5 | {verdict(c['rps_ratio'], '>= 0.5')} |",
+        f"| 2 | POST /v1/chat/completions p99 ms | {f(c['gateway']['p99_ms'])} | {f(c['baseline']['p99_ms'])} | {f(c['p99_ratio'])} | ≤ 2 | {verdict(c['p99_ratio'], '<= 2')} |",
+        f"| 3 | 200-chunk stream, median TTFB ms | {f(st['gateway_ttfb_ms'])} | {f(st['direct_ttfb_ms'])} (simulator direct) | +{f(st['ttfb_added_ms'])} ms | ≤ +1 ms | {verdict(st['ttfb_added_ms'], '<= 1')} |",
+        f"| 3 | 200-chunk stream, median total ms | {f(st['gateway_total_ms'], 1)} | {f(st['direct_total_ms'], 1)} | +{f(st['total_added_pct'], 1)} % | ≤ +10 % | {verdict(st['total_added_pct'], '<= 10')} |",
+        f"| 4 | 1,000 concurrent streams complete | {cs['complete']} / {cs['streams']} ({cs['errors']} errors) | | | all, no errors | {verdict(cs['complete'], '>= ' + str(cs['streams']))} |",
+        f"| 4 | peak RSS of {cs['processes']} gateway processes | {f(cs['peak_rss_mb'], 1)} MB ({cs['peak_threads']} threads) | {f(cs['rss_before_mb'], 1)} MB idle | | ≤ 150 MB | {verdict(cs['peak_rss_mb'], '<= 150')} |",
+        f"| 4 | gateway CPU s per 1,000 chunks | {f(cs['gateway_cpu_s_per_1000_chunks'], 4)} | simulator {f(cs['simulator_cpu_s'], 2)} s total | | reported | — |",
+        f"| 5 | rate-limit check, 4 processes contending | {f(lim['4_process']['nsPerCheck'], 0)} ns | {f(lim['1_process']['nsPerCheck'], 0)} ns (1 process) | {f(lim['4_process']['nsPerCheck'] / lim['1_process']['nsPerCheck'])} | ≤ 2,000 ns | {verdict(lim['ns_per_check_4_processes'], '<= 2000')} |",
+        f"| 6 | RSS growth 10k → 200k requests | {f(leak['rss_growth_mb'])} MB | {f(leak['after_10k']['rss_kb'] / 1024, 1)} MB at 10k | | ≤ 5 MB | {verdict(leak['rss_growth_mb'], '<= 5')} |",
+        f"| 6 | open fds (not sockets) 10k → 200k | {leak['after_200k']['other_fds']} | {leak['after_10k']['other_fds']} at 10k | Δ {leak['other_fd_delta']} | equal | {verdict(leak['other_fd_delta'], '== 0')} |",
+        f"| 6 | sockets 10k → 200k (threads {leak['after_10k']['threads']} → {leak['after_200k']['threads']}) | {leak['after_200k']['sockets']} | {leak['after_10k']['sockets']} at 10k | ≤ 4 per thread + 1 | bounded | {'met' if leak['sockets_within_bound'] else 'MISSED'} |",
+        "",
+        "Notes:",
+        "- Scenarios 1, 2 and 6 run the gateway as 2 processes (`spawn-fcgi -F 2`), the C baseline as 2 processes; nginx has 2 workers and no access log.",
+        "- Scenario 2's upstream is nginx answering a fixed completion (`return 200`); the rate limiter is on (with a limit never reached), as in production.",
+        f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
+        f"- Scenario 4 runs 4 gateway processes; the 1,000 streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",
+        "- Scenario 5 hashes the client key and does the GCRA compare-and-swap on the shared file, on 64 hot keys.",
+        "- Scenario 6: sockets rise and fall with nginx's cache of kept FastCGI connections; per gateway thread there are at most 4 (a kept FastCGI connection, an upstream connection, libcurl's wake-up socketpair). Every other descriptor must be equal.",
+        "",
+        "Raw figures: `bench/results/latest.json`. Chart: `bench/results/latest.png`.", "",
+    ]
+    (RESULTS / "latest.md").write_text("\n".join(lines))
+    chart(r)
+
+
+def chart(r: dict) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart")
+        return
+    fig, ax = plt.subplots(1, 3, figsize=(13, 4))
+    h, c = r["health"], r["completion"]
+    ax[0].bar(["gateway\n/health", "C libfcgi\n/health", "gateway\n/v1 chat", "nginx\nproxy_pass"],
+              [h["gateway"]["rps"], h["baseline"]["rps"], c["gateway"]["rps"], c["baseline"]["rps"]],
+              color=["#3056d3", "#9aa5b8", "#3056d3", "#9aa5b8"])
+    ax[0].set_title("requests / s (higher is better)")
+    ax[1].bar(["gateway\n/health", "C libfcgi\n/health", "gateway\n/v1 chat", "nginx\nproxy_pass"],
+              [h["gateway"]["p99_ms"], h["baseline"]["p99_ms"], c["gateway"]["p99_ms"], c["baseline"]["p99_ms"]],
+              color=["#3056d3", "#9aa5b8", "#3056d3", "#9aa5b8"])
+    ax[1].set_title("p99 latency ms (lower is better)")
+    st = r["stream"]
+    ax[2].bar(["direct\nTTFB", "gateway\nTTFB"], [st["direct_ttfb_ms"], st["gateway_ttfb_ms"]], color=["#9aa5b8", "#3056d3"])
+    ax[2].set_title(f"200-chunk stream: TTFB ms\n(total +{st['total_added_pct']:.1f} % via gateway)")
+    fig.suptitle(f"kimi-gateway benchmarks, {r['when']}")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "latest.png", dpi=100)

@@ -1,0 +1,191 @@
+"""The six scenarios of the benchmark issue; each returns its figures and targets."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+import asyncio
+
+from .measure import (QUICK, ROOT, RUNS, ab, best_of, cpu_seconds, fd_count, fd_split, log, rss_kb,  # noqa: F401
+                      threads, wrk)
+
+
+def warm_up(*urls_and_scripts) -> None:
+    """A short unmeasured run first: pools grow, caches fill, connections are
+    kept, as on a server that has been up for a while."""
+    for url, script in urls_and_scripts:
+        wrk(url, seconds=2, script=script)
+
+
+def scenario_health(s, ports) -> dict:
+    log("1: GET /health, gateway vs C libfcgi baseline")
+    warm_up((s.base + "/health", None), (f"http://127.0.0.1:{ports['baseline']}/health", None))
+    gw = best_of(lambda: wrk(s.base + "/health"))
+    base = best_of(lambda: wrk(f"http://127.0.0.1:{ports['baseline']}/health"))
+    return {"gateway": gw, "baseline": base, "rps_ratio": gw["rps"] / base["rps"], "p99_ratio": gw["p99_ms"] / base["p99_ms"],
+            "targets": {"rps_ratio": ">= 0.9", "p99_ratio": "<= 1.5"}}
+
+
+def scenario_completion(s, ports) -> dict:
+    log("2: POST /v1/chat/completions, gateway vs nginx proxy_pass")
+    warm_up((s.base + "/v1/chat/completions", "post.lua"), (f"http://127.0.0.1:{ports['proxy']}/v1/chat/completions", "post.lua"))
+    gw = best_of(lambda: wrk(s.base + "/v1/chat/completions", script="post.lua"))
+    base = best_of(lambda: wrk(f"http://127.0.0.1:{ports['proxy']}/v1/chat/completions", script="post.lua"))
+    return {"gateway": gw, "baseline": base, "rps_ratio": gw["rps"] / base["rps"], "p99_ratio": gw["p99_ms"] / base["p99_ms"],
+            "targets": {"rps_ratio": ">= 0.5", "p99_ratio": "<= 2"}}
+
+
+def scenario_leak(s) -> dict:
+    log("6: leak check, RSS and fds after 10,000 and after 200,000 requests")
+    pids = s.worker_pids()
+    chat = json.dumps({"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "Say hello."}]}).encode()
+    app = json.dumps({"message": "Say hello."}).encode()
+
+    def drive(total: int) -> None:
+        # A third each: /health, /v1 non-stream, /api non-stream.
+        ab(s.base + "/health", total // 3)
+        ab(s.base + "/v1/chat/completions", total // 3, chat)
+        ab(s.base + "/api/chat/completion", total - 2 * (total // 3), app)
+
+    def snapshot() -> dict:
+        split = [fd_split(p) for p in pids]
+        return {"rss_kb": sum(rss_kb(p) for p in pids), "fds": sum(fd_count(p) for p in pids),
+                "sockets": sum(x[0] for x in split), "other_fds": sum(x[1] for x in split),
+                "threads": sum(threads(p) for p in pids)}
+
+    # The same load pattern before both marks, so the pool (and with it the
+    # kept FastCGI and upstream connections, one per thread) has reached its
+    # size: what remains is growth per request, i.e. a leak.
+    drive(10_000)
+    at10k = snapshot()
+    drive(190_000)
+    at200k = snapshot()
+    # Sockets come and go with nginx's cache of kept connections; they are
+    # bounded by the pool: per thread one kept FastCGI connection, one
+    # upstream connection and libcurl's wake-up socketpair (2), plus the
+    # listener. Everything else must be equal.
+    bound = lambda snap: 4 * snap["threads"] + 1  # noqa: E731
+    return {"after_10k": at10k, "after_200k": at200k, "rss_growth_mb": (at200k["rss_kb"] - at10k["rss_kb"]) / 1024,
+            "fd_delta": at200k["fds"] - at10k["fds"], "other_fd_delta": at200k["other_fds"] - at10k["other_fds"],
+            "sockets_within_bound": at10k["sockets"] <= bound(at10k) and at200k["sockets"] <= bound(at200k),
+            "thread_delta": at200k["threads"] - at10k["threads"],
+            "targets": {"rss_growth_mb": "<= 5", "other_fd_delta": "== 0", "sockets_within_bound": "true"}}
+
+
+def stream_once(host: str, port: int, path: str, body: bytes, headers: dict) -> tuple[float, float, int]:
+    import http.client
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection(host, port, timeout=60)
+    c.request("POST", path, body=body, headers=headers)
+    r = c.getresponse()
+    r.read1(1)
+    ttfb = time.perf_counter() - t0
+    chunks = 0
+    buf = b""
+    while True:
+        data = r.read1(65536)
+        if not data:
+            break
+        buf += data
+    total = time.perf_counter() - t0
+    chunks = buf.count(b'"content":"') - buf.count(b'"content":""')
+    c.close()
+    return ttfb, total, chunks
+
+
+def scenario_stream_overhead(s) -> dict:
+    log("3: 200-chunk stream, gateway vs the simulator directly")
+    runs = 8 if QUICK else 20
+    body = json.dumps({"model": "moonshot-v1-8k", "stream": True,
+                       "messages": [{"role": "user", "content": "[sim:tokens=200,delay=5]"}]}).encode()
+    h = {"Content-Type": "application/json"}
+    direct, via = [], []
+    for _ in range(runs):
+        direct.append(stream_once("127.0.0.1", s.ports["sim"], "/v1/chat/completions", body, {**h, "Authorization": "Bearer x"}))
+        via.append(stream_once("127.0.0.1", s.ports["plain"], "/v1/chat/completions", body, h))
+    assert all(v[2] == 200 for v in direct + via), "a stream lost chunks"
+    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    return {"runs": runs, "direct_ttfb_ms": med(direct, 0) * 1000, "gateway_ttfb_ms": med(via, 0) * 1000,
+            "ttfb_added_ms": (med(via, 0) - med(direct, 0)) * 1000,
+            "direct_total_ms": med(direct, 1) * 1000, "gateway_total_ms": med(via, 1) * 1000,
+            "total_added_pct": (med(via, 1) / med(direct, 1) - 1) * 100,
+            "targets": {"ttfb_added_ms": "<= 1", "total_added_pct": "<= 10"}}
+
+
+async def one_stream(port: int, body: bytes) -> tuple[int, bool]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    await writer.drain()
+    data = b""
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    writer.close()
+    ok = data.startswith(b"HTTP/1.1 200") and b"data: [DONE]" in data
+    return data.count(b'"content":"') - data.count(b'"content":""'), ok
+
+
+def scenario_concurrent_streams(s, n: int = 1000, chunks: int = 50) -> dict:
+    log(f"4: {n} concurrent streams of {chunks} chunks, 20 ms apart")
+    body = json.dumps({"model": "moonshot-v1-8k", "stream": True,
+                       "messages": [{"role": "user", "content": f"[sim:tokens={chunks},delay=20]"}]}).encode()
+    pids = s.worker_pids()
+    sim_pid = s.procs["simulator"].pid
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    sim_cpu0 = cpu_seconds(sim_pid)
+    rss0 = sum(rss_kb(p) for p in pids)
+    peak = {"rss": 0, "threads": 0}
+    done = {"flag": False}
+
+    async def sample():
+        while not done["flag"]:
+            peak["rss"] = max(peak["rss"], sum(rss_kb(p) for p in pids))
+            peak["threads"] = max(peak["threads"], sum(threads(p) for p in pids))
+            await asyncio.sleep(0.05)
+
+    async def main():
+        sampler = asyncio.create_task(sample())
+        tasks = []
+        for i in range(n):
+            tasks.append(asyncio.create_task(one_stream(s.ports["plain"], body)))
+            if i % 100 == 99:
+                await asyncio.sleep(0.02)  # stagger the connects a little (listen backlogs)
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed = time.perf_counter() - t0
+        done["flag"] = True
+        await sampler
+        return results, elapsed
+
+    results, elapsed = asyncio.run(main())
+    complete = [r for r in results if not isinstance(r, BaseException) and r[1] and r[0] == chunks]
+    errors = [r for r in results if isinstance(r, BaseException) or not r[1]]
+    cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+    total_chunks = sum(r[0] for r in results if not isinstance(r, BaseException))
+    return {"streams": n, "chunks_per_stream": chunks, "complete": len(complete), "errors": len(errors),
+            "wall_s": elapsed, "rss_before_mb": rss0 / 1024, "peak_rss_mb": peak["rss"] / 1024,
+            "peak_threads": peak["threads"], "processes": len(pids),
+            "gateway_cpu_s": cpu, "gateway_cpu_s_per_1000_chunks": cpu / max(1, total_chunks) * 1000,
+            "simulator_cpu_s": cpu_seconds(sim_pid) - sim_cpu0,
+            "targets": {"complete": f"== {n}", "errors": "== 0", "peak_rss_mb": "<= 150"}}
+
+
+def scenario_limiter() -> dict:
+    log("5: shared rate limiter, 1 and 4 processes")
+    exe = ROOT / ".build" / "release" / "kimi-bench"
+    out = {}
+    for p in (1, 4):
+        r = subprocess.run([str(exe), "limiter", "--file", str(RUNS / "limiter.bin"), "--processes", str(p),
+                            "--checks", "300000" if QUICK else "2000000"], capture_output=True, text=True, check=True)
+        out[f"{p}_process"] = json.loads(r.stdout)
+    out["ns_per_check_4_processes"] = out["4_process"]["nsPerCheck"]
+    out["targets"] = {"ns_per_check_4_processes": "<= 2000"}
+    return out
