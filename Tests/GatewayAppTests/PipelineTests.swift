@@ -43,6 +43,29 @@ import Testing
         #expect(j["data"]?["models"]?[0]?["id"] == "moonshot-v1-8k")
     }
 
+    struct Boom: Error {}
+
+    @Test func aThrowingHandlerIsA500InTheFacesFormatAndIsLogged() throws {
+        let g: Gateway = {
+            let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: [:]))
+            return Gateway(configCache: cache, services: Services())
+        }()
+        g.add("GET", "/api/boom") { _ in throw Boom() }
+        g.add("GET", "/v1/boom") { _ in throw Boom() }
+        var logged: [String] = []
+        let saved = Log.sink
+        Log.sink = { logged.append($0) }
+        defer { Log.sink = saved }
+        for (path, check) in [("/api/boom", { (j: JSON) in j == ["success": false, "error": "Internal server error"] }),
+                              ("/v1/boom", { (j: JSON) in j["error"]?["type"] == "server_error" })] {
+            let out = BufferedResponse()
+            g.dispatch(RequestContext(request: Request(method: "GET", path: path), writer: out, config: g.configCache.current()))
+            #expect(out.status == 500)
+            #expect(check(try #require(out.json)))
+        }
+        #expect(logged.filter { $0.contains("handler failed") && $0.contains("Boom") }.count == 2)
+    }
+
     @Test func badChatBodiesNeverReachTheUpstream() throws {
         // The default upstream is unreachable from here: a 400 proves validation came first.
         #expect(run("POST", "/v1/chat/completions", body: "not json").status == 400)

@@ -93,3 +93,12 @@ def test_unknown_fields_pass_through(stack):
         "x_future_field": {"nested": [1, 2.50]}, "top_p": 0.9, "n": 1, "stop": ["\n\n"],
     })
     assert r.status == 200 and r.json()["object"] == "chat.completion"
+
+
+def test_upstream_400_is_400_with_the_upstream_message(client, stack):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="moonshot-v1-8k", messages=[{"role": "user", "content": "x [sim:error=400]"}])
+    assert e.value.body["message"] == "Invalid request: simulated bad request"
+    assert e.value.body["type"] == "invalid_request_error"
+    r = http("POST", stack.base + "/api/chat/completion", body={"message": "x [sim:error=400]"})
+    assert r.status == 400 and r.json() == {"success": False, "error": "Invalid request: simulated bad request"}

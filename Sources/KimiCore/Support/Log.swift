@@ -7,7 +7,13 @@ import Glibc
 /// pipe are atomic). Nothing secret is ever passed here: callers log
 /// fingerprints.
 public enum Log {
-    public static var sink: (String) -> Void = { line in writeLine(Array(line.utf8)) }
+    /// Where info/warn/error lines go (tests replace it). Behind a lock: it
+    /// may be swapped while other threads log. Access-log lines bypass it.
+    private static let sinkBox = Locked<(String) -> Void>({ line in writeLine(Array(line.utf8)) })
+    public static var sink: (String) -> Void {
+        get { sinkBox.get() }
+        set { sinkBox.set(newValue) }
+    }
 
     /// One line (a newline is added), in one write(2).
     public static func writeLine(_ bytes: [UInt8]) {
