@@ -188,16 +188,14 @@ public final class WorkerPool: @unchecked Sendable {
 
     enum KeptConnection { case request, closed, interrupted, stop }
 
-    /// Blocks until the kept connection has the next request, or is closed.
+    /// Blocks until the kept connection has the next request, or is closed:
+    /// one blocking peek (the byte stays for libfcgi), interruptible by SIGUSR1.
     private func waitOnKeptConnection(_ fd: Int32) -> KeptConnection {
-        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let r = poll(&pfd, 1, -1)
-        if stopping.load(ordering: .acquiring) { return .stop }
-        if r < 0 { return errno == EINTR ? .interrupted : .closed }
         var byte: UInt8 = 0
-        let n = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK))
+        if stopping.load(ordering: .acquiring) { return .stop }
         if n > 0 { return .request }
-        if n < 0, errno == EAGAIN || errno == EINTR { return .interrupted }
+        if n < 0, errno == EINTR || errno == EAGAIN { return .interrupted }
         return .closed // EOF or error: nginx let the connection go
     }
 

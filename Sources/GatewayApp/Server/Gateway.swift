@@ -49,7 +49,7 @@ public final class Gateway: @unchecked Sendable {
             }
         }
         if !exchange.headWritten { ctx.fail(.internalError()) }
-        exchange.flush()
+        // No flush here: FCGX_Finish_r flushes with the end-of-request record (one write, not two).
         AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,
                         nanos: Clock.monotonicNanos() &- start, notes: ctx.logNotes + (exchange.clientGone ? ["client-left"] : []))
     }
