@@ -88,7 +88,7 @@ class Stack:
         self.access_log = access_log
         self.upstream_base = upstream_base
         self.procs: dict[str, subprocess.Popen] = {}
-        self.ports = {k: free_port() for k in ("http", "https", "plain", "sim", "lighttpd")}
+        self.ports = {k: free_port() for k in ("http", "https", "plain", "sim", "sim_tls", "lighttpd")}
         self.ports.update(ports or {})
         self.gateway_sock = self.run / "gateway.sock"
         self.sim_sock = self.run / "sim.sock"
@@ -110,6 +110,11 @@ class Stack:
     @property
     def sim_base(self) -> str:
         return f"http://127.0.0.1:{self.ports['sim']}/v1"
+
+    @property
+    def sim_tls_base(self) -> str:
+        """The simulator over HTTPS with HTTP/2, under the run's self-signed certificate."""
+        return f"https://localhost:{self.ports['sim_tls']}/v1"
 
     @property
     def cert(self) -> Path:
@@ -156,7 +161,7 @@ class Stack:
         values = {
             "RUN": self.run, "CONF": CONF, "STATIC": STATIC,
             "GATEWAY_SOCK": self.gateway_sock, "SIM_SOCK": self.sim_sock,
-            "HTTP_PORT": self.ports["http"], "HTTPS_PORT": self.ports["https"],
+            "HTTP_PORT": self.ports["http"], "HTTPS_PORT": self.ports["https"], "SIM_TLS_PORT": self.ports["sim_tls"],
             "PLAIN_PORT": self.ports["plain"], "SIM_PORT": self.ports["sim"],
             "LIGHTTPD_PORT": self.ports["lighttpd"], "CLIENT_MAX_BODY": self.client_max_body,
             "NGINX_WORKERS": self.nginx_workers, "EXTRA_SERVERS": self.extra_servers,

@@ -16,5 +16,10 @@ static inline CURLcode kimi_curl_set_write_cb(CURL *h, kimi_curl_data_cb cb) { r
 static inline CURLcode kimi_curl_set_header_cb(CURL *h, kimi_curl_data_cb cb) { return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb); }
 static inline CURLcode kimi_curl_set_xfer_cb(CURL *h, kimi_curl_xfer_cb cb) { return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb); }
 
+static inline long kimi_curl_http_version(CURL *h) {
+    long v = 0;
+    curl_easy_getinfo(h, CURLINFO_HTTP_VERSION, &v);
+    return v == CURL_HTTP_VERSION_2_0 ? 2 : (v == CURL_HTTP_VERSION_1_1 ? 1 : (v == CURL_HTTP_VERSION_3 ? 3 : 0));
+}
 static inline long kimi_curl_response_code(CURL *h) { long c = 0; curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c); return c; }
 #endif

@@ -12,6 +12,8 @@ public struct UpstreamRequest {
     public var connectTimeoutMs: Int
     /// Longest silence tolerated while waiting for bytes.
     public var idleTimeoutMs: Int
+    /// A CA bundle for TLS verification; empty = the system store.
+    public var caFile = ""
 
     public init(method: String, url: String, bearer: String, body: [UInt8] = [], accept: String = "application/json",
                 connectTimeoutMs: Int, idleTimeoutMs: Int)
@@ -36,6 +38,11 @@ public protocol UpstreamReceiver: AnyObject {
     /// Called at least once a second while the transfer runs (keep-alives,
     /// noticing a gone client during upstream silence).
     func upstreamTick() -> Bool
+}
+
+/// The HTTP version curl used for the last transfer (2 for HTTP/2), for logs and tests.
+extension UpstreamClient {
+    public var lastHTTPVersion: Int { Int(kimi_curl_http_version(handle)) }
 }
 
 public enum UpstreamResult: Equatable {
@@ -82,6 +89,7 @@ public final class UpstreamClient {
     /// The request header list, rebuilt only when the key or Accept changes.
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private var headerListKey = ""
+    private var caFileSet = ""
 
     private init() {
         handle = curl_easy_init()!
@@ -138,6 +146,11 @@ public final class UpstreamClient {
         kimi_curl_set_str(handle, CURLOPT_URL, req.url)
         kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, headers(bearer: req.bearer, accept: req.accept))
         kimi_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, req.connectTimeoutMs)
+        if req.caFile != caFileSet {
+            // Verification stays on either way; only the trust store changes.
+            kimi_curl_set_str(handle, CURLOPT_CAINFO, req.caFile.isEmpty ? nil : req.caFile)
+            caFileSet = req.caFile
+        }
         if req.method == "POST" {
             kimi_curl_set_long(handle, CURLOPT_POST, 1)
             kimi_curl_set_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.body.count))

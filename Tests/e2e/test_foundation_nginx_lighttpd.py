@@ -189,3 +189,12 @@ def test_logs_one_line_per_request_without_secrets(stack):
     assert len(line) == 1 and " GET /api/info 200 " in line[0]
     assert "sk-should-not-appear" not in stack.log("gateway").read_text()
     assert "sk-simulator-placeholder" not in stack.log("gateway").read_text()
+
+
+def test_the_shipped_example_config_is_valid():
+    import kimistack
+    from conftest import ROOT
+    r = subprocess.run([str(kimistack.binary()), "check-config", "--config", str(ROOT / "conf" / "kimi-gateway.example.json")],
+                       capture_output=True, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("KIMI_")})
+    assert r.returncode == 0, r.stderr
+    assert "rateLimit = 100 per 900000 ms" in r.stdout

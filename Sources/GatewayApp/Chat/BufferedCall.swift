@@ -25,9 +25,11 @@ final class BufferedCall: UpstreamReceiver {
 
     /// Runs the call; a transport failure or a non-2xx answer becomes the
     /// mapped `GatewayError`.
-    static func run(_ req: UpstreamRequest, apiKey: String) throws(GatewayError) -> BufferedCall {
+    static func run(_ req: UpstreamRequest, apiKey: String, ctx: RequestContext? = nil) throws(GatewayError) -> BufferedCall {
         let call = BufferedCall()
-        switch UpstreamClient.forCurrentThread().perform(req, receiver: call) {
+        let client = UpstreamClient.forCurrentThread()
+        defer { ctx?.noteUpstreamVersion(client) }
+        switch client.perform(req, receiver: call) {
         case .completed: break
         case .abortedByReceiver:
             throw .upstreamFailed(call.tooLarge ? "Upstream response too large" : "Upstream transfer aborted")
@@ -44,8 +46,18 @@ extension GatewayConfig {
     func upstreamRequest(_ method: String, _ path: String, body: [UInt8] = [], stream: Bool = false, idleMs: Int? = nil) -> UpstreamRequest {
         var base = upstream.baseURL
         while base.hasSuffix("/") { base.removeLast() }
-        return UpstreamRequest(method: method, url: base + path, bearer: upstream.apiKey, body: body,
-                               accept: stream ? "text/event-stream" : "application/json",
-                               connectTimeoutMs: upstream.connectTimeoutMs, idleTimeoutMs: idleMs ?? upstream.idleTimeoutMs)
+        var r = UpstreamRequest(method: method, url: base + path, bearer: upstream.apiKey, body: body,
+                                accept: stream ? "text/event-stream" : "application/json",
+                                connectTimeoutMs: upstream.connectTimeoutMs, idleTimeoutMs: idleMs ?? upstream.idleTimeoutMs)
+        r.caFile = upstream.caFile
+        return r
+    }
+}
+
+extension RequestContext {
+    /// `upstream=h2` (or h1) in the access log line.
+    func noteUpstreamVersion(_ client: UpstreamClient) {
+        let v = client.lastHTTPVersion
+        if v > 0 { logNotes.append("upstream=h\(v)") }
     }
 }

@@ -94,7 +94,9 @@ final class StreamRelay: UpstreamReceiver {
 
     /// Runs the relay to its end and settles what the client sees.
     func run(_ req: UpstreamRequest) throws(GatewayError) {
-        let result = UpstreamClient.forCurrentThread().perform(req, receiver: self)
+        let client = UpstreamClient.forCurrentThread()
+        let result = client.perform(req, receiver: self)
+        ctx.noteUpstreamVersion(client)
         switch (result, state) {
         case (_, .clientGone), (.abortedByReceiver, _):
             if state != .failed { state = .clientGone }

@@ -13,7 +13,7 @@ extension Gateway {
         let chat = try ChatValidation.validate(openAI, config: ctx.config, allowedModels: ctx.allowedModels)
         ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
         let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
-                                        apiKey: ctx.config.upstream.apiKey)
+                                        apiKey: ctx.config.upstream.apiKey, ctx: ctx)
         guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
             throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
         }

@@ -11,7 +11,7 @@ extension Gateway {
         // Unchanged requests go upstream byte for byte as the client sent them.
         let body = chat.modified ? chat.body.serializedBytes() : ctx.request.body
         guard chat.stream else {
-            let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey)
+            let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey, ctx: ctx)
             if let u = Usage.scan(call.body) { ctx.logNotes.append(Usage.logWord(u)) }
             ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: call.body)
             return

@@ -11,10 +11,11 @@ extension GatewayConfig {
         if let u = root["upstream"] {
             var r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
-            try r.check(o, known: ["baseURL", "apiKey", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
+            try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
                                    "models", "modelsCacheSeconds", "keepAliveSeconds"])
             if let v = u["baseURL"] { c.upstream.baseURL = try r.string(v, "baseURL") }
             if let v = u["apiKey"] { c.upstream.apiKey = try r.string(v, "apiKey") }
+            if let v = u["caFile"] { c.upstream.caFile = try r.string(v, "caFile") }
             if let v = u["simulated"] { c.upstream.simulated = try r.bool(v, "simulated") }
             if let v = u["connectTimeoutMs"] { c.upstream.connectTimeoutMs = try r.int(v, "connectTimeoutMs", min: 1) }
             if let v = u["idleTimeoutMs"] { c.upstream.idleTimeoutMs = try r.int(v, "idleTimeoutMs", min: 1) }

@@ -7,6 +7,9 @@ extension GatewayConfig {
         if url.scheme == "http" && !url.isLoopback {
             throw ConfigError("upstream.baseURL", "must use https (http is accepted only for loopback hosts such as the simulator)")
         }
+        if !upstream.caFile.isEmpty, FileIO.read(upstream.caFile, limit: 4 << 20) == nil {
+            throw ConfigError("upstream.caFile", "cannot read \(HeaderSafety.printable(upstream.caFile, max: 120))")
+        }
         guard !upstream.models.isEmpty else { throw ConfigError("upstream.models", "must list at least one model") }
         guard model(upstream.defaultModel) != nil else {
             throw ConfigError("upstream.defaultModel", "\"\(HeaderSafety.printable(upstream.defaultModel, max: 60))\" is not in upstream.models")

@@ -11,6 +11,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public struct Upstream: Sendable, Equatable {
         public var baseURL = "https://api.moonshot.cn/v1"
         public var apiKey = ""
+        /// A PEM CA bundle to verify the upstream with instead of the system's
+        /// (a private CA, a TLS-intercepting proxy); empty = system store.
+        public var caFile = ""
         /// True when the upstream is the project's simulator (said in /health and banners).
         public var simulated = false
         public var connectTimeoutMs = 10_000
