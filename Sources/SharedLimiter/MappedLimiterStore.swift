@@ -161,7 +161,11 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
         header[2] = UInt64(capacity)
         header[3] = Self.check(UInt64(capacity))
         let wrote = header.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        guard wrote == Self.headerBytes, fsync(fd) == 0 || true else { unlink(tmp); return false }
+        guard wrote == Self.headerBytes else { unlink(tmp); return false }
+        // Durability is not needed (a lost table only resets quotas), so the
+        // result of fsync does not decide anything; it only orders the header
+        // before the rename on filesystems that care.
+        _ = fsync(fd)
         // Another process may have created a valid file meanwhile: keep theirs.
         if openExistingQuietly() { unlink(tmp); return true }
         guard rename(tmp, path) == 0 else {

@@ -42,6 +42,8 @@ import Testing
         #expect(err(#"{"auth":{"keys":[{"sha256":"abc"}]}}"#).hasPrefix("auth.keys[0].sha256: must be 64 hex digits"))
         #expect(err(#"{"cors":{"allowedOrigins":["https://a.com/path"]}}"#).hasPrefix("cors.allowedOrigins[0]"))
         #expect(err("{not json").hasPrefix("not valid JSON"))
+        #expect(err(#"{"upstream":{"idleTimeoutMs":99999999999999999}}"#) == "upstream.idleTimeoutMs: must be at most 86400000, got 99999999999999999")
+        #expect(err(#"{"rateLimit":{"windowMs":9000000000000000000}}"#).hasPrefix("rateLimit.windowMs: must be at most"))
     }
 
     @Test func httpIsAcceptedForLoopbackOnly() throws {
@@ -64,6 +66,10 @@ import Testing
         #expect(c.rateLimit.policy == .init(windowMs: 60000, maxRequests: 5))
         #expect(c.auth.required && c.auth.keys.map(\.sha256) == [SHA256.hex("a"), SHA256.hex("b")])
         #expect(c.cors.allowedOrigins == ["https://x.com", "https://y.com"])
+    }
+
+    @Test func hugeEnvironmentValuesAreRefusedNotTrapped() throws {
+        #expect(throws: ConfigError.self) { try GatewayConfig().applying(env: ["RATE_LIMIT_WINDOW_MS": "9223372036854775807"]) }
     }
 
     @Test func badEnvironmentValuesAreNamed() throws {

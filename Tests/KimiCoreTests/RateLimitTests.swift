@@ -47,6 +47,21 @@ import Testing
         #expect(d.allowed && d.remaining == 9)
     }
 
+    @Test func aCorruptWordIsClampedToOneWindowNotATrap() throws {
+        for garbage in [Int64.max, Int64.max - 5, t0 + 1_000_000_000_000] {
+            let d = g.decide(tat: garbage, now: t0)
+            #expect(!d.allowed && d.retryAfterSeconds <= 10 && d.resetSeconds <= 10)
+        }
+        #expect(g.decide(tat: Int64.min, now: t0).allowed)
+        // Clamped to now + W, i.e. "just used its whole burst": the next
+        // request is admitted one interval (W/L = 1 s) later, and the full
+        // quota is back one window later.
+        let clampedTAT = t0 + 10_000_000
+        #expect(!g.decide(tat: clampedTAT, now: t0 + 999_999).allowed)
+        #expect(g.decide(tat: clampedTAT, now: t0 + 1_000_000).allowed)
+        #expect(g.decide(tat: clampedTAT, now: t0 + 10_000_000).remaining == 9)
+    }
+
     @Test func neverMoreThanTwiceTheLimitInAnyWindow() throws {
         // A client that tries every 10 ms for 30 s: count admissions in every
         // 10 s sliding window.

@@ -14,6 +14,8 @@ extension GatewayConfig {
             let t = raw.trimmingSpaces()
             guard let v = Int(t) else { throw ConfigError(k, "must be an integer, got \"\(HeaderSafety.printable(t, max: 40))\"") }
             guard v >= min else { throw ConfigError(k, "must be at least \(min), got \(v)") }
+            let maxValue = GatewayConfig.maxima[k] ?? 1_000_000_000
+            guard v <= maxValue else { throw ConfigError(k, "must be at most \(maxValue), got \(v)") }
             return v
         }
         func bool(_ k: String) throws(ConfigError) -> Bool? {

@@ -86,6 +86,19 @@ extension GatewayConfig {
     }
 }
 
+extension GatewayConfig {
+    /// Upper bounds of the numeric keys (file and environment alike): every
+    /// value is later multiplied into micro- or nanoseconds, and Swift traps
+    /// on overflow. Keys not listed are capped at 10^9.
+    static let maxima: [String: Int] = [
+        "connectTimeoutMs": 600_000, "idleTimeoutMs": 86_400_000, "keepAliveSeconds": 3_600,
+        "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "windowMs": 31_536_000_000,
+        "maxBodyBytes": 1 << 30, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
+        "maxAgeSeconds": 86_400,
+        "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,
+    ]
+}
+
 extension GatewayConfig.Model {
     /// Context length from the Moonshot naming scheme when the config gives none.
     static func guessContext(_ id: String) -> Int {
@@ -163,6 +176,8 @@ struct ConfigReader {
     func int(_ v: JSON, _ k: String, min: Int) throws(ConfigError) -> Int {
         guard let i = v.intValue else { throw ConfigError(prefix + k, "must be an integer, got \(v.typeName == "number" ? v.serialized() : v.typeName)") }
         guard i >= min else { throw ConfigError(prefix + k, "must be at least \(min), got \(i)") }
+        let maxValue = GatewayConfig.maxima[k] ?? 1_000_000_000
+        guard i <= maxValue else { throw ConfigError(prefix + k, "must be at most \(maxValue), got \(i)") }
         return i
     }
     func strings(_ v: JSON, _ k: String) throws(ConfigError) -> [String] {

@@ -37,7 +37,10 @@ public struct GCRA: Sendable, Equatable {
     }
 
     public func decide(tat storedTAT: Int64, now: Int64) -> Decision {
-        let tat = max(storedTAT, now)
+        // GCRA never stores a TAT beyond now + W; a larger word comes from a
+        // corrupt or foreign file and is clamped (no overflow trap, and the
+        // client waits at most one window instead of forever).
+        let tat = min(max(storedTAT, now), now + windowMicros)
         let allowAt = tat - tolerance
         if allowAt > now {
             return Decision(allowed: false, newTAT: storedTAT, remaining: 0,
