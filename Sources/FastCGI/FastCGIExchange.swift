@@ -102,10 +102,16 @@ public final class FastCGIExchange: ResponseWriter {
     @discardableResult
     private func putRaw(_ bytes: [UInt8]) -> Bool {
         guard !bytes.isEmpty else { return !clientGone }
-        let n = bytes.withUnsafeBytes { p in
-            FCGX_PutStr(p.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(p.count), out)
+        // FCGX_PutStr takes an Int32 length: write in pieces of at most 1 MiB.
+        bytes.withUnsafeBytes { p in
+            var offset = 0
+            while offset < p.count, !clientGone {
+                let n = min(p.count - offset, 1 << 20)
+                let written = FCGX_PutStr(p.baseAddress!.assumingMemoryBound(to: CChar.self) + offset, Int32(n), out)
+                if written < 0 || FCGX_GetError(out) != 0 { clientGone = true }
+                offset += n
+            }
         }
-        if n < 0 || FCGX_GetError(out) != 0 { clientGone = true }
         return !clientGone
     }
 

@@ -32,10 +32,11 @@ struct SimulatorDirectives: Equatable {
                 let n = Int(value)
                 switch key {
                 case "tokens": if let n, n >= 0 { d.tokens = min(n, 100_000) }
-                case "delay": if let n, n >= 0 { d.delayMs = n }
-                case "first": if let n, n >= 0 { d.firstMs = n }
+                // Pauses are capped at 10 minutes: directives come from requests.
+                case "delay": if let n, n >= 0 { d.delayMs = min(n, 600_000) }
+                case "first": if let n, n >= 0 { d.firstMs = min(n, 600_000) }
                 case "error": d.error = n
-                case "hang": d.hangMs = n ?? 60_000
+                case "hang": d.hangMs = min(max(n ?? 60_000, 0), 600_000)
                 case "cut": d.cut = n
                 case "id": d.id = String(value.prefix(64))
                 default: break
