@@ -21,8 +21,9 @@ public enum Signals {
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
-    /// Blocks the calling thread until SIGTERM or SIGINT; SIGHUP is logged and ignored.
-    public static func waitForTermination() -> Int32 {
+    /// Blocks the calling thread until SIGTERM or SIGINT; on SIGHUP calls
+    /// `onHangup` (reopen the log file, for logrotate) and goes on waiting.
+    public static func waitForTermination(onHangup: () -> Void = {}) -> Int32 {
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGTERM)
@@ -31,7 +32,7 @@ public enum Signals {
         while true {
             var sig: Int32 = 0
             if sigwait(&set, &sig) == 0 {
-                if sig == SIGHUP { Log.info("SIGHUP ignored: the config is reloaded automatically when its file changes"); continue }
+                if sig == SIGHUP { onHangup(); continue }
                 return sig
             }
         }

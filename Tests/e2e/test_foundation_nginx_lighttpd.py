@@ -198,3 +198,17 @@ def test_the_shipped_example_config_is_valid():
                        capture_output=True, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("KIMI_")})
     assert r.returncode == 0, r.stderr
     assert "rateLimit = 100 per 900000 ms" in r.stdout
+
+
+def test_sighup_reopens_the_log_file_for_logrotate():
+    with make_stack("logrotate", workers=2, supervised=True) as s:
+        log = s.log("gateway")
+        rotated = log.with_suffix(".log.1")
+        os.rename(log, rotated)  # what logrotate does
+        os.kill(s.gateway_pids()[0], signal.SIGHUP)  # the supervisor passes it on
+        assert wait_for(lambda: log.exists() and log.read_text().count("log file reopened") == 3, timeout=5)
+        http("GET", s.base + "/api/info", headers={"X-Request-Id": "after-rotate"})
+        assert wait_for(lambda: "rid=after-rotate" in log.read_text())
+        assert "rid=after-rotate" not in rotated.read_text()
+        # Still serving, and still draining cleanly on SIGTERM afterwards.
+        assert http("GET", s.base + "/health").status == 200

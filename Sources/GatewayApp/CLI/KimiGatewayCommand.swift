@@ -63,8 +63,22 @@ public enum KimiGatewayCommand {
         guard let path = o.values["log-file"] else { return }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw UsageError("cannot open log file \(path): \(String(cString: strerror(errno)))") }
+        // dup2 replaces fd 2 atomically: a line being written goes to the old
+        // file or the new one, never nowhere.
         dup2(fd, 2)
         close(fd)
+    }
+
+    /// SIGHUP: reopen `--log-file` (after logrotate renamed it); without one,
+    /// nothing to do (stderr belongs to whoever started us).
+    static func reopenLog(_ o: Options) {
+        guard let path = o.values["log-file"] else { return }
+        do {
+            try redirectLog(o)
+            Log.info("log file reopened (\(path))")
+        } catch {
+            Log.error("SIGHUP: \(error); still writing to the previous log file")
+        }
     }
 
     static func checkConfig(_ o: Options) throws -> Int32 {
@@ -104,7 +118,7 @@ public enum KimiGatewayCommand {
         if let w = o.values["workers"] {
             guard let n = Int(w), (1...64).contains(n) else { throw UsageError("--workers takes 1...64") }
             // Fork before any thread exists: the parent stays single-threaded.
-            let r = Supervisor.forkWorkers(n)
+            let r = Supervisor.forkWorkers(n) { reopenLog(o) }
             if !r.isWorker {
                 if let spec = o.values["socket"], spec.hasPrefix("/") { unlink(spec) }
                 return r.status
@@ -119,7 +133,7 @@ public enum KimiGatewayCommand {
         Log.info("kimi-gateway \(Version.current) pid \(getpid()) serving on \(o.values["socket"] ?? "fd 0"), threads \(config.server.minThreads)...\(config.server.maxThreads)")
         for line in config.summary() { Log.info("config: " + line) }
         if config.upstream.simulated { Log.warn("upstream is the Kimi API SIMULATOR: answers are not from Kimi (no KIMI_API_KEY)") }
-        let sig = Signals.waitForTermination()
+        let sig = Signals.waitForTermination { reopenLog(o) }
         let drain = UInt64(cache.current().server.drainTimeoutMs) * 1_000_000
         Log.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): no new requests, draining \(pool.stats.active) in flight (up to \(drain / 1_000_000) ms)")
         let left = pool.stop(drainNanos: drain)

@@ -20,7 +20,7 @@ enum SimulateCommand {
         let pool = WorkerPool(fd: fd, minThreads: 16, maxThreads: 4096, stackBytes: 256 << 10) { sim.handle($0) }
         pool.start()
         Log.info("Kimi API SIMULATOR pid \(getpid()) on \(o.values["socket"] ?? "fd 0"): answers are simulated, not from Kimi")
-        _ = Signals.waitForTermination()
+        _ = Signals.waitForTermination { if o.values["log-file"] != nil { try? KimiGatewayCommand.redirectLog(o) } }
         _ = pool.stop(drainNanos: 2_000_000_000)
         if let spec = o.values["socket"], spec.hasPrefix("/") { unlink(spec) }
         return 0

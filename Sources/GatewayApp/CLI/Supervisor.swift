@@ -6,10 +6,11 @@ import KimiCore
 /// the listening socket and starts a new one whenever a worker dies (a trap
 /// in a handler, an abort in libfcgi on a crafted record). SIGTERM/SIGINT are
 /// passed on to the workers, which drain; the parent exits 0 when all have.
+/// SIGHUP is passed on too: everyone reopens the log file.
 enum Supervisor {
     /// Returns in the child (true) to become a worker, or runs the parent
     /// loop and returns false when the parent is done.
-    static func forkWorkers(_ n: Int) -> (isWorker: Bool, status: Int32) {
+    static func forkWorkers(_ n: Int, onHangup: () -> Void) -> (isWorker: Bool, status: Int32) {
         var children = Set<pid_t>()
         var stopping = false
         func spawnOne() -> Bool {
@@ -33,6 +34,12 @@ enum Supervisor {
                 stopping = true
                 Log.info("supervisor: stopping \(children.count) workers")
                 for c in children { kill(c, SIGTERM) }
+                continue
+            }
+            if sig == SIGHUP {
+                // logrotate: the supervisor and every worker reopen the log file.
+                onHangup()
+                for c in children { kill(c, SIGHUP) }
                 continue
             }
             if sig != SIGCHLD { continue }
