@@ -165,7 +165,8 @@ def test_security_headers_on_200_404_and_sse(secured):
 # The shared limiter ----------------------------------------------------------
 
 def test_500_concurrent_requests_against_a_limit_of_50_across_4_processes():
-    with make_stack("limit50", workers=4, config={"rateLimit": {"windowMs": 900000, "maxRequests": 50}}) as s:
+    # 50 per hour: the next admission is 72 s away, far beyond the test's length.
+    with make_stack("limit50", workers=4, config={"rateLimit": {"windowMs": 3600000, "maxRequests": 50}}) as s:
         assert len(s.gateway_pids()) == 4
         before = sim_stats(s)["requests"]
 
@@ -185,7 +186,7 @@ def test_500_concurrent_requests_against_a_limit_of_50_across_4_processes():
         assert len(ok) == 50 and len(limited) == 450, sorted({r[0] for r in results})
         for status, headers, body in limited:
             assert int(headers["Retry-After"]) >= 1
-            assert headers["RateLimit-Policy"] == '"default"; q=50; w=900'
+            assert headers["RateLimit-Policy"] == '"default"; q=50; w=3600'
             assert headers["RateLimit"].startswith('"default"; r=0; t=')
             assert headers["X-RateLimit-Remaining"] == "0" and headers["X-RateLimit-Limit"] == "50"
             assert json.loads(body)["success"] is False

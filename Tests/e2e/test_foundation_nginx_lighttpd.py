@@ -111,16 +111,18 @@ def test_unix_socket_is_0660(stack):
 
 
 def test_sigterm_drains_an_in_flight_request():
+    from conftest import sim_stats
     with make_stack("drain", workers=1) as s:
         result = {}
 
         def slow():
             result["r"] = http("POST", s.base + "/api/chat/completion",
-                               body={"message": "slow [sim:tokens=10,delay=150]"}, timeout=30)
+                               body={"message": "slow [sim:tokens=10,delay=150,id=drain]"}, timeout=30)
 
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.5)  # the request is in flight (it takes about 1.5 s)
+        # In flight for sure: the upstream has it (it then takes about 1.35 s).
+        assert wait_for(lambda: sim_stats(s)["byId"].get("drain") == "received", timeout=10)
         pids = s.gateway_pids()
         for pid in pids:
             os.kill(pid, signal.SIGTERM)

@@ -70,7 +70,9 @@ def test_openai_sdk_stream_closed_early_cancels_upstream(stack):
 
 def test_keep_alive_comments_during_upstream_silence():
     with make_stack("keepalive", workers=1, config={"upstream": {"keepAliveSeconds": 1}}) as s:
-        r = open_stream(s, "[sim:tokens=3,first=2600]")
+        # curl's idle callback runs "about once a second": a 4.5 s silence
+        # guarantees two comments at a 1 s keep-alive interval.
+        r = open_stream(s, "[sim:tokens=3,first=4500]")
         seen = []
         while True:
             line = r.fp.readline()
