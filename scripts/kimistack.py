@@ -38,10 +38,23 @@ def web_user() -> str | None:
     return "www-data" if os.geteuid() == 0 else None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports. All are held open until all are chosen:
+    binding port 0 once per port can hand out the same port twice (seen: two
+    server blocks on one port, and nginx refused the config)."""
+    held = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+STACK_PORTS = ("http", "https", "plain", "sim", "sim_tls", "lighttpd")
 
 
 def render(template: Path, out: Path, values: dict[str, str]) -> None:
@@ -88,7 +101,8 @@ class Stack:
         self.access_log = access_log
         self.upstream_base = upstream_base
         self.procs: dict[str, subprocess.Popen] = {}
-        self.ports = {k: free_port() for k in ("http", "https", "plain", "sim", "sim_tls", "lighttpd")}
+        names = STACK_PORTS
+        self.ports = dict(zip(names, free_ports(len(names))))
         self.ports.update(ports or {})
         self.gateway_sock = self.run / "gateway.sock"
         self.sim_sock = self.run / "sim.sock"

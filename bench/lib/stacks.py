@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def http_stack() -> tuple[kimistack.Stack, dict]:
-    ports = {k: kimistack.free_port() for k in ("baseline", "fixed", "proxy")}
+    # The stack's ports and the baselines' ports, chosen together so no two coincide.
+    names = kimistack.STACK_PORTS + ("baseline", "fixed", "proxy")
+    chosen = dict(zip(names, kimistack.free_ports(len(names))))
+    ports = {k: chosen[k] for k in ("baseline", "fixed", "proxy")}
     run = RUNS / "http"
     extra = f"""
     # Benchmark baselines (bench/run.py).
@@ -50,7 +53,8 @@ def http_stack() -> tuple[kimistack.Stack, dict]:
            "server": {"minThreads": int(os.environ.get("BENCH_MIN_THREADS", "2"))},
            "rateLimit": {"windowMs": 60000, "maxRequests": 1_000_000_000}}
     s = kimistack.Stack(run, config=cfg, workers=int(os.environ.get("BENCH_WORKERS", "2")), simulator=False, nginx_workers=2, extra_servers=extra,
-                        access_log=False, upstream_base=cfg["upstream"]["baseURL"])
+                        access_log=False, upstream_base=cfg["upstream"]["baseURL"],
+                        ports={k: chosen[k] for k in kimistack.STACK_PORTS})
     s.start()
     exe = s.run / "baseline_fcgi"
     subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench" / "baseline_fcgi.c"), "-lfcgi"], check=True)
