@@ -18,7 +18,7 @@ let package = Package(
         .target(name: "FastCGI", dependencies: ["CFastCGI", "KimiCore"]),
         .target(name: "Upstream", dependencies: ["CCurl", "KimiCore"]),
         .target(name: "SharedLimiter", dependencies: ["CAtomics", "KimiCore"]),
-        .target(name: "GatewayApp", dependencies: ["CAtomics", "KimiCore", "FastCGI", "Upstream", "SharedLimiter"]),
+        .target(name: "GatewayApp", dependencies: ["KimiCore", "FastCGI", "Upstream", "SharedLimiter"]),
         .executableTarget(name: "kimi-gateway", dependencies: ["GatewayApp"]),
         .executableTarget(name: "kimi-bench", dependencies: ["KimiCore", "SharedLimiter"]),
         .testTarget(name: "KimiCoreTests", dependencies: ["KimiCore"]),

@@ -10,6 +10,10 @@ Scenarios (issue: benchmark suite):
   4. 1,000 concurrent streams (50 chunks, 20 ms apart): completeness, RSS, CPU
   5. the shared rate limiter: cost of one check, 1 and 4 processes contending
   6. leak check: RSS and open fds after 10,000 vs 200,000 requests
+
+BENCH_QUICK=1 shortens every run (for work on the bench itself; its figures
+are not the ones to publish). BENCH_WORKERS=N sets the gateway processes of
+scenarios 1, 2 and 6 (1 for profiling a single worker under callgrind).
 """
 from __future__ import annotations
 

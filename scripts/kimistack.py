@@ -137,10 +137,6 @@ class Stack:
     def log(self, name: str) -> Path:
         return self.run / "logs" / f"{name}.log"
 
-    def gateway_log_target(self) -> str:
-        """Where the gateway writes its log (KIMI_STACK_GATEWAY_LOG overrides, e.g. /dev/null in benchmarks)."""
-        return os.environ.get("KIMI_STACK_GATEWAY_LOG", str(self.log("gateway")))
-
     # Life cycle
     def __enter__(self) -> "Stack":
         self.start()
@@ -228,11 +224,11 @@ class Stack:
             argv += ["-G", web_user()]
         if self.supervised:
             argv += ["-n", "--", str(binary()), "serve", "--config", str(self.config_path), "--workers", str(self.workers),
-                     "--log-file", self.gateway_log_target()]
+                     "--log-file", str(self.log("gateway"))]
             self._spawn("gateway", argv, env=self.gateway_env())
         else:
             argv += ["-F", str(self.workers), "--", str(binary()), "serve", "--config", str(self.config_path),
-                     "--log-file", self.gateway_log_target()]
+                     "--log-file", str(self.log("gateway"))]
             log = open(self.log("gateway"), "ab")
             subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                            env=self.gateway_env(), check=True)

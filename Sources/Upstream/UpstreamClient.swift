@@ -57,7 +57,6 @@ public enum UpstreamResult: Equatable {
 public final class UpstreamClient {
     private let handle: UnsafeMutableRawPointer
     fileprivate var receiver: UpstreamReceiver?
-    fileprivate var status = 0
     fileprivate var headers: [String: String] = [:]
     fileprivate var headDelivered = false
     fileprivate var aborted = false
@@ -88,7 +87,8 @@ public final class UpstreamClient {
 
     /// The request header list, rebuilt only when the key or Accept changes.
     private var headerList: UnsafeMutablePointer<curl_slist>?
-    private var headerListKey = ""
+    private var headerListBearer = ""
+    private var headerListAccept = ""
     private var caFileSet = ""
 
     private init() {
@@ -120,21 +120,19 @@ public final class UpstreamClient {
     }
 
     private func headers(bearer: String, accept: String) -> UnsafeMutablePointer<curl_slist>? {
-        let key = bearer + "\n" + accept
-        if key != headerListKey || headerList == nil {
+        if headerList == nil || bearer != headerListBearer || accept != headerListAccept {
             curl_slist_free_all(headerList)
             headerList = nil
             for h in ["Authorization: Bearer \(bearer)", "Content-Type: application/json", "Accept: \(accept)", "Expect:", "User-Agent: kimi-gateway"] {
                 headerList = curl_slist_append(headerList, h)
             }
-            headerListKey = key
+            (headerListBearer, headerListAccept) = (bearer, accept)
         }
         return headerList
     }
 
     public func perform(_ req: UpstreamRequest, receiver: UpstreamReceiver) -> UpstreamResult {
         self.receiver = receiver
-        status = 0
         headers = [:]
         headDelivered = false
         aborted = false

@@ -113,17 +113,21 @@ import Testing
         FileIO.write(dir + "/gateway.json", Array(text.utf8))
     }
 
+    /// A cache over `text` as the config file.
+    func cache(_ text: String, interval: UInt64 = 0) throws -> ConfigCache {
+        write(text)
+        return try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: interval)
+    }
+
     @Test func reloadsOnChange() throws {
-        write(#"{"rateLimit":{"maxRequests":10}}"#)
-        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 0)
+        let cache = try cache(#"{"rateLimit":{"maxRequests":10}}"#)
         #expect(cache.current().rateLimit.policy.maxRequests == 10)
         write(#"{"rateLimit":{"maxRequests":20}}"#)
         #expect(cache.current().rateLimit.policy.maxRequests == 20)
     }
 
     @Test func keepsOldConfigWhenNewFileIsBroken() throws {
-        write(#"{"rateLimit":{"maxRequests":10}}"#)
-        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 0)
+        let cache = try cache(#"{"rateLimit":{"maxRequests":10}}"#)
         write(#"{"rateLimit":{"maxRequests":"#)
         #expect(cache.current().rateLimit.policy.maxRequests == 10)
         write(#"{"rateLimit":{"maxRequests":-3}}"#)
@@ -133,17 +137,15 @@ import Testing
     }
 
     @Test func checksAtMostOncePerInterval() throws {
-        write(#"{"rateLimit":{"maxRequests":10}}"#)
-        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 60_000_000_000)
+        let cache = try cache(#"{"rateLimit":{"maxRequests":10}}"#, interval: 60_000_000_000)
         write(#"{"rateLimit":{"maxRequests":99}}"#)
         #expect(cache.current().rateLimit.policy.maxRequests == 10)
     }
 
     @Test func readsDotEnvBesideTheConfig() throws {
-        write("{}")
         FileIO.write(dir + "/.env", Array("RATE_LIMIT_MAX_REQUESTS=7\n".utf8))
         defer { unlink(dir + "/.env") }
-        let cache = try ConfigCache(source: ConfigSource(path: dir + "/gateway.json", processEnv: [:]), checkIntervalNanos: 0)
+        let cache = try cache("{}")
         #expect(cache.current().rateLimit.policy.maxRequests == 7)
     }
 }

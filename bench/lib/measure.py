@@ -1,12 +1,9 @@
 """Measurement tools: wrk (duration), ab (exact counts), and per-process figures from /proc."""
 from __future__ import annotations
 
-import json
 import os
 import re
-import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -56,11 +53,6 @@ def rss_kb(pid: int) -> int:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def user_sys_seconds(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 def fd_count(pid: int) -> int:

@@ -2,13 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 from .measure import ROOT, log
 

@@ -1,18 +1,13 @@
 """The six scenarios of the benchmark issue; each returns its figures and targets."""
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import re
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
-import asyncio
 
-from .measure import (QUICK, ROOT, RUNS, ab, best_of, cpu_seconds, fd_count, fd_split, log, rss_kb,  # noqa: F401
-                      threads, wrk)
+from .measure import QUICK, ROOT, RUNS, ab, best_of, cpu_seconds, fd_count, fd_split, log, rss_kb, threads, wrk
 
 
 def warm_up(*urls_and_scripts) -> None:
@@ -85,7 +80,6 @@ def stream_once(host: str, port: int, path: str, body: bytes, headers: dict) -> 
     r = c.getresponse()
     r.read1(1)
     ttfb = time.perf_counter() - t0
-    chunks = 0
     buf = b""
     while True:
         data = r.read1(65536)

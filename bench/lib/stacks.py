@@ -1,13 +1,9 @@
 """The stacks the scenarios run against: the gateway with its baselines behind one nginx."""
 from __future__ import annotations
 
-import json
 import os
-import re
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -50,7 +46,6 @@ def http_stack() -> tuple[kimistack.Stack, dict]:
     }}
 """
     cfg = {"upstream": {"baseURL": f"http://127.0.0.1:{ports['fixed']}/v1", "apiKey": "sk-bench-placeholder"},
-           "server": {"minThreads": int(os.environ.get("BENCH_MIN_THREADS", "2"))},
            "rateLimit": {"windowMs": 60000, "maxRequests": 1_000_000_000}}
     s = kimistack.Stack(run, config=cfg, workers=int(os.environ.get("BENCH_WORKERS", "2")), simulator=False, nginx_workers=2, extra_servers=extra,
                         access_log=False, upstream_base=cfg["upstream"]["baseURL"],

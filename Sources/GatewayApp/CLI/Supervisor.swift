@@ -48,14 +48,12 @@ enum Supervisor {
                 let pid = waitpid(-1, &status, WNOHANG)
                 if pid <= 0 { break }
                 children.remove(pid)
-                let exitedCleanly = (status & 0x7f) == 0 && ((status >> 8) & 0xff) == 0
                 if stopping { continue }
                 Log.error("worker \(pid) died (\(describe(status))); starting a new one")
                 // Crash loop guard: more than 10 restarts in 10 s slows down.
                 let now = Clock.monotonicNanos()
                 restarts = restarts.filter { now &- $0 < 10_000_000_000 } + [now]
                 if restarts.count > 10 { sleep(1) }
-                _ = exitedCleanly
                 if spawnOne() { return (true, 0) }
             }
         }

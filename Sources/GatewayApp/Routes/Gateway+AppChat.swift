@@ -10,8 +10,7 @@ extension Gateway {
 
     private func appChat(_ ctx: RequestContext, kind: AppChatRequest.Kind) throws {
         let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: kind)
-        let chat = try ChatValidation.validate(openAI, config: ctx.config, allowedModels: ctx.allowedModels)
-        ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        let chat = try ctx.validatedChat(openAI)
         let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
                                         apiKey: ctx.config.upstream.apiKey, ctx: ctx)
         guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
@@ -33,8 +32,7 @@ extension Gateway {
     /// `data: {"content":"..."}` per delta, `data: {"usage":{...}}`, `data: [DONE]`.
     func appStream(_ ctx: RequestContext) throws {
         let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: .stream)
-        let chat = try ChatValidation.validate(openAI, config: ctx.config, allowedModels: ctx.allowedModels)
-        ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        let chat = try ctx.validatedChat(openAI)
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
             if event.data == "[DONE]" {
                 var frames: [String] = []

@@ -6,8 +6,7 @@ extension Gateway {
     /// every field the client sent; non-stream answers come back as the
     /// upstream sent them; streams are relayed event by event.
     func openAIChat(_ ctx: RequestContext) throws {
-        let chat = try ChatValidation.validate(try ctx.jsonBody(), config: ctx.config, allowedModels: ctx.allowedModels)
-        ctx.logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        let chat = try ctx.validatedChat(try ctx.jsonBody())
         // Unchanged requests go upstream byte for byte as the client sent them.
         let body = chat.modified ? chat.body.serializedBytes() : ctx.request.body
         guard chat.stream else {
@@ -31,6 +30,14 @@ extension Gateway {
 }
 
 extension RequestContext {
+    /// The chat request validated against this request's model list, its
+    /// model noted for the access log.
+    func validatedChat(_ openAIBody: JSON) throws -> ChatRequest {
+        let chat = try ChatValidation.validate(openAIBody, config: config, allowedModels: allowedModels)
+        logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        return chat
+    }
+
     /// The models this request may use: the key's own list, else all configured.
     var allowedModels: [String] {
         if let k = apiKey, !k.models.isEmpty { return k.models }

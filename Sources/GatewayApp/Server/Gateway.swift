@@ -1,4 +1,3 @@
-import CAtomics
 import FastCGI
 import Glibc
 import KimiCore
@@ -29,25 +28,23 @@ public final class Gateway: @unchecked Sendable {
         let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
         var request = Request.head(params: exchange.params, requestID: requestID)
         let config = configCache.current()
+        // The body is read (or refused) before the context is built, so there is one.
+        var refusal: GatewayError?
+        switch ContentLength.parse(exchange.params["CONTENT_LENGTH"], cap: config.server.maxBodyBytes) {
+        case let .failure(e):
+            refusal = e
+        case let .success(length):
+            if let body = exchange.readBody(count: length) {
+                request.body = body
+            } else {
+                refusal = .badRequest("Request body is shorter than its Content-Length")
+            }
+        }
         let ctx = RequestContext(request: request, writer: exchange, config: config)
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized
         ctx.responseHeaders = [("X-Request-Id", requestID)]
-
-        switch ContentLength.parse(exchange.params["CONTENT_LENGTH"], cap: config.server.maxBodyBytes) {
-        case let .failure(e):
-            ctx.fail(e)
-        case let .success(length):
-            if let body = exchange.readBody(count: length) {
-                request.body = body
-                let full = RequestContext(request: request, writer: exchange, config: config)
-                full.responseHeaders = ctx.responseHeaders
-                dispatch(full)
-                ctx.logNotes = full.logNotes
-            } else {
-                ctx.fail(.badRequest("Request body is shorter than its Content-Length"))
-            }
-        }
+        if let refusal { ctx.fail(refusal) } else { dispatch(ctx) }
         if !exchange.headWritten { ctx.fail(.internalError()) }
         // No flush here: FCGX_Finish_r flushes with the end-of-request record (one write, not two).
         AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,

@@ -1,5 +1,5 @@
-import CAtomics
 import KimiCore
+import Synchronization
 
 /// Request ids: the client's `X-Request-Id` when it is short and plain,
 /// otherwise a fresh random one.
@@ -16,20 +16,18 @@ public enum RequestID {
     /// splitmix64 over a randomly seeded counter: unique per process, no
     /// syscall per request (getrandom costs more than the rest of /health)
     /// and no lock (a preempted lock holder stalls every worker thread).
-    private static let counter: UnsafeMutablePointer<UInt64> = {
-        let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    private static let counter: Atomic<UInt64> = {
         var g = SystemRandomNumberGenerator()
-        p.initialize(to: g.next())
-        return p
+        return Atomic(g.next())
     }()
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
     public static func fresh() -> String {
-        var z = kimi_atomic_add64(counter, 0x9E37_79B9_7F4A_7C15) &+ 0x9E37_79B9_7F4A_7C15
+        var z = counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         z ^= z >> 31
         return String(unsafeUninitializedCapacity: 16) { buf in
-            let hex = Array("0123456789abcdef".utf8)
             for i in 0..<16 { buf[i] = hex[Int((z >> UInt64(60 - i * 4)) & 0xF)] }
             return 16
         }

@@ -6,10 +6,10 @@ extension GatewayConfig {
         do { root = try JSON.parse(fileBytes) } catch { throw ConfigError("", "not valid JSON: \(error)") }
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
-        var r = ConfigReader(prefix: "")
+        let r = ConfigReader(prefix: "")
         try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "$comment"])
         if let u = root["upstream"] {
-            var r = ConfigReader(prefix: "upstream.")
+            let r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
             try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
                                    "models", "modelsCacheSeconds", "keepAliveSeconds"])
@@ -27,7 +27,7 @@ extension GatewayConfig {
                 c.upstream.models = try items.enumerated().map { (i, item) throws(ConfigError) -> Model in
                     let key = "upstream.models[\(i)]"
                     if let id = item.stringValue { return Model(id: id, contextLength: Model.guessContext(id)) }
-                    var r = ConfigReader(prefix: key + ".")
+                    let r = ConfigReader(prefix: key + ".")
                     let o = try r.object(item)
                     try r.check(o, known: ["id", "contextLength"])
                     guard let idv = item["id"] else { throw ConfigError(key + ".id", "is required") }
@@ -38,7 +38,7 @@ extension GatewayConfig {
             }
         }
         if let s = root["server"] {
-            var r = ConfigReader(prefix: "server.")
+            let r = ConfigReader(prefix: "server.")
             let o = try r.object(s)
             try r.check(o, known: ["maxBodyBytes", "minThreads", "maxThreads", "drainTimeoutMs", "trustedProxies"])
             if let v = s["maxBodyBytes"] { c.server.maxBodyBytes = try r.int(v, "maxBodyBytes", min: 1) }
@@ -48,7 +48,7 @@ extension GatewayConfig {
             if let v = s["trustedProxies"] { c.server.trustedProxies = try r.strings(v, "trustedProxies") }
         }
         if let a = root["auth"] {
-            var r = ConfigReader(prefix: "auth.")
+            let r = ConfigReader(prefix: "auth.")
             let o = try r.object(a)
             try r.check(o, known: ["required", "keys"])
             if let v = a["required"] { c.auth.required = try r.bool(v, "required") }
@@ -58,14 +58,14 @@ extension GatewayConfig {
             }
         }
         if let cv = root["cors"] {
-            var r = ConfigReader(prefix: "cors.")
+            let r = ConfigReader(prefix: "cors.")
             let o = try r.object(cv)
             try r.check(o, known: ["allowedOrigins", "maxAgeSeconds"])
             if let v = cv["allowedOrigins"] { c.cors.allowedOrigins = try r.strings(v, "allowedOrigins") }
             if let v = cv["maxAgeSeconds"] { c.cors.maxAgeSeconds = try r.int(v, "maxAgeSeconds", min: 0) }
         }
         if let rl = root["rateLimit"] {
-            var r = ConfigReader(prefix: "rateLimit.")
+            let r = ConfigReader(prefix: "rateLimit.")
             let o = try r.object(rl)
             try r.check(o, known: ["enabled", "windowMs", "maxRequests", "file", "tableSize"])
             if let v = rl["enabled"] { c.rateLimit.enabled = try r.bool(v, "enabled") }
@@ -75,7 +75,7 @@ extension GatewayConfig {
             if let v = rl["tableSize"] { c.rateLimit.tableSize = try r.int(v, "tableSize", min: 64) }
         }
         if let l = root["limits"] {
-            var r = ConfigReader(prefix: "limits.")
+            let r = ConfigReader(prefix: "limits.")
             let o = try r.object(l)
             try r.check(o, known: ["maxMessages", "maxChars", "maxTokens"])
             if let v = l["maxMessages"] { c.limits.maxMessages = try r.int(v, "maxMessages", min: 1) }
@@ -116,12 +116,11 @@ extension GatewayConfig.APIKey {
             guard !plain.isEmpty else { throw ConfigError(key, "must not be empty") }
             return .init(sha256: SHA256.hex(plain), name: "key-\(SHA256.hex(plain).prefix(8))")
         }
-        var r = ConfigReader(prefix: key + ".")
+        let r = ConfigReader(prefix: key + ".")
         let o = try r.object(item)
         try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit"])
         let hash: String
-        if let k = item["key"], let h = item["sha256"] {
-            _ = (k, h)
+        if item["key"] != nil, item["sha256"] != nil {
             throw ConfigError(key, "give either \"key\" or \"sha256\", not both")
         } else if let k = item["key"] {
             let plain = try r.string(k, "key")
@@ -140,7 +139,7 @@ extension GatewayConfig.APIKey {
         if let n = item["name"] { entry.name = HeaderSafety.printable(try r.string(n, "name"), max: 64) }
         if let m = item["models"] { entry.models = try r.strings(m, "models") }
         if let rl = item["rateLimit"] {
-            var rr = ConfigReader(prefix: key + ".rateLimit.")
+            let rr = ConfigReader(prefix: key + ".rateLimit.")
             let o = try rr.object(rl)
             try rr.check(o, known: ["windowMs", "maxRequests"])
             guard let w = rl["windowMs"], let m = rl["maxRequests"] else {

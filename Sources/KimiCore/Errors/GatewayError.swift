@@ -5,7 +5,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     enum Code: String, Sendable {
         case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
         case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
-        case upstreamTimeout, upstreamUnavailable, internalError, serviceUnavailable
+        case upstreamTimeout, upstreamUnavailable, internalError
     }
 
     let code: Code
@@ -31,7 +31,6 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .rateLimited, .upstreamRateLimited: return 429
         case .internalError: return 500
         case .upstreamAuth, .upstreamFailed, .upstreamUnavailable: return 502
-        case .serviceUnavailable: return 503
         case .upstreamTimeout: return 504
         }
     }
@@ -103,8 +102,5 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     }
     public static func internalError(_ m: String = "Internal server error") -> GatewayError {
         GatewayError(code: .internalError, message: m, type: "server_error")
-    }
-    public static func serviceUnavailable(_ m: String) -> GatewayError {
-        GatewayError(code: .serviceUnavailable, message: m, type: "server_error")
     }
 }

@@ -34,7 +34,6 @@ public final class BufferedResponse: ResponseWriter {
     public private(set) var status = 0
     public private(set) var headers: [(String, String)] = []
     public private(set) var body: [UInt8] = []
-    public private(set) var flushes = 0
     public private(set) var headWritten = false
     public var clientGone = false
 
@@ -46,7 +45,7 @@ public final class BufferedResponse: ResponseWriter {
         headWritten = true
     }
     public func write(_ bytes: [UInt8]) -> Bool { body += bytes; return !clientGone }
-    public func flush() -> Bool { flushes += 1; return !clientGone }
+    public func flush() -> Bool { !clientGone }
 
     public func header(_ name: String) -> String? {
         headers.first(where: { $0.0.lowercased() == name.lowercased() })?.1

@@ -68,11 +68,4 @@ extension JSON {
         }
         out.append(0x22)
     }
-
-    /// A JSON string literal for `s`, quotes included.
-    public static func quoted(_ s: String) -> String {
-        var out: [UInt8] = []
-        writeString(s, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
 }

@@ -61,11 +61,6 @@ public enum JSON: Equatable, Sendable {
         return .object(members)
     }
 
-    public func removing(_ key: String) -> JSON {
-        guard case let .object(members) = self else { return self }
-        return .object(members.filter { $0.0 != key })
-    }
-
     /// JSON type name as used in validation messages.
     public var typeName: String {
         switch self {
