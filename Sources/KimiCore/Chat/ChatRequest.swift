@@ -88,7 +88,8 @@ public enum ChatValidation {
                            messageCount: messages.count, characters: chars, modified: modified)
     }
 
-    /// One message; returns its character count.
+    /// One message; returns its character count in Unicode scalars: grapheme
+    /// clusters would let "a" plus 500k combining marks count as one.
     static func validateMessage(_ m: JSON, index i: Int, isLast: Bool) throws(GatewayError) -> Int {
         guard m.objectValue != nil else { throw .badRequest("messages[\(i)] must be an object") }
         guard let role = m["role"]?.stringValue else { throw .badRequest("messages[\(i)].role is required and must be a string") }
@@ -106,7 +107,7 @@ public enum ChatValidation {
             if s.trimmingSpaces().isEmpty && !(role == "assistant" && (hasToolCalls || isLast)) {
                 throw .badRequest("messages[\(i)].content must not be empty")
             }
-            return s.count
+            return s.unicodeScalars.count
         }
         if let parts = content.arrayValue {
             guard !parts.isEmpty else { throw .badRequest("messages[\(i)].content must not be empty") }
@@ -115,7 +116,7 @@ public enum ChatValidation {
                 guard let type = p["type"]?.stringValue else { throw .badRequest("messages[\(i)].content[\(k)].type is required") }
                 if type == "text" {
                     guard let t = p["text"]?.stringValue else { throw .badRequest("messages[\(i)].content[\(k)].text must be a string") }
-                    n += t.count
+                    n += t.unicodeScalars.count
                 }
             }
             return n

@@ -22,7 +22,7 @@ public struct ConfigSource: Sendable {
         }
         var config = GatewayConfig()
         if let path {
-            guard let bytes = FileIO.read(path) else { throw ConfigError("--config", "cannot read \(path)") }
+            guard let bytes = FileIO.read(path) else { throw ConfigError("--config", "cannot read \(path): \(FileIO.unreadableReason(path))") }
             config = try GatewayConfig.parse(fileBytes: bytes)
         }
         return try config.applying(env: env).validated()
@@ -66,7 +66,10 @@ public final class ConfigCache: @unchecked Sendable {
             let s = source.stamp()
             guard s != stamp, s != lastBadStamp else { return nil }
             do {
-                let fresh = try source.load()
+                let (fresh, refused) = try source.load().keepingRestartOnly(from: published.load().config)
+                if !refused.isEmpty {
+                    Log.warn("config: restart needed for \(refused.joined(separator: ", ")); the running values stay until then")
+                }
                 published.store(Box(fresh))
                 stamp = s
                 lastBadStamp = nil

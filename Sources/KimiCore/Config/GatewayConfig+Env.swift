@@ -39,6 +39,7 @@ extension GatewayConfig {
         if let v = try int("RATE_LIMIT_WINDOW_MS", min: 1) { c.rateLimit.policy.windowMs = v }
         if let v = try int("RATE_LIMIT_MAX_REQUESTS", min: 1) { c.rateLimit.policy.maxRequests = v }
         if let v = env["RATE_LIMIT_FILE"], !v.isEmpty { c.rateLimit.file = v }
+        if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: env) + "/ratelimit.bin" }
         if let v = try bool("REQUIRE_API_KEY") { c.auth.required = v }
         if let keys = list("VALID_API_KEYS") {
             let extra = keys.map { APIKey(sha256: SHA256.hex($0), name: "env-\(SHA256.hex($0).prefix(8))") }

@@ -12,13 +12,14 @@ extension GatewayConfig {
             let r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
             try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
-                                   "models", "modelsCacheSeconds", "keepAliveSeconds"])
+                                   "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs"])
             if let v = u["baseURL"] { c.upstream.baseURL = try r.string(v, "baseURL") }
             if let v = u["apiKey"] { c.upstream.apiKey = try r.string(v, "apiKey") }
             if let v = u["caFile"] { c.upstream.caFile = try r.string(v, "caFile") }
             if let v = u["simulated"] { c.upstream.simulated = try r.bool(v, "simulated") }
             if let v = u["connectTimeoutMs"] { c.upstream.connectTimeoutMs = try r.int(v, "connectTimeoutMs", min: 1) }
             if let v = u["idleTimeoutMs"] { c.upstream.idleTimeoutMs = try r.int(v, "idleTimeoutMs", min: 1) }
+            if let v = u["totalTimeoutMs"] { c.upstream.totalTimeoutMs = try r.int(v, "totalTimeoutMs", min: 1) }
             if let v = u["defaultModel"] { c.upstream.defaultModel = try r.string(v, "defaultModel") }
             if let v = u["modelsCacheSeconds"] { c.upstream.modelsCacheSeconds = try r.int(v, "modelsCacheSeconds", min: 0) }
             if let v = u["keepAliveSeconds"] { c.upstream.keepAliveSeconds = try r.int(v, "keepAliveSeconds", min: 1) }
@@ -40,11 +41,14 @@ extension GatewayConfig {
         if let s = root["server"] {
             let r = ConfigReader(prefix: "server.")
             let o = try r.object(s)
-            try r.check(o, known: ["maxBodyBytes", "minThreads", "maxThreads", "drainTimeoutMs", "trustedProxies"])
+            try r.check(o, known: ["maxBodyBytes", "minThreads", "maxThreads", "drainTimeoutMs", "trustedProxies", "readTimeoutMs",
+                                   "maxBufferedBytes"])
             if let v = s["maxBodyBytes"] { c.server.maxBodyBytes = try r.int(v, "maxBodyBytes", min: 1) }
             if let v = s["minThreads"] { c.server.minThreads = try r.int(v, "minThreads", min: 1) }
             if let v = s["maxThreads"] { c.server.maxThreads = try r.int(v, "maxThreads", min: 1) }
             if let v = s["drainTimeoutMs"] { c.server.drainTimeoutMs = try r.int(v, "drainTimeoutMs", min: 0) }
+            if let v = s["readTimeoutMs"] { c.server.readTimeoutMs = try r.int(v, "readTimeoutMs", min: 1) }
+            if let v = s["maxBufferedBytes"] { c.server.maxBufferedBytes = try r.int(v, "maxBufferedBytes", min: 1 << 20) }
             if let v = s["trustedProxies"] { c.server.trustedProxies = try r.strings(v, "trustedProxies") }
         }
         if let a = root["auth"] {
@@ -92,7 +96,8 @@ extension GatewayConfig {
     /// on overflow. Keys not listed are capped at 10^9.
     static let maxima: [String: Int] = [
         "connectTimeoutMs": 600_000, "idleTimeoutMs": 86_400_000, "keepAliveSeconds": 3_600,
-        "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "windowMs": 31_536_000_000,
+        "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "totalTimeoutMs": 86_400_000, "readTimeoutMs": 3_600_000,
+        "maxBufferedBytes": 1 << 34, "windowMs": 31_536_000_000,
         "maxBodyBytes": 1 << 30, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
         "maxAgeSeconds": 86_400,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,

@@ -19,6 +19,9 @@ public struct GatewayConfig: Sendable, Equatable {
         public var connectTimeoutMs = 10_000
         /// Longest silence tolerated from the upstream before giving up (504).
         public var idleTimeoutMs = 120_000
+        /// Longest whole upstream call, streams included (a 1-byte drip
+        /// never trips the idle timeout): 504, or an error event.
+        public var totalTimeoutMs = 900_000
         public var defaultModel = "moonshot-v1-8k"
         /// The allow-list and the fallback for `/v1/models` when the upstream is unreachable.
         public var models: [Model] = [
@@ -44,6 +47,12 @@ public struct GatewayConfig: Sendable, Equatable {
         /// Upper bound of threads per process (one per in-flight request).
         public var maxThreads = 512
         public var drainTimeoutMs = 30_000
+        /// Longest wait for a FastCGI peer while reading a request's params
+        /// and body (a peer that stops mid-request frees its thread).
+        public var readTimeoutMs = 30_000
+        /// Upstream answers buffered at once by one process (non-stream
+        /// calls); the excess is refused with a 502.
+        public var maxBufferedBytes = 64 << 20
         /// Addresses whose `X-Forwarded-For` is believed (e.g. a load balancer in front of nginx).
         public var trustedProxies: [String] = []
     }
@@ -83,8 +92,10 @@ public struct GatewayConfig: Sendable, Equatable {
     public struct RateLimit: Sendable, Equatable {
         public var enabled = true
         public var policy = RateLimitPolicy(windowMs: 900_000, maxRequests: 100)
-        /// The memory-mapped file every process on the machine shares.
-        public var file = "/tmp/kimi-gateway-ratelimit.bin"
+        /// The memory-mapped file every process on the machine shares; empty
+        /// in the config means `SharedFiles.defaultDirectory` + `/ratelimit.bin`,
+        /// resolved by `applying(env:)`.
+        public var file = ""
         /// Slots in the shared table (one per client key); the stalest are evicted when full.
         public var tableSize = 65_536
         /// The default policy's part of every client key (a changed limit

@@ -5,10 +5,15 @@ import Glibc
 /// Small file helpers over POSIX calls (the runtime targets avoid Foundation
 /// to keep each process's memory small).
 public enum FileIO {
+    /// A regular file's bytes, or nil. Opened non-blocking and checked
+    /// before reading: a FIFO at a config path would otherwise hang the
+    /// request thread that reloads it in `open()` (issue #9).
     public static func read(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -19,6 +24,14 @@ public enum FileIO {
             if out.count > limit { return nil }
         }
         return out
+    }
+
+    /// Why `read` would fail for `path`, for error messages.
+    public static func unreadableReason(_ path: String) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return String(cString: strerror(errno)) }
+        if (st.st_mode & S_IFMT) != S_IFREG { return "not a regular file" }
+        return access(path, R_OK) == 0 ? "too large or unreadable" : String(cString: strerror(EACCES))
     }
 
     public static func readText(_ path: String) -> String? { read(path).map { String(decoding: $0, as: UTF8.self) } }
