@@ -13,6 +13,9 @@ public final class FastCGIExchange: ResponseWriter {
     /// serialized (the gateway's constant security headers): validated once,
     /// not per response.
     public var fixedHead: [UInt8] = []
+    /// Set by the pool when this request came while `maxThreads` requests
+    /// were running: answer it quickly (health, or 503), the thread is the reserve.
+    public internal(set) var overloaded = false
     public private(set) var headWritten = false
     public private(set) var clientGone = false
     public private(set) var status = 0

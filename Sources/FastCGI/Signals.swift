@@ -1,3 +1,4 @@
+import CFastCGI
 import Glibc
 import KimiCore
 
@@ -20,6 +21,10 @@ public enum Signals {
         sigaddset(&set, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
+
+    /// The kernel sends this process SIGTERM when its parent dies (call in
+    /// a forked worker; the parent must be single-threaded).
+    public static func terminateWithParent() { _ = kimi_set_parent_death_signal(SIGTERM) }
 
     /// Blocks the calling thread until SIGTERM or SIGINT; on SIGHUP calls
     /// `onHangup` (reopen the log file, for logrotate) and goes on waiting.

@@ -15,6 +15,23 @@ import Synchronization
 /// request with 48 threads, 1.05 with a few). Threads are not shrunk: an
 /// idle thread costs a few tens of KiB of touched stack.
 ///
+/// Intake: the pool accepts connections itself (`accept4`) and hands the
+/// connected socket to libfcgi, whose own listening socket is -1: a
+/// connection that fails inside `FCGX_Accept_r` then returns an error to us
+/// instead of falling through to an accept() the pool cannot see. Every
+/// connection gets `readTimeoutMs` as SO_RCVTIMEO/SO_SNDTIMEO, so a peer that
+/// sends half a request (or stops reading) frees its thread, and a thread
+/// reading a request's params counts as busy, not idle, so the pool grows
+/// past slow peers (issue #9: two such peers stalled a whole process).
+///
+/// Saturation: at most `maxThreads` requests run at once. The pool may hold
+/// one thread more, the reserve: a request accepted while `maxThreads` are
+/// running is served with `exchange.overloaded` set — the gateway answers
+/// `/health` as usual and everything else with a quick 503 + Retry-After —
+/// and its connection is closed, so the reserve is free again at once.
+/// Monitors see the process alive and clients a clear answer instead of a
+/// wait behind thousands of streams or nginx's 502.
+///
 /// Shutdown: `stop()` sets the flag and interrupts every thread that is not
 /// serving a request with SIGUSR1 (installed without SA_RESTART; requests
 /// are initialised with FCGI_FAIL_ACCEPT_ON_INTR), so threads in accept()
@@ -27,6 +44,7 @@ public final class WorkerPool: @unchecked Sendable {
     private let minThreads: Int
     private let maxThreads: Int
     private let stackBytes: Int
+    private let readTimeoutMs: Int
     private let handler: Handler
     // Counters read and written on every request: atomics, never a lock (a
     // preempted lock holder stalls every thread of the process).
@@ -47,11 +65,14 @@ public final class WorkerPool: @unchecked Sendable {
     private let lock = Lock()
     private var workers: [Worker] = []
 
-    public init(fd: Int32, minThreads: Int, maxThreads: Int, stackBytes: Int = 512 << 10, handler: @escaping Handler) {
+    public init(fd: Int32, minThreads: Int, maxThreads: Int, stackBytes: Int = 512 << 10, readTimeoutMs: Int = 30_000,
+                handler: @escaping Handler)
+    {
         self.fd = fd
         self.minThreads = max(1, minThreads)
         self.maxThreads = max(self.minThreads, maxThreads)
         self.stackBytes = stackBytes
+        self.readTimeoutMs = max(1, readTimeoutMs)
         self.handler = handler
     }
 
@@ -98,7 +119,7 @@ public final class WorkerPool: @unchecked Sendable {
         // Claim a place below the maximum without a lock.
         var n = total.load(ordering: .relaxed)
         while true {
-            guard !stopping.load(ordering: .relaxed), n < maxThreads else { return }
+            guard !stopping.load(ordering: .relaxed), n < maxThreads + 1 else { return } // + the reserve
             let (done, seen) = total.compareExchange(expected: n, desired: n + 1, ordering: .relaxed)
             if done { break }
             n = seen
@@ -124,66 +145,88 @@ public final class WorkerPool: @unchecked Sendable {
 
     private func loop() {
         var request = FCGX_Request()
-        FCGX_InitRequest(&request, fd, FCGI_FAIL_ACCEPT_ON_INTR)
+        // No listening socket for libfcgi: the pool accepts (see the type's comment).
+        FCGX_InitRequest(&request, -1, FCGI_FAIL_ACCEPT_ON_INTR)
         let me = Worker(pthread_self())
         lock.withLock { workers.append(me) }
         var failures = 0
         while !stopping.load(ordering: .acquiring) {
-            // On a kept connection (fastcgi_keep_conn) wait here for its next
-            // request, so the pool knows this thread is not free for new
-            // connections. When nginx closes it, close it ourselves: inside
-            // FCGX_Accept_r libfcgi would fall through to a listening accept()
-            // that the pool cannot see (measured: the pool ran to maxThreads).
             if request.ipcFd >= 0 {
+                // On a kept connection (fastcgi_keep_conn) wait here for its next
+                // request, so the pool knows this thread is not free for new
+                // connections; when nginx closes it, close it ourselves.
                 me.accepting.store(true, ordering: .sequentiallyConsistent)
                 let next = stopping.load(ordering: .sequentiallyConsistent) ? .stop : waitOnKeptConnection(request.ipcFd)
                 me.accepting.store(false, ordering: .sequentiallyConsistent)
                 switch next {
                 case .request: break
-                case .closed: FCGX_Free(&request, 1); continue
+                case .closed, .stop: FCGX_Free(&request, 1); continue
                 case .interrupted: continue
-                case .stop: FCGX_Free(&request, 1); continue
                 }
-            }
-            let listening = request.ipcFd < 0
-            if listening {
+            } else {
                 idle.add(1, ordering: .relaxed)
                 lastAcceptEntry.store(Clock.monotonicNanos(), ordering: .relaxed)
+                me.accepting.store(true, ordering: .sequentiallyConsistent)
+                // A stop that came between the loop check and here is seen now,
+                // or its repeated SIGUSR1 interrupts the accept below.
+                if stopping.load(ordering: .sequentiallyConsistent) {
+                    me.accepting.store(false, ordering: .relaxed)
+                    idle.subtract(1, ordering: .relaxed)
+                    break
+                }
+                let conn = kimi_accept_cloexec(fd)
+                let acceptErrno = errno
+                me.accepting.store(false, ordering: .sequentiallyConsistent)
+                idle.subtract(1, ordering: .relaxed)
+                if conn < 0 {
+                    if stopping.load(ordering: .acquiring) { break }
+                    // EINTR from a stray signal, or a transient error (EMFILE, ECONNABORTED).
+                    if acceptErrno != EINTR {
+                        failures += 1
+                        if failures > 3 { usleep(10_000) }
+                    }
+                    continue
+                }
+                failures = 0
+                Self.setTimeouts(conn, ms: readTimeoutMs)
+                request.ipcFd = conn
+                // So the FCGX_Finish_r at the top of FCGX_Accept_r keeps this
+                // fd; the BEGIN_REQUEST record then sets the real value.
+                request.keepConnection = 1
             }
-            me.accepting.store(true, ordering: .sequentiallyConsistent)
-            // A stop that came between the check above and here is seen now,
-            // or its repeated SIGUSR1 interrupts the wait below.
-            if stopping.load(ordering: .sequentiallyConsistent) {
-                me.accepting.store(false, ordering: .relaxed)
-                if listening { idle.subtract(1, ordering: .relaxed) }
-                break
-            }
-            let rc = FCGX_Accept_r(&request)
-            me.accepting.store(false, ordering: .sequentiallyConsistent)
-            if listening { idle.subtract(1, ordering: .relaxed) }
-            if rc < 0 {
-                if stopping.load(ordering: .acquiring) { break }
-                // EINTR from a stray signal, or a transient accept error.
-                failures += 1
-                if failures > 3 { usleep(10_000) }
+            // Reads BEGIN_REQUEST and the params under the read timeout. On a
+            // broken or silent peer libfcgi closes the connection and, with
+            // no listening socket, returns an error here.
+            guard FCGX_Accept_r(&request) >= 0 else {
+                if request.ipcFd >= 0 { FCGX_Free(&request, 1) }
                 continue
             }
-            failures = 0
-            active.add(1, ordering: .relaxed)
+            let running = active.add(1, ordering: .relaxed).newValue
             withUnsafeMutablePointer(to: &request) { req in
                 let exchange = FastCGIExchange(request: req)
+                exchange.overloaded = running > maxThreads
                 handler(exchange)
             }
+            if running > maxThreads { request.keepConnection = 0 } // the reserve stays free
             FCGX_Finish_r(&request)
             active.subtract(1, ordering: .relaxed)
         }
-        FCGX_Free(&request, 0)
+        FCGX_Free(&request, 1)
         me.alive.store(false, ordering: .relaxed)
         total.subtract(1, ordering: .relaxed)
         // Parked, not returned: the loop only ends when the process is about
         // to exit, and `stop` may still pthread_kill this thread, which is
         // undefined for a detached thread that has already ended.
         while true { pause() }
+    }
+
+    /// SO_RCVTIMEO and SO_SNDTIMEO: a peer silent (or not reading) for this
+    /// long fails the read or write, which libfcgi reports as an error.
+    static func setTimeouts(_ fd: Int32, ms: Int) {
+        var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
+        let size = socklen_t(MemoryLayout<timeval>.size)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, size)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, size)
     }
 
     enum KeptConnection { case request, closed, interrupted, stop }
@@ -195,6 +238,8 @@ public final class WorkerPool: @unchecked Sendable {
         let n = recv(fd, &byte, 1, Int32(MSG_PEEK))
         if stopping.load(ordering: .acquiring) { return .stop }
         if n > 0 { return .request }
+        // EAGAIN: the read timeout passed with the connection idle; nginx
+        // keeps idle connections as long as it likes, so wait on.
         if n < 0, errno == EINTR || errno == EAGAIN { return .interrupted }
         return .closed // EOF or error: nginx let the connection go
     }

@@ -12,6 +12,9 @@ public struct UpstreamRequest {
     public var connectTimeoutMs: Int
     /// Longest silence tolerated while waiting for bytes.
     public var idleTimeoutMs: Int
+    /// Longest whole transfer, however steadily bytes arrive (a 1-byte drip
+    /// never trips the idle timeout). 0 = none.
+    public var totalTimeoutMs = 0
     /// A CA bundle for TLS verification; empty = the system store.
     public var caFile = ""
 
@@ -61,6 +64,8 @@ public final class UpstreamClient {
     fileprivate var headDelivered = false
     fileprivate var aborted = false
     fileprivate var idleTimedOut = false
+    fileprivate var totalTimedOut = false
+    fileprivate var deadline: UInt64 = .max
     fileprivate var lastActivity: UInt64 = 0
     fileprivate var idleTimeoutNanos: UInt64 = 0
 
@@ -137,7 +142,9 @@ public final class UpstreamClient {
         headDelivered = false
         aborted = false
         idleTimedOut = false
+        totalTimedOut = false
         lastActivity = Clock.monotonicNanos()
+        deadline = req.totalTimeoutMs > 0 ? lastActivity &+ UInt64(req.totalTimeoutMs) * 1_000_000 : .max
         idleTimeoutNanos = UInt64(req.idleTimeoutMs) * 1_000_000
         defer { self.receiver = nil }
 
@@ -168,6 +175,7 @@ public final class UpstreamClient {
         }
         if aborted { return .abortedByReceiver }
         if idleTimedOut { return .failed(.timeout("no data for \(req.idleTimeoutMs) ms")) }
+        if totalTimedOut { return .failed(.timeout("the answer took longer than \(req.totalTimeoutMs) ms (upstream.totalTimeoutMs)")) }
         let text = String(cString: curl_easy_strerror(rc))
         switch rc {
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY, CURLE_SSL_CONNECT_ERROR,
@@ -186,7 +194,7 @@ public final class UpstreamClient {
     }
 
     /// The upstream headers the gateway acts on; the rest are not copied.
-    static let keptHeaders: [[UInt8]] = ["retry-after", "content-type", "x-request-id"].map { Array($0.utf8) }
+    static let keptHeaders: [[UInt8]] = ["retry-after", "content-type", "x-request-id", "content-length"].map { Array($0.utf8) }
 
     fileprivate func header(_ line: UnsafeBufferPointer<UInt8>) {
         lastActivity = Clock.monotonicNanos()
@@ -233,8 +241,13 @@ private let headerCallback: kimi_curl_data_cb = { ptr, size, n, ud in
 private let xferCallback: kimi_curl_xfer_cb = { ud, _, _, _, _ in
     let c = Unmanaged<UpstreamClient>.fromOpaque(ud!).takeUnretainedValue()
     if c.aborted { return 1 }
-    if Clock.monotonicNanos() &- c.lastActivity > c.idleTimeoutNanos {
+    let now = Clock.monotonicNanos()
+    if now &- c.lastActivity > c.idleTimeoutNanos {
         c.idleTimedOut = true
+        return 1
+    }
+    if now > c.deadline {
+        c.totalTimedOut = true
         return 1
     }
     if let r = c.receiver, !r.upstreamTick() {

@@ -34,9 +34,21 @@ import Testing
         #expect(e == [.init(event: "done", data: "[DONE]", id: "7")])
     }
 
+    @Test func dataLinesWithoutABlankLineFailAtTheEventCap() throws {
+        var p = SSEParser(maxEventBytes: 64)
+        #expect(throws: SSEParser.Overflow.self) {
+            for _ in 0..<100 { _ = try p.feed(Array("data: 0123456789\n".utf8)) }
+        }
+    }
+
+    @Test func theEventCapResetsAfterEachEvent() throws {
+        var p = SSEParser(maxEventBytes: 64)
+        for _ in 0..<100 { #expect(try p.feed(Array("data: 0123456789\n\n".utf8)).count == 1) }
+    }
+
     @Test func overlongLineFails() throws {
-        var p = SSEParser(maxLineBytes: 8)
-        #expect(throws: SSEParser.LineTooLong.self) { try p.feed(Array("data: 0123456789".utf8)) }
+        var p = SSEParser(maxEventBytes: 8)
+        #expect(throws: SSEParser.Overflow.self) { try p.feed(Array("data: 0123456789".utf8)) }
     }
 
     @Test func framingSplitsMultiLineText() throws {
@@ -63,12 +75,12 @@ import Testing
 }
 
 @Suite struct UpstreamErrorMappingTests {
-    func map(_ status: Int, _ body: String = #"{"error":{"type":"t","message":"m"}}"#, retry: String? = nil) -> GatewayError {
+    func map(_ status: Int, _ body: String = #"{"error":{"type":"content_filter","message":"m"}}"#, retry: String? = nil) -> GatewayError {
         UpstreamErrorMapping.map(status: status, body: Array(body.utf8), retryAfter: retry, apiKey: "sk-secret")
     }
 
     @Test func table() throws {
-        #expect(map(400).status == 400 && map(400).message == "m" && map(400).type == "t")
+        #expect(map(400).status == 400 && map(400).message == "m" && map(400).type == "content_filter")
         #expect(map(401).status == 502 && map(401).message == "upstream authentication failed")
         #expect(map(403).status == 502)
         #expect(map(429, retry: "5").status == 429)

@@ -126,7 +126,8 @@ public enum KimiGatewayCommand {
         }
         let services = Services.make(config: config, cache: cache)
         let gateway = Gateway(configCache: cache, services: services)
-        let pool = WorkerPool(fd: fd, minThreads: config.server.minThreads, maxThreads: config.server.maxThreads) {
+        let pool = WorkerPool(fd: fd, minThreads: config.server.minThreads, maxThreads: config.server.maxThreads,
+                              readTimeoutMs: config.server.readTimeoutMs) {
             gateway.handle(exchange: $0)
         }
         pool.start()

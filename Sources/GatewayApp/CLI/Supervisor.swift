@@ -13,9 +13,18 @@ enum Supervisor {
     static func forkWorkers(_ n: Int, onHangup: () -> Void) -> (isWorker: Bool, status: Int32) {
         var children = Set<pid_t>()
         var stopping = false
+        let parent = getpid()
         func spawnOne() -> Bool {
             let pid = fork()
-            if pid == 0 { return true }
+            if pid == 0 {
+                // A supervisor killed with SIGKILL cannot stop its workers:
+                // the kernel sends them SIGTERM instead, they drain and exit,
+                // and systemd's restart starts a clean set (issue #9). The
+                // parent may have died before the prctl: check once after.
+                Signals.terminateWithParent()
+                if getppid() != parent { kill(getpid(), SIGTERM) }
+                return true
+            }
             if pid > 0 { children.insert(pid) } else { Log.error("fork failed: \(String(cString: strerror(errno)))") }
             return false
         }

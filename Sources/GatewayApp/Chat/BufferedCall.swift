@@ -1,13 +1,28 @@
 import KimiCore
+import Synchronization
 import Upstream
 
-/// A non-streaming upstream call: the whole body, bounded.
+/// A non-streaming upstream call: the whole body, bounded twice — by what
+/// this answer can weigh (`maxBytes`, from the request) and by what the
+/// whole process may hold at once (`BufferBudget`, `server.maxBufferedBytes`).
+/// Before both, 48 concurrent 32 MiB answers reached 2.6 GB (issue #9).
 final class BufferedCall: UpstreamReceiver {
-    static let maxBytes = 32 << 20
+    /// For calls whose answer is not a completion (the model list).
+    static let defaultMaxBytes = 4 << 20
     private(set) var status = 0
     private(set) var headers: [String: String] = [:]
     private(set) var body: [UInt8] = []
-    private var tooLarge = false
+    private let maxBytes: Int
+    private let budget: BufferBudget
+    private var reserved = 0
+    private var refusal: GatewayError?
+
+    init(maxBytes: Int, budget: BufferBudget) {
+        self.maxBytes = maxBytes
+        self.budget = budget
+    }
+
+    deinit { budget.release(reserved) }
 
     func upstreamHead(status: Int, headers: [String: String]) -> Bool {
         self.status = status
@@ -16,7 +31,19 @@ final class BufferedCall: UpstreamReceiver {
     }
 
     func upstreamData(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard body.count + bytes.count <= Self.maxBytes else { tooLarge = true; return false }
+        guard body.count + bytes.count <= maxBytes else {
+            refusal = .upstreamFailed("Upstream answer larger than \(maxBytes) bytes (more than the request's max_tokens can produce)")
+            return false
+        }
+        // Reserve in 256 KiB steps: one atomic add per step, not per chunk.
+        if body.count + bytes.count > reserved {
+            let step = max(256 << 10, bytes.count)
+            guard budget.reserve(step) else {
+                refusal = .upstreamFailed("The gateway is buffering too many upstream answers at once (server.maxBufferedBytes); retry shortly")
+                return false
+            }
+            reserved += step
+        }
         body.append(contentsOf: bytes)
         return true
     }
@@ -24,22 +51,50 @@ final class BufferedCall: UpstreamReceiver {
     func upstreamTick() -> Bool { true }
 
     /// Runs the call; a transport failure or a non-2xx answer becomes the
-    /// mapped `GatewayError`.
-    static func run(_ req: UpstreamRequest, apiKey: String, ctx: RequestContext? = nil) throws(GatewayError) -> BufferedCall {
-        let call = BufferedCall()
+    /// mapped `GatewayError`. A 2xx answer shorter than its Content-Length
+    /// is a 502, never passed on.
+    static func run(_ req: UpstreamRequest, apiKey: String, budget: BufferBudget, maxBytes: Int = defaultMaxBytes,
+                    ctx: RequestContext? = nil) throws(GatewayError) -> BufferedCall
+    {
+        let call = BufferedCall(maxBytes: maxBytes, budget: budget)
         let client = UpstreamClient.forCurrentThread()
         defer { ctx?.noteUpstreamVersion(client) }
         switch client.perform(req, receiver: call) {
         case .completed: break
-        case .abortedByReceiver:
-            throw .upstreamFailed(call.tooLarge ? "Upstream response too large" : "Upstream transfer aborted")
+        case .abortedByReceiver: throw call.refusal ?? .upstreamFailed("Upstream transfer aborted")
         case let .failed(f): throw UpstreamErrorMapping.map(f)
         }
         guard (200..<300).contains(call.status) else {
             throw UpstreamErrorMapping.map(status: call.status, body: call.body, retryAfter: call.headers["retry-after"], apiKey: apiKey)
         }
+        if let announced = call.headers["content-length"].flatMap({ Int($0) }), announced != call.body.count {
+            throw .upstreamFailed("Upstream answer has \(call.body.count) bytes, its Content-Length says \(announced)")
+        }
         return call
     }
+}
+
+/// Bytes of upstream answers one process holds at once, across all threads.
+/// Lock-free: one atomic add per 256 KiB reserved.
+public final class BufferBudget: Sendable {
+    private let used = Atomic<Int>(0)
+    private let limit: Atomic<Int>
+
+    public init(limit: Int) { self.limit = Atomic(limit) }
+
+    /// The limit follows `server.maxBufferedBytes` on reload.
+    func setLimit(_ l: Int) { limit.store(l, ordering: .relaxed) }
+
+    func reserve(_ n: Int) -> Bool {
+        let now = used.add(n, ordering: .relaxed).newValue
+        if now <= limit.load(ordering: .relaxed) { return true }
+        used.subtract(n, ordering: .relaxed)
+        return false
+    }
+
+    func release(_ n: Int) { if n > 0 { used.subtract(n, ordering: .relaxed) } }
+
+    public var inUse: Int { used.load(ordering: .relaxed) }
 }
 
 extension GatewayConfig {
@@ -49,6 +104,7 @@ extension GatewayConfig {
         var r = UpstreamRequest(method: method, url: base + path, bearer: upstream.apiKey, body: body,
                                 accept: stream ? "text/event-stream" : "application/json",
                                 connectTimeoutMs: upstream.connectTimeoutMs, idleTimeoutMs: idleMs ?? upstream.idleTimeoutMs)
+        r.totalTimeoutMs = upstream.totalTimeoutMs
         r.caFile = upstream.caFile
         return r
     }

@@ -10,7 +10,9 @@ import Upstream
 ///   streaming → finished    `[DONE]` relayed
 ///   streaming → clientGone  a flush failed: curl is told to stop, which
 ///                           closes the upstream connection (generation stops)
-///   streaming → failed      upstream broke off / timed out: one error event
+///   streaming → failed      upstream broke off / timed out, or sent an
+///                           event over the cap: one error event, and the
+///                           log says why (never `client-left`)
 ///   waiting   → failed      transport failure before any answer: JSON error
 final class StreamRelay: UpstreamReceiver {
     enum State: Equatable { case waiting, streaming, rejected(Int), finished, failed, clientGone }
@@ -26,6 +28,8 @@ final class StreamRelay: UpstreamReceiver {
     private var lastWrite = Clock.monotonicNanos()
     private(set) var errorBody: [UInt8] = []
     private(set) var errorHeaders: [String: String] = [:]
+    /// Why the relay itself gave up on the upstream (an oversized event).
+    private(set) var failure: GatewayError?
     /// Usage seen in the stream (either place), for the log and the app face.
     var usage: JSON?
     var sawDone = false
@@ -57,6 +61,7 @@ final class StreamRelay: UpstreamReceiver {
         case .streaming:
             let parsed: [SSEParser.Event]
             do { parsed = try parser.feed(bytes) } catch {
+                failure = .upstreamFailed("Upstream stream broken: \(error)")
                 state = .failed
                 return false
             }
@@ -97,6 +102,7 @@ final class StreamRelay: UpstreamReceiver {
         let client = UpstreamClient.forCurrentThread()
         let result = client.perform(req, receiver: self)
         ctx.noteUpstreamVersion(client)
+        if let failure { throw failure } // after the head: an error event (Gateway.finish)
         switch (result, state) {
         case (_, .clientGone), (.abortedByReceiver, _):
             if state != .failed { state = .clientGone }

@@ -5,6 +5,10 @@ import KimiCore
 /// Security headers were added before the chain (`Gateway.handle`), so every
 /// response, errors and 429s included, carries them.
 enum Middleware {
+    /// Routes answered even by the reserve thread of a saturated process:
+    /// monitors must see a live process.
+    static func servesWhenSaturated(_ path: String) -> Bool { path == "/health" || path == "/health/" }
+
     static func run(_ ctx: RequestContext, gateway: Gateway) throws {
         let req = ctx.request
         if try corsAndPreflight(ctx, gateway: gateway) { return }

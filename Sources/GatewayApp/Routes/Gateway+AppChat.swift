@@ -12,7 +12,7 @@ extension Gateway {
         let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: kind)
         let chat = try ctx.validatedChat(openAI)
         let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
-                                        apiKey: ctx.config.upstream.apiKey, ctx: ctx)
+                                        apiKey: ctx.config.upstream.apiKey, budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
         guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
             throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
         }
@@ -40,8 +40,8 @@ extension Gateway {
                 return frames + [SSEFrame.done]
             }
             guard let chunk = try? JSON.parse(event.data) else { return [] }
-            if let e = chunk["error"] {
-                return [SSEFrame.json(["error": e["message"] ?? e])]
+            if let e = UpstreamErrorMapping.streamError(chunk, apiKey: ctx.config.upstream.apiKey) {
+                return [SSEFrame.json(["error": .string(e.message)])]
             }
             if let u = Usage.find(in: chunk) { relay.usage = u }
             var frames: [String] = []

@@ -7,7 +7,7 @@ extension Gateway {
     /// the last good list, else the configured models.
     func openAIModels(_ ctx: RequestContext) throws {
         ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")],
-                           body: services.models.list(config: ctx.config).serializedBytes())
+                           body: services.models.list(config: ctx.config, budget: services.buffers).serializedBytes())
     }
 
     /// `GET /api/chat/models`: the models this gateway allows, with context lengths.
@@ -25,11 +25,11 @@ extension Gateway {
 public final class ModelsCache: @unchecked Sendable {
     private let cached = Locked<(at: UInt64, list: JSON)?>(nil)
 
-    func list(config: GatewayConfig) -> JSON {
+    func list(config: GatewayConfig, budget: BufferBudget) -> JSON {
         let now = Clock.monotonicNanos()
         if let c = cached.get(), now &- c.at < UInt64(config.upstream.modelsCacheSeconds) * 1_000_000_000 { return c.list }
         let req = config.upstreamRequest("GET", "/models", idleMs: min(config.upstream.idleTimeoutMs, 10_000))
-        if let call = try? BufferedCall.run(req, apiKey: config.upstream.apiKey),
+        if let call = try? BufferedCall.run(req, apiKey: config.upstream.apiKey, budget: budget),
            let list = try? JSON.parse(call.body), list["data"]?.arrayValue != nil
         {
             cached.set((now, list))

@@ -10,14 +10,24 @@ extension Gateway {
         // Unchanged requests go upstream byte for byte as the client sent them.
         let body = chat.modified ? chat.body.serializedBytes() : ctx.request.body
         guard chat.stream else {
-            let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey, ctx: ctx)
+            let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey,
+                                            budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
+            // Passed on byte for byte, so it must be what it claims: JSON.
+            guard JSON.isValid(call.body) else { throw GatewayError.upstreamFailed("Upstream answer is not JSON") }
             if let u = Usage.scan(call.body) { ctx.logNotes.append(Usage.logWord(u)) }
             ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: call.body)
             return
         }
         let includeUsage = chat.includeUsage
+        let apiKey = ctx.config.upstream.apiKey
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
             if event.data == "[DONE]" { return [SSEFrame.done] }
+            // An upstream error event is rebuilt, never relayed: its text may echo the key.
+            if event.data.contains("\"error\""), let chunk = try? JSON.parse(event.data),
+               let e = UpstreamErrorMapping.streamError(chunk, apiKey: apiKey)
+            {
+                return [SSEFrame.json(["error": ["message": .string(e.message), "type": .string(e.type), "code": .null]])]
+            }
             // Only chunks that may carry usage are parsed; the rest pass through verbatim.
             if event.data.utf8.count < 64 << 10, event.data.contains("\"usage\""), let chunk = try? JSON.parse(event.data) {
                 if let u = Usage.find(in: chunk) { relay.usage = u }

@@ -44,7 +44,16 @@ public final class Gateway: @unchecked Sendable {
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized
         ctx.responseHeaders = [("X-Request-Id", requestID)]
-        if let refusal { ctx.fail(refusal) } else { dispatch(ctx) }
+        if let refusal {
+            ctx.fail(refusal)
+        } else if exchange.overloaded, !Middleware.servesWhenSaturated(request.path) {
+            // The reserve thread: every other thread is busy. A quick 503 in
+            // the face's format beats a wait behind long streams.
+            ctx.logNotes.append("overloaded")
+            ctx.fail(.overloaded(retryAfter: 1))
+        } else {
+            dispatch(ctx)
+        }
         if !exchange.headWritten { ctx.fail(.internalError()) }
         // No flush here: FCGX_Finish_r flushes with the end-of-request record (one write, not two).
         AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,

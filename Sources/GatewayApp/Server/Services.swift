@@ -6,12 +6,18 @@ import Upstream
 public final class Services: @unchecked Sendable {
     public let models = ModelsCache()
     public let limiter = SharedRateLimiter()
-    public init() {}
+    /// Upstream answers buffered at once by this process.
+    public let buffers: BufferBudget
+    public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes) {
+        buffers = BufferBudget(limit: maxBufferedBytes)
+    }
 }
 
 extension Services {
     static func make(config: GatewayConfig, cache: ConfigCache) -> Services {
         UpstreamClient.initialize()
-        return Services()
+        let services = Services(maxBufferedBytes: config.server.maxBufferedBytes)
+        cache.onReload = { [buffers = services.buffers] in buffers.setLimit($0.server.maxBufferedBytes) }
+        return services
     }
 }

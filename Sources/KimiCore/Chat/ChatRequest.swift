@@ -13,6 +13,18 @@ public struct ChatRequest: Sendable {
     /// True when `body` differs from what the client sent (the model was
     /// filled in); otherwise the client's bytes can be forwarded as they are.
     public var modified: Bool
+    /// The most bytes a non-stream answer to this request can have: see `answerByteCap`.
+    public var answerByteCap: Int
+
+    /// What a chat answer can weigh: per choice, the completion tokens
+    /// (`max_tokens`, else `limits.maxTokens`; reasoning counts among them)
+    /// at 32 bytes each — a token is a few characters, and JSON escapes a
+    /// non-ASCII one as `\uXXXX`, 6 bytes per UTF-16 unit — plus 64 KiB for
+    /// the envelope, tool-call framing and usage. An answer past this is a
+    /// broken upstream (a 502), not a completion: 32768 tokens → 1.06 MiB.
+    public static func answerByteCap(maxTokens: Int, choices: Int) -> Int {
+        (64 << 10) + max(1, choices) * maxTokens * 32
+    }
 }
 
 /// Validation at the boundary: every rule here is a 400 before anything is
@@ -56,9 +68,11 @@ public enum ChatValidation {
         }
         // Scalars with a type the upstream would reject anyway, checked here
         // so nothing malformed is forwarded.
+        var completionTokens = config.limits.maxTokens
         for key in ["max_tokens", "max_completion_tokens"] {
             if let v = body[key], !v.isNull {
                 guard let n = v.intValue else { throw .badRequest("'\(key)' must be an integer") }
+                defer { completionTokens = min(completionTokens, n) }
                 guard n >= 1 else { throw .badRequest("'\(key)' must be at least 1") }
                 guard n <= config.limits.maxTokens else {
                     throw .badRequest("'\(key)' \(n) exceeds the limit of \(config.limits.maxTokens)")
@@ -68,8 +82,10 @@ public enum ChatValidation {
         for key in ["temperature", "top_p", "presence_penalty", "frequency_penalty"] {
             if let v = body[key], !v.isNull, v.doubleValue == nil { throw .badRequest("'\(key)' must be a number") }
         }
+        var choices = 1
         if let v = body["n"], !v.isNull {
             guard let n = v.intValue, n >= 1, n <= 16 else { throw .badRequest("'n' must be an integer from 1 to 16") }
+            choices = n
         }
         var stream = false
         if let v = body["stream"], !v.isNull {
@@ -85,7 +101,8 @@ public enum ChatValidation {
             }
         }
         return ChatRequest(body: out, model: model, stream: stream, includeUsage: includeUsage,
-                           messageCount: messages.count, characters: chars, modified: modified)
+                           messageCount: messages.count, characters: chars, modified: modified,
+                           answerByteCap: ChatRequest.answerByteCap(maxTokens: completionTokens, choices: choices))
     }
 
     /// One message; returns its character count in Unicode scalars: grapheme

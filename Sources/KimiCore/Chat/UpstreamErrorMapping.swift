@@ -2,14 +2,14 @@
 /// on with the upstream message; the server's key being refused (401/403) is
 /// a 502 (the client's request was fine); 429 stays 429 with Retry-After;
 /// 5xx and connection failures are 502; timeouts are 504. The upstream error
-/// `type` is kept for the `/v1` body. The upstream key never appears.
+/// `type` is kept for the `/v1` body when it is a known Kimi type. The
+/// message passes through `Redaction.scrub`: the upstream key never appears.
 public enum UpstreamErrorMapping {
     public static func map(status: Int, body: [UInt8], retryAfter: String?, apiKey: String) -> GatewayError {
         let parsed = try? JSON.parse(body)
-        var message = parsed?["error"]?["message"]?.stringValue ?? parsed?["message"]?.stringValue ?? ""
-        let type = parsed?["error"]?["type"]?.stringValue ?? ""
-        if !apiKey.isEmpty { message = redact(message, secret: apiKey) }
-        message = HeaderSafety.printable(message, max: 500)
+        let raw = parsed?["error"]?["message"]?.stringValue ?? parsed?["message"]?.stringValue ?? ""
+        let message = cleanMessage(raw, apiKey: apiKey)
+        let type = Redaction.kimiType(parsed?["error"]?["type"]?.stringValue ?? "", status: status)
         switch status {
         case 400, 404, 413, 422:
             return .upstreamBadRequest(message.isEmpty ? "The upstream rejected the request (\(status))" : message, type: type)
@@ -19,7 +19,7 @@ public enum UpstreamErrorMapping {
             let seconds = retryAfter.flatMap { Int($0.trimmingSpaces()) }.map { max(1, $0) } ?? 1
             return .upstreamRateLimited(message.isEmpty ? "The upstream is rate limiting requests" : message, type: type, retryAfter: seconds)
         default:
-            return .upstreamFailed("Upstream error (\(status))\(message.isEmpty ? "" : ": \(message)")", type: type.isEmpty ? "server_error" : type)
+            return .upstreamFailed("Upstream error (\(status))\(message.isEmpty ? "" : ": \(message)")", type: type)
         }
     }
 
@@ -37,10 +37,19 @@ public enum UpstreamErrorMapping {
         }
     }
 
-    static func redact(_ s: String, secret: String) -> String {
-        guard secret.count >= 4 else { return s }
-        var out = s
-        while let r = out.firstRange(of: secret) { out.replaceSubrange(r, with: "[redacted]") }
-        return out
+    /// Upstream text as a client and the log may see it: credentials
+    /// scrubbed, control characters gone, at most 500 characters.
+    public static func cleanMessage(_ raw: String, apiKey: String) -> String {
+        HeaderSafety.printable(Redaction.scrub(String(raw.prefix(2000)), secrets: apiKey.isEmpty ? [] : [apiKey]), max: 500)
+    }
+
+    /// An `{"error":{...}}` event inside an upstream stream, made safe to
+    /// relay: message scrubbed, type a known Kimi type. Nil when `chunk`
+    /// carries no error.
+    public static func streamError(_ chunk: JSON, apiKey: String) -> (message: String, type: String)? {
+        guard let e = chunk["error"], !e.isNull else { return nil }
+        let raw = e["message"]?.stringValue ?? e.stringValue ?? "The upstream reported an error"
+        let message = cleanMessage(raw, apiKey: apiKey)
+        return (message.isEmpty ? "The upstream reported an error" : message, Redaction.kimiType(e["type"]?.stringValue ?? "", status: 500))
     }
 }

@@ -30,10 +30,11 @@ extension GatewayConfig {
                 throw ConfigError("auth.keys[\(i)].models", "\"\(HeaderSafety.printable(m, max: 60))\" is not in upstream.models")
             }
         }
-        guard !rateLimit.file.isEmpty, rateLimit.file.hasPrefix("/") else {
+        var c = self
+        if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: [:]) + "/ratelimit.bin" }
+        guard c.rateLimit.file.hasPrefix("/") else {
             throw ConfigError("rateLimit.file", "must be an absolute path")
         }
-        var c = self
         c.rateLimit.policyKey = "default:\(rateLimit.policy.maxRequests)/\(rateLimit.policy.windowMs)"
         c.upstream.label = upstream.simulated
             ? "simulator (\(upstream.baseURL)): no KIMI_API_KEY set, answers are simulated"

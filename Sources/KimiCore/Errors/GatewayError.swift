@@ -5,7 +5,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     enum Code: String, Sendable {
         case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
         case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
-        case upstreamTimeout, upstreamUnavailable, internalError
+        case upstreamTimeout, upstreamUnavailable, internalError, overloaded
     }
 
     let code: Code
@@ -32,6 +32,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .internalError: return 500
         case .upstreamAuth, .upstreamFailed, .upstreamUnavailable: return 502
         case .upstreamTimeout: return 504
+        case .overloaded: return 503
         }
     }
 
@@ -99,6 +100,13 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     }
     public static func upstreamTimeout(_ m: String = "upstream timed out") -> GatewayError {
         GatewayError(code: .upstreamTimeout, message: m, type: "timeout_error")
+    }
+    /// Every worker thread of this process is busy (the reserve thread answers).
+    public static func overloaded(retryAfter: Int) -> GatewayError {
+        var e = GatewayError(code: .overloaded, message: "The gateway is at capacity; retry in \(retryAfter) second\(retryAfter == 1 ? "" : "s")",
+                             type: "engine_overloaded_error")
+        e.extraHeaders = [("Retry-After", String(retryAfter))]
+        return e
     }
     public static func internalError(_ m: String = "Internal server error") -> GatewayError {
         GatewayError(code: .internalError, message: m, type: "server_error")

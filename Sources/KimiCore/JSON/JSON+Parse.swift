@@ -22,6 +22,9 @@ extension JSON {
     }
 
     public static func parse(_ text: String) throws(JSONParseError) -> JSON { try parse(Array(text.utf8)) }
+
+    /// Whether `bytes` is one JSON value (by the same strict rules).
+    public static func isValid(_ bytes: [UInt8]) -> Bool { (try? parse(bytes)) != nil }
 }
 
 struct JSONParser {

@@ -17,12 +17,18 @@ public struct SSEParser {
     private var lastID: String?
     /// Comments seen (`: keep-alive`), for callers that want to forward them.
     public private(set) var commentCount = 0
-    /// A single line longer than this is a broken upstream, not an event.
-    public let maxLineBytes: Int
+    /// A single line, or the data of one event (its `data:` lines joined),
+    /// longer than this is a broken upstream, not an event: without the event
+    /// cap, `data:` lines with no blank line grew a worker by 325 MB (issue #9).
+    public let maxEventBytes: Int
+    private var eventBytes = 0
 
-    public init(maxLineBytes: Int = 4 << 20) { self.maxLineBytes = maxLineBytes }
+    public init(maxEventBytes: Int = 4 << 20) { self.maxEventBytes = maxEventBytes }
 
-    public struct LineTooLong: Error {}
+    public struct Overflow: Error, CustomStringConvertible {
+        public let limit: Int
+        public var description: String { "the upstream sent an SSE event over \(limit) bytes" }
+    }
 
     /// Feeds bytes; returns the events completed by them.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws -> [Event] {
@@ -37,7 +43,7 @@ public struct SSEParser {
                 if let e = endLine() { out.append(e) }
             } else {
                 line.append(b)
-                if line.count > maxLineBytes { throw LineTooLong() }
+                if line.count + eventBytes > maxEventBytes { throw Overflow(limit: maxEventBytes) }
             }
         }
         return out
@@ -53,6 +59,7 @@ public struct SSEParser {
             guard hasData else { eventName = nil; return nil }
             let e = Event(event: eventName, data: dataLines.joined(separator: "\n"), id: lastID)
             dataLines.removeAll()
+            eventBytes = 0
             hasData = false
             eventName = nil
             return e
@@ -70,7 +77,7 @@ public struct SSEParser {
         }
         let v = String(decoding: value, as: UTF8.self)
         switch String(decoding: field, as: UTF8.self) {
-        case "data": dataLines.append(v); hasData = true
+        case "data": dataLines.append(v); hasData = true; eventBytes += v.utf8.count + 1
         case "event": eventName = v
         case "id": if !v.contains("\0") { lastID = v }
         default: break // `retry` and unknown fields are ignored
