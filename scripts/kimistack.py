@@ -7,6 +7,7 @@ lighttpd, all on free loopback ports, nothing written outside the run folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,18 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in held:
             s.close()
+
+
+def public_dir(run: Path) -> Path:
+    """Where the files the web server's user must reach live: the sockets, a
+    copy of static/, the web servers' temp dirs and lighttpd's logs. As root,
+    nginx and lighttpd workers run as www-data, which cannot traverse a
+    checkout in a 0700 home directory (issue #9: `make run` from /root got a
+    502): so as root they live under /run/kimistack/, one folder per run
+    folder. Otherwise nobody changes user and the run folder serves."""
+    if not web_user():
+        return run
+    return Path("/run/kimistack") / hashlib.sha1(str(run).encode()).hexdigest()[:16]
 
 
 STACK_PORTS = ("http", "https", "plain", "sim", "sim_tls", "lighttpd")
@@ -104,8 +117,9 @@ class Stack:
         names = STACK_PORTS
         self.ports = dict(zip(names, free_ports(len(names))))
         self.ports.update(ports or {})
-        self.gateway_sock = self.run / "gateway.sock"
-        self.sim_sock = self.run / "sim.sock"
+        self.pub = public_dir(self.run)
+        self.gateway_sock = self.pub / "gateway.sock"
+        self.sim_sock = self.pub / "sim.sock"
         self.config_path = self.run / "gateway.json"
 
     # URLs
@@ -135,6 +149,8 @@ class Stack:
         return self.run / "tls" / "cert.pem"
 
     def log(self, name: str) -> Path:
+        if name.startswith("lighttpd"):
+            return self.pub / "weblogs" / f"{name}.log"
         return self.run / "logs" / f"{name}.log"
 
     # Life cycle
@@ -159,17 +175,26 @@ class Stack:
         os.replace(tmp, self.config_path)
 
     def start(self) -> None:
-        if self.run.exists():
-            shutil.rmtree(self.run)
-        for d in ("logs", "tmp", "nginx", "tls"):
+        for d in (self.run, self.pub):
+            if d.exists():
+                shutil.rmtree(d)
+        for d in ("logs", "nginx", "tls"):
             (self.run / d).mkdir(parents=True, exist_ok=True)
+        for d in ("tmp", "weblogs"):
+            (self.pub / d).mkdir(parents=True, exist_ok=True)
+        static = STATIC
         if web_user():
-            # lighttpd opens its logs and temp files after dropping to the web user.
-            shutil.chown(self.run / "tmp", user=web_user(), group=web_user())
-            shutil.chown(self.run / "logs", user=web_user(), group=web_user())
+            # Reachable by the web user: 0750 root:www-data on the way down;
+            # lighttpd opens its logs and temp files after dropping to it.
+            os.chmod(self.pub, 0o750)
+            shutil.chown(self.pub, group=web_user())
+            shutil.chown(self.pub / "tmp", user=web_user(), group=web_user())
+            shutil.chown(self.pub / "weblogs", user=web_user(), group=web_user())
+            static = self.pub / "static"
+            shutil.copytree(STATIC, static)
         make_certificate(self.run / "tls")
         values = {
-            "RUN": self.run, "CONF": CONF, "STATIC": STATIC,
+            "RUN": self.run, "CONF": CONF, "STATIC": static, "TMP": self.pub / "tmp", "WEBLOGS": self.pub / "weblogs",
             "GATEWAY_SOCK": self.gateway_sock, "SIM_SOCK": self.sim_sock,
             "HTTP_PORT": self.ports["http"], "HTTPS_PORT": self.ports["https"], "SIM_TLS_PORT": self.ports["sim_tls"],
             "PLAIN_PORT": self.ports["plain"], "SIM_PORT": self.ports["sim"],
@@ -269,6 +294,13 @@ class Stack:
 
     def stop(self) -> None:
         self.stop_gateway()
+        try:
+            self._stop_processes()
+        finally:
+            if self.pub != self.run:
+                shutil.rmtree(self.pub, ignore_errors=True)
+
+    def _stop_processes(self) -> None:
         for name, p in list(self.procs.items()):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM if name != "nginx" else signal.SIGQUIT)

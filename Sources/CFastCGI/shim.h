@@ -16,6 +16,10 @@ static inline const char *kimi_fcgx_env_at(FCGX_Request *r, int i) {
 extern int accept4(int, struct sockaddr *, socklen_t *, int);
 static inline int kimi_accept_cloexec(int fd) { return accept4(fd, 0, 0, SOCK_CLOEXEC); }
 
+#include <malloc.h>
+/* malloc.h is not in Swift's Glibc module. */
+static inline int kimi_fixed_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+
 /* prctl is variadic, which Swift cannot call. */
 static inline int kimi_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0, 0, 0); }
 #endif

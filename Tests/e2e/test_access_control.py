@@ -233,4 +233,4 @@ def test_corrupt_limiter_file_is_recreated_and_logged():
         for _ in range(4):
             assert req("GET", s.base + "/api/info").status == 200
         assert path.stat().st_size == 64 + 65536 * 16
-        assert "recreating" in s.log("gateway").read_text()
+        assert "replacing it" in s.log("gateway").read_text()

@@ -25,7 +25,7 @@ def http_stack() -> tuple[kimistack.Stack, dict]:
     run = RUNS / "http"
     extra = f"""
     # Benchmark baselines (bench/run.py).
-    upstream kimi_baseline {{ server unix:{run}/baseline.sock; }}
+    upstream kimi_baseline {{ server unix:{kimistack.public_dir(run)}/baseline.sock; }}
     upstream fixed_upstream {{ server 127.0.0.1:{ports['fixed']}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{ports['baseline']};
@@ -53,7 +53,7 @@ def http_stack() -> tuple[kimistack.Stack, dict]:
     s.start()
     exe = s.run / "baseline_fcgi"
     subprocess.run(["cc", "-O2", "-o", str(exe), str(ROOT / "bench" / "baseline_fcgi.c"), "-lfcgi"], check=True)
-    argv = ["spawn-fcgi", "-s", str(s.run / "baseline.sock"), "-M", "0660", "-F", "2", "-P", str(s.run / "baseline.pid")]
+    argv = ["spawn-fcgi", "-s", str(s.pub / "baseline.sock"), "-M", "0660", "-F", "2", "-P", str(s.run / "baseline.pid")]
     if kimistack.web_user():
         argv += ["-G", kimistack.web_user()]
     subprocess.run(argv + ["--", str(exe)], check=True, capture_output=True)

@@ -124,6 +124,7 @@ public enum KimiGatewayCommand {
                 return r.status
             }
         }
+        Signals.returnLargeBuffersToTheSystem()
         let services = Services.make(config: config, cache: cache)
         let gateway = Gateway(configCache: cache, services: services)
         let pool = WorkerPool(fd: fd, minThreads: config.server.minThreads, maxThreads: config.server.maxThreads,
