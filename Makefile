@@ -29,6 +29,7 @@ e2e: build
 test: build unit e2e
 
 bench: build
+	$(SWIFT) build -c release --product kimi-bench
 	KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) bench/run.py
 
 clean:

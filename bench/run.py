@@ -31,12 +31,20 @@ os.environ.setdefault("KIMI_GATEWAY_BIN", str(ROOT / ".build" / "release" / "kim
 sys.path.insert(0, str(ROOT / "bench"))
 
 from lib import scenarios  # noqa: E402
-from lib.measure import RUNS  # noqa: E402
+from lib.measure import RUNS, BenchError  # noqa: E402
 from lib.report import RESULTS, write_report  # noqa: E402
 from lib.stacks import http_stack, kimistack, stop_baseline  # noqa: E402
 
 
 def main() -> int:
+    try:
+        return run()
+    except BenchError as e:
+        print(f"make bench: {e}", file=sys.stderr)
+        return 1
+
+
+def run() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     r = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -30,7 +30,12 @@ let processes = option("processes", 4)
 let checks = option("checks", 1_000_000)
 let keys = max(1, option("keys", 64))
 unlink(path)
-_ = RateLimiter(store: MappedLimiterStore(path: path, capacity: 65_536)).check(key: 1, policy: GCRA(.init(windowMs: 1000, maxRequests: 1)))
+// The table must be usable, or there is nothing to measure: say so and fail
+// (a missing run folder once made every check nil and the report 0 ns).
+guard RateLimiter(store: MappedLimiterStore(path: path, capacity: 65_536)).check(key: 1, policy: GCRA(.init(windowMs: 1000, maxRequests: 1))) != nil else {
+    fputs("kimi-bench: the limiter table \(path) cannot be used (see the log line above)\n", stderr)
+    exit(1)
+}
 
 var gate: [Int32] = [0, 0]
 pipe(&gate)
@@ -50,8 +55,11 @@ for _ in 0..<processes {
         _ = read(gate[0], &b, 1)
         var admitted = 0
         let start = Clock.monotonicNanos()
-        for i in 0..<checks where limiter.check(key: RateLimiter.key(client: hot[i % keys], policy: "default:1000000000/1000"), policy: policy)!.allowed {
-            admitted += 1
+        for i in 0..<checks {
+            guard let d = limiter.check(key: RateLimiter.key(client: hot[i % keys], policy: "default:1000000000/1000"), policy: policy) else {
+                _exit(3) // the table went away mid-run: no figure
+            }
+            if d.allowed { admitted += 1 }
         }
         let elapsed = Clock.monotonicNanos() - start
         var line = Array("\(elapsed) \(admitted)\n".utf8)
@@ -63,7 +71,11 @@ for _ in 0..<processes {
 close(gate[0])
 close(gate[1]) // start
 close(results[1])
-for p in pids { var s: Int32 = 0; waitpid(p, &s, 0) }
+for p in pids {
+    var s: Int32 = 0
+    waitpid(p, &s, 0)
+    if s != 0 { fputs("kimi-bench: a measuring process failed (status \(s))\n", stderr); exit(1) }
+}
 var raw = [UInt8](repeating: 0, count: 4096)
 let n = read(results[0], &raw, raw.count)
 let lines = String(decoding: raw[0..<max(0, n)], as: UTF8.self).split(separator: "\n")

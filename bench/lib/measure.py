@@ -38,9 +38,26 @@ def wrk(url: str, seconds: int = WRK_SECONDS, conns: int = 32, threads: int = 2,
     }
 
 
+class BenchError(RuntimeError):
+    """A scenario that produced no figure: said as such, never turned into a ratio."""
+
+
+def ratio(a, b, what: str) -> float:
+    """a / b, or a BenchError when either figure is missing or zero (a clean
+    clone once reported 0 ns and then crashed with ZeroDivisionError)."""
+    if not a or not b:
+        raise BenchError(f"{what}: no figure (got {a!r} and {b!r}); see the scenario's log above")
+    return a / b
+
+
 def best_of(fn, rounds: int = 2) -> dict:
+    """The best of `rounds` runs that had no error: a run with a non-2xx answer
+    (a forgotten limit's 429, a 502) or a socket error is not a figure."""
     runs = [fn() for _ in range(rounds)]
-    return max(runs, key=lambda r: r["rps"])
+    clean = [r for r in runs if r["errors"] == 0]
+    if not clean:
+        raise BenchError(f"every run had errors ({[r['errors'] for r in runs]} non-2xx answers or socket errors)")
+    return max(clean, key=lambda r: r["rps"])
 
 
 def rss_kb(pid: int) -> int:

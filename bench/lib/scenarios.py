@@ -7,7 +7,7 @@ import statistics
 import subprocess
 import time
 
-from .measure import QUICK, ROOT, RUNS, ab, best_of, cpu_seconds, fd_count, fd_split, log, rss_kb, threads, wrk
+from .measure import QUICK, ROOT, RUNS, BenchError, ab, best_of, cpu_seconds, fd_count, fd_split, log, ratio, rss_kb, threads, wrk
 
 
 def warm_up(*urls_and_scripts) -> None:
@@ -22,7 +22,7 @@ def scenario_health(s, ports) -> dict:
     warm_up((s.base + "/health", None), (f"http://127.0.0.1:{ports['baseline']}/health", None))
     gw = best_of(lambda: wrk(s.base + "/health"))
     base = best_of(lambda: wrk(f"http://127.0.0.1:{ports['baseline']}/health"))
-    return {"gateway": gw, "baseline": base, "rps_ratio": gw["rps"] / base["rps"], "p99_ratio": gw["p99_ms"] / base["p99_ms"],
+    return {"gateway": gw, "baseline": base, "rps_ratio": ratio(gw["rps"], base["rps"], "req/s"), "p99_ratio": ratio(gw["p99_ms"], base["p99_ms"], "p99"),
             "targets": {"rps_ratio": ">= 0.9", "p99_ratio": "<= 1.5"}}
 
 
@@ -31,7 +31,7 @@ def scenario_completion(s, ports) -> dict:
     warm_up((s.base + "/v1/chat/completions", "post.lua"), (f"http://127.0.0.1:{ports['proxy']}/v1/chat/completions", "post.lua"))
     gw = best_of(lambda: wrk(s.base + "/v1/chat/completions", script="post.lua"))
     base = best_of(lambda: wrk(f"http://127.0.0.1:{ports['proxy']}/v1/chat/completions", script="post.lua"))
-    return {"gateway": gw, "baseline": base, "rps_ratio": gw["rps"] / base["rps"], "p99_ratio": gw["p99_ms"] / base["p99_ms"],
+    return {"gateway": gw, "baseline": base, "rps_ratio": ratio(gw["rps"], base["rps"], "req/s"), "p99_ratio": ratio(gw["p99_ms"], base["p99_ms"], "p99"),
             "targets": {"rps_ratio": ">= 0.5", "p99_ratio": "<= 2"}}
 
 
@@ -107,7 +107,7 @@ def scenario_stream_overhead(s) -> dict:
     return {"runs": runs, "direct_ttfb_ms": med(direct, 0) * 1000, "gateway_ttfb_ms": med(via, 0) * 1000,
             "ttfb_added_ms": (med(via, 0) - med(direct, 0)) * 1000,
             "direct_total_ms": med(direct, 1) * 1000, "gateway_total_ms": med(via, 1) * 1000,
-            "total_added_pct": (med(via, 1) / med(direct, 1) - 1) * 100,
+            "total_added_pct": (ratio(med(via, 1), med(direct, 1), "stream total time") - 1) * 100,
             "targets": {"ttfb_added_ms": "<= 1", "total_added_pct": "<= 10"}}
 
 
@@ -175,11 +175,16 @@ def scenario_concurrent_streams(s, n: int = 1000, chunks: int = 50) -> dict:
 def scenario_limiter() -> dict:
     log("5: shared rate limiter, 1 and 4 processes")
     exe = ROOT / ".build" / "release" / "kimi-bench"
+    if not exe.exists():
+        raise BenchError(f"{exe} is not built (make bench builds it)")
+    RUNS.mkdir(parents=True, exist_ok=True)
     out = {}
     for p in (1, 4):
         r = subprocess.run([str(exe), "limiter", "--file", str(RUNS / "limiter.bin"), "--processes", str(p),
                             "--checks", "300000" if QUICK else "2000000"], capture_output=True, text=True, check=True)
         out[f"{p}_process"] = json.loads(r.stdout)
+    for p in (1, 4):
+        ratio(out[f"{p}_process"]["nsPerCheck"], 1, f"limiter check, {p} process(es)")
     out["ns_per_check_4_processes"] = out["4_process"]["nsPerCheck"]
     out["targets"] = {"ns_per_check_4_processes": "<= 2000"}
     return out
