@@ -7,7 +7,7 @@ SWIFT ?= swift
 PYTHON ?= python3
 BIN := .build/release/kimi-gateway
 
-.PHONY: all deps build run test unit e2e bench clean
+.PHONY: all deps build run test unit e2e fuzz fuzz-corpus bench clean
 
 all: build
 
@@ -26,11 +26,19 @@ unit: deps
 e2e: build
 	KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) -m pytest Tests/e2e -q -p no:cacheprovider
 
-test: build unit e2e
+# libFuzzer over KimiCore's parsers: `make fuzz` explores (FUZZ_SECONDS per
+# target, default 60); `make test` replays the committed seed corpus.
+fuzz: deps
+	scripts/fuzz.sh run $(or $(FUZZ_SECONDS),60)
+
+fuzz-corpus: deps
+	scripts/fuzz.sh corpus
+
+test: build unit fuzz-corpus e2e
 
 bench: build
 	$(SWIFT) build -c release --product kimi-bench
 	KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) bench/run.py
 
 clean:
-	rm -rf .build run test-artifacts
+	rm -rf .build .build-fuzz run test-artifacts

@@ -284,7 +284,7 @@ class Stack:
                 pass
         deadline = time.time() + timeout
         for pid in pids:
-            while time.time() < deadline and _alive(pid):
+            while time.time() < deadline and process_alive(pid):
                 time.sleep(0.05)
         if "gateway" in self.procs:
             try:
@@ -339,7 +339,7 @@ class Stack:
         raise RuntimeError(f"{url} not ready: {last}; logs in {self.run / 'logs'}")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -4,10 +4,7 @@ import Testing
 @testable import SharedLimiter
 
 @Suite(.serialized) struct MappedLimiterStoreTests {
-    let dir: String = {
-        var t = Array("/tmp/kimi-limiter-test-XXXXXX".utf8CString)
-        return String(cString: mkdtemp(&t)!)
-    }()
+    let dir = ForkedProcesses.temporaryDirectory("kimi-limiter-test")
 
     @Test func fileIsCreatedPrivate() throws {
         let store = MappedLimiterStore(path: dir + "/rl.bin", capacity: 128)
@@ -37,34 +34,15 @@ import Testing
         // Warm up in the parent so the children run only straight-line code.
         let warm = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
         _ = warm.check(key: 999, policy: g)
-        var pids: [pid_t] = []
-        // A start barrier: children block reading the pipe until the parent
-        // closes it, so all four contend at once.
-        var gate: [Int32] = [0, 0]
-        #expect(pipe(&gate) == 0)
-        for _ in 0..<4 {
-            let pid = fork()
-            if pid == 0 {
-                close(gate[1])
-                var b: UInt8 = 0
-                _ = read(gate[0], &b, 1)
-                // A fresh store per process, as each gateway process has.
-                let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
-                var n: Int32 = 0
-                for _ in 0..<400 where mine.check(key: 12345, policy: g)!.allowed { n += 1 }
-                _exit(n)
-            }
-            pids.append(pid)
+        let counts = ForkedProcesses.together(4) {
+            // A fresh store per process, as each gateway process has.
+            let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
+            var n: Int32 = 0
+            for _ in 0..<400 where mine.check(key: 12345, policy: g)!.allowed { n += 1 }
+            return n
         }
-        close(gate[0])
-        close(gate[1])
-        var total: Int32 = 0
-        for pid in pids {
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            #expect(status & 0x7f == 0)
-            total += (status >> 8) & 0xff
-        }
+        #expect(!counts.contains(-1))
+        let total = counts.reduce(0, +)
         #expect(total == 50)
     }
 

@@ -6,41 +6,19 @@ import Testing
 /// Issue #9 defects 1 and 2: every process maps one table from its first
 /// request, and a table another user could write is never used.
 @Suite(.serialized) struct SharedTableFileTests {
-    let dir: String = {
-        var t = Array("/tmp/kimi-table-test-XXXXXX".utf8CString)
-        return String(cString: mkdtemp(&t)!)
-    }()
+    let dir = ForkedProcesses.temporaryDirectory("kimi-table-test")
 
     /// Forks `processes` children that open a store on `path` at the same
     /// instant (a pipe barrier) and each try `tries` checks against a limit
     /// of `limit`; returns how many were admitted in all.
     func admittedByFreshProcesses(path: String, processes: Int, tries: Int, limit: Int) -> Int {
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: limit))
-        var gate: [Int32] = [0, 0]
-        _ = pipe(&gate)
-        var pids: [pid_t] = []
-        for _ in 0..<processes {
-            let pid = fork()
-            if pid == 0 {
-                close(gate[1])
-                var b: UInt8 = 0
-                _ = read(gate[0], &b, 1)
-                let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
-                var n: Int32 = 0
-                for _ in 0..<tries where mine.check(key: 4242, policy: g)?.allowed == true { n += 1 }
-                _exit(n)
-            }
-            pids.append(pid)
-        }
-        close(gate[0])
-        close(gate[1])
-        var total = 0
-        for pid in pids {
-            var status: Int32 = 0
-            waitpid(pid, &status, 0)
-            total += Int((status >> 8) & 0xff)
-        }
-        return total
+        return ForkedProcesses.together(processes) {
+            let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
+            var n: Int32 = 0
+            for _ in 0..<tries where mine.check(key: 4242, policy: g)?.allowed == true { n += 1 }
+            return n
+        }.reduce(0) { $0 + Int($1) }
     }
 
     @Test func processesStartingTogetherOnNoFileShareOneTable() {

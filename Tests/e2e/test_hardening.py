@@ -79,23 +79,7 @@ class Gateway:
             self.proc.wait(timeout=30)
         else:
             for pid in self.pids():
-                wait_for(lambda: not _alive(pid), 30)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
+                wait_for(lambda: not kimistack.process_alive(pid), 30)
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -357,6 +341,6 @@ def test_workers_exit_when_their_supervisor_is_killed():
         workers = s.worker_pids()
         assert len(workers) == 2
         os.kill(s.gateway_pids()[0], signal.SIGKILL)
-        assert wait_for(lambda: not any(_alive(p) for p in workers), 20)
+        assert wait_for(lambda: not any(kimistack.process_alive(p) for p in workers), 20)
     finally:
         s.stop()

@@ -1,0 +1,60 @@
+// libFuzzer entry point over KimiCore's parsers (issue #9). Built by
+// `scripts/fuzz.sh` with swiftc -sanitize=fuzzer,address straight from
+// KimiCore's sources (no package build), one binary for every target; the
+// target is chosen with KIMI_FUZZ_TARGET. Each target feeds the bytes to one
+// parser as the gateway does and checks what must always hold; a crash, a
+// trap or an ASan report is a finding.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum FuzzTarget: String {
+    case json, contentLength = "content-length", sse, config, dotenv, url, header
+}
+
+let target: FuzzTarget = {
+    guard let raw = getenv("KIMI_FUZZ_TARGET"), let t = FuzzTarget(rawValue: String(cString: raw)) else {
+        fputs("KIMI_FUZZ_TARGET must be one of json, content-length, sse, config, dotenv, url, header\n", stderr)
+        exit(2)
+    }
+    return t
+}()
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    let text = String(decoding: bytes, as: UTF8.self)
+    switch target {
+    case .json:
+        // What parses must serialize and parse back to the same value.
+        if let v = try? JSON.parse(bytes) {
+            let again = try! JSON.parse(v.serializedBytes())
+            precondition(again == v, "JSON round trip changed the value")
+        }
+    case .contentLength:
+        if case let .success(n) = ContentLength.parse(text, cap: 1 << 20) { precondition(n >= 0 && n <= 1 << 20) }
+    case .sse:
+        // Fed in two pieces at every split the first byte picks: the events
+        // must not depend on where the bytes were cut.
+        var whole = SSEParser(maxEventBytes: 4096)
+        var split = SSEParser(maxEventBytes: 4096)
+        let cut = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
+        let a = try? whole.feed(bytes)
+        let b1 = try? split.feed(Array(bytes[..<cut]))
+        let b2 = b1 == nil ? nil : try? split.feed(Array(bytes[cut...]))
+        if let a, let b1, let b2 { precondition(a == b1 + b2, "SSE events depend on how the bytes were split") }
+    case .config:
+        if let c = try? GatewayConfig.parse(fileBytes: bytes) { _ = try? c.validated().summary() }
+    case .dotenv:
+        _ = DotEnv.merged(dotEnv: DotEnv.parse(text), processEnv: ["PATH": "/bin"])
+    case .url:
+        if let u = URLParts(text) { precondition(u.scheme == "http" || u.scheme == "https") }
+    case .header:
+        let p = HeaderSafety.printable(text, max: 64)
+        let cut = p.hasSuffix("…") ? String(p.dropLast()) : p // the one non-ASCII mark it adds
+        precondition(cut.utf8.count <= 64 && HeaderSafety.isSafe(cut), "printable() left something unsafe")
+        let s = Redaction.scrub(text, secrets: ["sk-0123456789abcdefghijKLMNOP"])
+        precondition(!s.contains("3456789abcde"), "a piece of the secret survived scrub()")
+    }
+    return 0
+}
