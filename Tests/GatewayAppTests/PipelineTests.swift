@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 @testable import GatewayApp
 @testable import KimiCore
@@ -6,7 +7,11 @@ import Testing
 /// `BufferedResponse`.
 @Suite struct PipelineTests {
     let gateway: Gateway = {
-        let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: [:]))
+        // A private limiter table: the machine's default one would carry
+        // quotas from earlier runs (100 per 15 min) into this one.
+        var dir = Array("/tmp/kimi-pipeline-XXXXXX".utf8CString)
+        let file = String(cString: mkdtemp(&dir)!) + "/ratelimit.bin"
+        let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: ["RATE_LIMIT_FILE": file]))
         return Gateway(configCache: cache, services: Services())
     }()
 
@@ -47,7 +52,11 @@ import Testing
 
     @Test func aThrowingHandlerIsA500InTheFacesFormatAndIsLogged() throws {
         let g: Gateway = {
-            let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: [:]))
+            // A private limiter table: the machine's default one would carry
+        // quotas from earlier runs (100 per 15 min) into this one.
+        var dir = Array("/tmp/kimi-pipeline-XXXXXX".utf8CString)
+        let file = String(cString: mkdtemp(&dir)!) + "/ratelimit.bin"
+        let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: ["RATE_LIMIT_FILE": file]))
             return Gateway(configCache: cache, services: Services())
         }()
         g.add("GET", "/api/boom") { _ in throw Boom() }

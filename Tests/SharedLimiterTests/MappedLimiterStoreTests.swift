@@ -31,10 +31,9 @@ import Testing
     @Test func forkedProcessesHammeringOneFileAdmitExactlyTheLimit() throws {
         let path = dir + "/procs.bin"
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: 50))
-        // Warm up in the parent so the children run only straight-line code.
-        let warm = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
-        _ = warm.check(key: 999, policy: g)
-        let counts = ForkedProcesses.together(4) {
+        let counts = ForkedProcesses.together(4, warmUp: {
+            _ = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024)).check(key: 999, policy: g)
+        }) {
             // A fresh store per process, as each gateway process has.
             let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
             var n: Int32 = 0

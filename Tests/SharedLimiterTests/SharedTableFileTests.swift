@@ -13,7 +13,13 @@ import Testing
     /// of `limit`; returns how many were admitted in all.
     func admittedByFreshProcesses(path: String, processes: Int, tries: Int, limit: Int) -> Int {
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: limit))
-        return ForkedProcesses.together(processes) {
+        // The children's code paths (creating, or replacing a corrupt file
+        // like `path`), run once here first: see `ForkedProcesses.together`.
+        let warm = path + ".warm"
+        if let bytes = FileIO.read(path) { FileIO.write(warm, bytes, mode: 0o600) }
+        return ForkedProcesses.together(processes, warmUp: {
+            _ = RateLimiter(store: MappedLimiterStore(path: warm, capacity: 1024)).check(key: 4242, policy: g)
+        }) {
             let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
             var n: Int32 = 0
             for _ in 0..<tries where mine.check(key: 4242, policy: g)?.allowed == true { n += 1 }

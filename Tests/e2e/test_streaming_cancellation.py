@@ -53,7 +53,8 @@ def test_client_disconnect_cancels_the_upstream_and_frees_the_worker(stack):
     assert http_request("GET", stack.base + "/health").status == 200
     client = openai.OpenAI(base_url=stack.base + "/v1", api_key="x", max_retries=0)
     assert client.chat.completions.create(model="moonshot-v1-8k", messages=[{"role": "user", "content": "next"}]).choices
-    assert wait_for(lambda: "client-left" in stack.log("gateway").read_text())
+    line = wait_for(lambda: [l for l in stack.log("gateway").read_text().splitlines() if " access " in l and "client-left" in l])
+    assert line and all(l.count("client-left") == 1 for l in line), line
 
 
 def test_openai_sdk_stream_closed_early_cancels_upstream(stack):

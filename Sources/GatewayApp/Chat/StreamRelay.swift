@@ -105,8 +105,9 @@ final class StreamRelay: UpstreamReceiver {
         if let failure { throw failure } // after the head: an error event (Gateway.finish)
         switch (result, state) {
         case (_, .clientGone), (.abortedByReceiver, _):
-            if state != .failed { state = .clientGone }
-            ctx.logNotes.append("client-left")
+            // Only a gone client stops the relay now (an oversized event is
+            // `failure`); `Gateway.handle` writes `client-left` to the log.
+            state = .clientGone
         case let (_, .rejected(status)):
             throw UpstreamErrorMapping.map(status: status, body: errorBody, retryAfter: errorHeaders["retry-after"], apiKey: ctx.config.upstream.apiKey)
         case let (.failed(f), _):
