@@ -75,11 +75,17 @@ class Gateway:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        # A drain takes at most server.drainTimeoutMs (30 s): wait that plus margin.
         if self.proc:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=45)
         else:
             for pid in self.pids():
-                wait_for(lambda: not kimistack.process_alive(pid), 30)
+                assert wait_for(lambda: not kimistack.process_alive(pid), 45), f"gateway {pid} did not exit\n{self.diagnostics()}"
+
+    def diagnostics(self) -> str:
+        """The gateway's own lines (no access lines) and its processes, for a failure message."""
+        lines = [l for l in self.log.read_text().splitlines() if " access " not in l and " config: " not in l]
+        return "\n".join(lines[-40:])
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -132,9 +138,16 @@ def test_the_limit_is_exact_from_the_first_request_of_a_fresh_start(mode):
         run = RUNS / f"fresh-{mode.split()[0]}-{trial}"
         gw = Gateway(run, {"rateLimit": {"windowMs": 600_000, "maxRequests": 30, "file": str(run / "rl.bin")}},
                      processes=4, supervised=mode.startswith("serve"))
+        def one(_):
+            try:
+                return gw.request("/api/info", timeout=60)[0]
+            except OSError as e:  # a timeout or a reset: reported with the gateway's log below
+                return repr(e)
         try:
             with concurrent.futures.ThreadPoolExecutor(300) as pool:
-                statuses = list(pool.map(lambda _: gw.request("/api/info")[0], range(300)))
+                statuses = list(pool.map(one, range(300)))
+            failed = [s for s in statuses if s not in (200, 429)]
+            assert not failed, f"trial {trial}: {len(failed)} requests failed: {failed[:3]}\n{gw.diagnostics()}"
         finally:
             gw.stop()
         created = gw.log.read_text().count("created (")
