@@ -6,19 +6,33 @@ import Testing
 /// The request pipeline driven without sockets: `Gateway.dispatch` with a
 /// `BufferedResponse`.
 @Suite struct PipelineTests {
-    let gateway: Gateway = {
-        // A private limiter table: the machine's default one would carry
-        // quotas from earlier runs (100 per 15 min) into this one.
-        var dir = Array("/tmp/kimi-pipeline-XXXXXX".utf8CString)
-        let file = String(cString: mkdtemp(&dir)!) + "/ratelimit.bin"
-        let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: ["RATE_LIMIT_FILE": file]))
-        return Gateway(configCache: cache, services: Services())
-    }()
+    let gateway = Self.makeGateway()
 
-    func run(_ method: String, _ path: String, headers: [String: String] = [:], body: String = "") -> BufferedResponse {
+    /// A gateway over `configJSON` (none: the defaults) in a private
+    /// directory: the machine's default limiter table would carry quotas
+    /// from earlier runs (100 per 15 min) into this one.
+    static func makeGateway(configJSON: String? = nil) -> Gateway {
+        var template = Array("/tmp/kimi-pipeline-XXXXXX".utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        var path: String?
+        if let configJSON {
+            path = dir + "/config.json"
+            let f = fopen(path!, "w")!
+            fputs(configJSON, f)
+            fclose(f)
+        }
+        let cache = try! ConfigCache(source: ConfigSource(path: path, processEnv: ["RATE_LIMIT_FILE": dir + "/ratelimit.bin"]))
+        return Gateway(configCache: cache, services: Services())
+    }
+
+    func run(_ method: String, _ path: String, headers: [String: String] = [:], body: String = "", on g: Gateway? = nil) -> BufferedResponse {
+        let g = g ?? gateway
         let out = BufferedResponse()
-        let req = Request(method: method, path: path, headers: headers, body: Array(body.utf8))
-        gateway.dispatch(RequestContext(request: req, writer: out, config: gateway.configCache.current()))
+        // As the web server hands it over: the query string split off by `Request.head`.
+        var req = Request.head(params: ["REQUEST_METHOD": method, "REQUEST_URI": path], requestID: "test")
+        req.headers = headers
+        req.body = Array(body.utf8)
+        g.dispatch(RequestContext(request: req, writer: out, config: g.configCache.current()))
         return out
     }
 
@@ -51,16 +65,9 @@ import Testing
     struct Boom: Error {}
 
     @Test func aThrowingHandlerIsA500InTheFacesFormatAndIsLogged() throws {
-        let g: Gateway = {
-            // A private limiter table: the machine's default one would carry
-        // quotas from earlier runs (100 per 15 min) into this one.
-        var dir = Array("/tmp/kimi-pipeline-XXXXXX".utf8CString)
-        let file = String(cString: mkdtemp(&dir)!) + "/ratelimit.bin"
-        let cache = try! ConfigCache(source: ConfigSource(path: nil, processEnv: ["RATE_LIMIT_FILE": file]))
-            return Gateway(configCache: cache, services: Services())
-        }()
-        g.add("GET", "/api/boom") { _ in throw Boom() }
-        g.add("GET", "/v1/boom") { _ in throw Boom() }
+        let g = Self.makeGateway()
+        g.add("GET", "/api/boom", access: .client) { _ in throw Boom() }
+        g.add("GET", "/v1/boom", access: .client) { _ in throw Boom() }
         var logged: [String] = []
         let saved = Log.sink
         Log.sink = { logged.append($0) }
@@ -80,5 +87,69 @@ import Testing
         #expect(run("POST", "/v1/chat/completions", body: "not json").status == 400)
         #expect(run("POST", "/api/chat/completion", body: #"{"message":""}"#).json?["success"] == false)
         #expect(run("POST", "/v1/chat/completions", headers: ["content-type": "text/plain"], body: "{}").status == 400)
+    }
+
+    // MARK: access is the route's, for every spelling of its path
+
+    static let clientKey = "pipeline-client-" + String(repeating: "c", count: 8)
+    static let adminKey = "pipeline-admin-" + String(repeating: "a", count: 8)
+
+    static func securedGateway(adminKey: Bool = true) -> Gateway {
+        let admin = adminKey ? #", {"key": "\#(Self.adminKey)", "name": "ops", "role": "admin"}"# : ""
+        let g = makeGateway(configJSON: #"{"auth": {"required": true, "keys": [{"key": "\#(clientKey)", "name": "app"}\#(admin)]}}"#)
+        g.add("GET", "/api/admin-probe", access: .admin) { ctx in ctx.json(200, ["success": true]) }
+        return g
+    }
+
+    static let spellings: [(String) -> String] = [
+        { $0 }, { $0 + "/" }, { "/" + $0 }, { "/api/%2e%2e" + $0 }, { "/x/.." + $0 }, { $0 + "?a=/../b" },
+    ]
+
+    @Test func everySpellingOfARouteGetsTheSameAccessDecision() throws {
+        let g = Self.securedGateway()
+        // path, method, expected status with no key / client key / admin key
+        let table: [(String, String, [Int])] = [
+            ("/health", "GET", [200, 200, 200]),
+            ("/api/info", "GET", [401, 200, 200]),
+            ("/api/chat/models", "GET", [401, 200, 200]),
+            ("/v1/models", "GET", [401, 200, 200]),
+            ("/api/admin-probe", "GET", [401, 403, 200]),
+            ("/api/chat/completion", "POST", [401, 400, 400]),
+            ("/v1/chat/completions", "POST", [401, 400, 400]),
+        ]
+        for (path, method, expected) in table {
+            for spell in Self.spellings {
+                let spelled = spell(path)
+                for (keyIndex, key) in [nil, Self.clientKey, Self.adminKey].enumerated() {
+                    let headers = key.map { ["x-api-key": $0] } ?? [:]
+                    let r = run(method, spelled, headers: headers, body: "{}", on: g)
+                    #expect(r.status == expected[keyIndex], "\(method) \(spelled) key #\(keyIndex)")
+                }
+            }
+        }
+    }
+
+    @Test func anUnknownOrUpperCasePathIs404ForEveryone() throws {
+        let g = Self.securedGateway()
+        for path in ["/nope", "/HEALTH", "/Api/info", "/v1/Models", "/health%2F"] {
+            for key in [nil, Self.clientKey, Self.adminKey] {
+                #expect(run("GET", path, headers: key.map { ["x-api-key": $0] } ?? [:], on: g).status == 404, "\(path)")
+            }
+        }
+    }
+
+    @Test func anAdminRouteWithNoAdminKeyConfiguredIs403EvenWithoutAuthRequired() throws {
+        let open = Self.makeGateway()
+        open.add("GET", "/api/admin-probe", access: .admin) { ctx in ctx.json(200, ["success": true]) }
+        let r = run("GET", "/api/admin-probe", on: open)
+        #expect(r.status == 403 && r.json?["error"]?.stringValue?.contains("No admin key") == true)
+        let noAdmin = Self.securedGateway(adminKey: false)
+        #expect(run("GET", "/api/admin-probe", headers: ["x-api-key": Self.clientKey], on: noAdmin).status == 403)
+    }
+
+    @Test func preflightAnd405ListTheSameMethods() throws {
+        let r = run("OPTIONS", "/health/")
+        #expect(r.status == 204 && r.header("Allow") == "GET, HEAD, OPTIONS")
+        #expect(run("POST", "//health").header("Allow") == "GET, HEAD, OPTIONS")
     }
 }

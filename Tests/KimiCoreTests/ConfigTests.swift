@@ -29,6 +29,11 @@ import Testing
         #expect(c.limits.maxTokens == 50)
     }
 
+    @Test func keysAreClientsUnlessTheirRoleSaysAdmin() throws {
+        let c = try GatewayConfig.parse(fileBytes: Array(#"{"auth":{"keys":["a",{"key":"b"},{"key":"c","role":"admin"}]}}"#.utf8))
+        #expect(c.auth.keys.map(\.role) == [.client, .client, .admin])
+    }
+
     @Test func messagesNameTheKeyAndTheProblem() throws {
         func err(_ s: String) -> String {
             do { _ = try GatewayConfig.parse(fileBytes: Array(s.utf8)).validated(); return "" } catch { return error.description }
@@ -40,6 +45,7 @@ import Testing
         #expect(err(#"{"upstream":{"defaultModel":"nope"}}"#) == #"upstream.defaultModel: "nope" is not in upstream.models"#)
         #expect(err(#"{"auth":{"required":true}}"#).hasPrefix("auth.keys: auth is required but no keys"))
         #expect(err(#"{"auth":{"keys":[{"sha256":"abc"}]}}"#).hasPrefix("auth.keys[0].sha256: must be 64 hex digits"))
+        #expect(err(#"{"auth":{"keys":[{"key":"k","role":"root"}]}}"#) == #"auth.keys[0].role: must be one of "client", "admin", got "root""#)
         #expect(err(#"{"cors":{"allowedOrigins":["https://a.com/path"]}}"#).hasPrefix("cors.allowedOrigins[0]"))
         #expect(err("{not json").hasPrefix("not valid JSON"))
         #expect(err(#"{"upstream":{"idleTimeoutMs":99999999999999999}}"#) == "upstream.idleTimeoutMs: must be at most 86400000, got 99999999999999999")

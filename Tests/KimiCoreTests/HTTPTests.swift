@@ -42,31 +42,6 @@ extension Result where Failure == GatewayError {
     }
 }
 
-@Suite struct RouterTests {
-    var router: Router<String> {
-        var r = Router<String>()
-        r.add("GET", "/health", "health")
-        r.add("POST", "/v1/chat/completions", "chat")
-        return r
-    }
-
-    @Test func unknownPathIsNotFound() throws {
-        guard case .notFound = router.match(method: "GET", path: "/nope") else { Issue.record("expected notFound"); return }
-    }
-
-    @Test func wrongMethodListsAllowed() throws {
-        guard case let .methodNotAllowed(allow) = router.match(method: "GET", path: "/v1/chat/completions") else {
-            Issue.record("expected 405"); return
-        }
-        #expect(allow == ["POST", "OPTIONS"])
-    }
-
-    @Test func headFallsBackToGet() throws {
-        guard case let .found(h) = router.match(method: "HEAD", path: "/health/") else { Issue.record("expected found"); return }
-        #expect(h == "health")
-    }
-}
-
 @Suite struct ErrorRenderingTests {
     @Test func appFaceIsSuccessFalse() throws {
         let r = GatewayError.notFound("/api/x").rendered(for: .app)

@@ -89,6 +89,26 @@ def test_health_and_preflight_need_no_key(secured):
     assert r.status == 204
 
 
+@pytest.mark.parametrize("path", ["/health", "/health/", "//health", "/api/%2e%2e/health", "/health?x=/../v1/models"])
+def test_every_spelling_of_health_is_open_and_unlimited(secured, path):
+    """The route's access, not the string: `/health/` used to be 401 and limited."""
+    r = req("GET", secured.base + path)
+    assert r.status == 200 and r.json()["status"] == "healthy"
+    assert "RateLimit" not in r.headers
+
+
+@pytest.mark.parametrize("path", ["/api/info/", "//api/info", "/v1/%2e%2e/api/info", "/api/./info"])
+def test_every_spelling_of_a_client_route_needs_the_key(secured, path):
+    assert req("GET", secured.base + path).status == 401
+    assert req("GET", secured.base + path, headers={"x-api-key": GOOD}).status == 200
+
+
+def test_unknown_and_upper_case_paths_are_404_with_or_without_a_key(secured):
+    for path in ["/HEALTH", "/Api/info", "/api/nope"]:
+        assert req("GET", secured.base + path).status == 404
+        assert req("GET", secured.base + path, headers={"x-api-key": GOOD}).status == 404
+
+
 def test_per_key_models_and_limit(secured):
     h = {"x-api-key": LIMITED}
     r = req("POST", secured.base + "/api/chat/completion", body={"message": "hi", "model": "moonshot-v1-32k"}, headers=h)

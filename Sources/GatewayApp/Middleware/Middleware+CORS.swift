@@ -13,7 +13,7 @@ extension Middleware {
             ctx.responseHeaders.append(("Vary", "Origin"))
         }
         guard req.method == "OPTIONS" else { return false }
-        let methods = gateway.router.allowedMethods(path: req.path)
+        let methods = gateway.router.allow(path: req.path)
         guard !methods.isEmpty else { throw GatewayError.notFound(req.path) }
         switch verdict {
         case .denied:
@@ -22,9 +22,7 @@ extension Middleware {
         case .allowed:
             ctx.writer.respond(status: 204, headers: ctx.responseHeaders + CORS.preflightHeaders(methods: methods, maxAge: cors.maxAgeSeconds), body: [])
         case .notCORS:
-            var allow = methods
-            if allow.contains("GET") { allow.append("HEAD") }
-            ctx.writer.respond(status: 204, headers: ctx.responseHeaders + [("Allow", (allow + ["OPTIONS"]).joined(separator: ", "))], body: [])
+            ctx.writer.respond(status: 204, headers: ctx.responseHeaders + [("Allow", methods.joined(separator: ", "))], body: [])
         }
         return true
     }

@@ -6,7 +6,7 @@ extension Gateway {
     func info(_ ctx: RequestContext) throws {
         let c = ctx.config
         var byPath: [(String, [String])] = []
-        for e in router.endpoints {
+        for e in router.routes {
             if let i = byPath.firstIndex(where: { $0.0 == e.path }) { byPath[i].1.append(e.method) } else { byPath.append((e.path, [e.method])) }
         }
         let endpoints: [JSON] = byPath.map { path, methods in

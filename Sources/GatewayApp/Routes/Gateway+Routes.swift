@@ -1,15 +1,16 @@
 import KimiCore
 
 extension Gateway {
-    /// Every route of both faces, registered in one place.
+    /// Every route of both faces, registered in one place with what a caller
+    /// must show (`Access`); the middleware asks the matched route.
     func registerRoutes() {
-        add("GET", "/health", health)
-        add("GET", "/api/info", info)
-        add("POST", "/api/chat/completion", appCompletion)
-        add("POST", "/api/chat/history", appHistory)
-        add("POST", "/api/chat/stream", appStream)
-        add("GET", "/api/chat/models", appModels)
-        add("POST", "/v1/chat/completions", openAIChat)
-        add("GET", "/v1/models", openAIModels)
+        add("GET", "/health", access: .open, servesWhenSaturated: true, health)
+        add("GET", "/api/info", access: .client, info)
+        add("POST", "/api/chat/completion", access: .client, appCompletion)
+        add("POST", "/api/chat/history", access: .client, appHistory)
+        add("POST", "/api/chat/stream", access: .client, appStream)
+        add("GET", "/api/chat/models", access: .client, appModels)
+        add("POST", "/v1/chat/completions", access: .client, openAIChat)
+        add("GET", "/v1/models", access: .client, openAIModels)
     }
 }

@@ -12,7 +12,7 @@ public enum AccessLog {
         add(Clock.iso8601())
         add(" access ")
         add(HeaderSafety.printable(request.method, max: 16)); line.append(0x20)
-        add(HeaderSafety.printable(request.path, max: 200)); line.append(0x20)
+        add(HeaderSafety.printable(request.rawPath, max: 200)); line.append(0x20)
         int(status); line.append(0x20)
         int(bytes); add("B ")
         let micros = Int(nanos / 1000)

@@ -18,8 +18,10 @@ public final class Gateway: @unchecked Sendable {
         registerRoutes()
     }
 
-    public func add(_ method: String, _ path: String, _ handler: @escaping RouteHandler) {
-        router.add(method, path, handler)
+    public func add(_ method: String, _ path: String, access: Access, servesWhenSaturated: Bool = false,
+                    _ handler: @escaping RouteHandler)
+    {
+        router.add(method, path, access: access, servesWhenSaturated: servesWhenSaturated, handler)
     }
 
     /// Entry point from the worker pool.
@@ -46,7 +48,7 @@ public final class Gateway: @unchecked Sendable {
         ctx.responseHeaders = [("X-Request-Id", requestID)]
         if let refusal {
             ctx.fail(refusal)
-        } else if exchange.overloaded, !Middleware.servesWhenSaturated(request.path) {
+        } else if exchange.overloaded, router.anyRoute(path: request.path)?.servesWhenSaturated != true {
             // The reserve thread: every other thread is busy. A quick 503 in
             // the face's format beats a wait behind long streams.
             ctx.logNotes.append("overloaded")

@@ -19,9 +19,10 @@ final class KimiSimulator: @unchecked Sendable {
         defaults = SimulatorDirectives(tokens: Int(env["KIMI_SIM_TOKENS"] ?? "") ?? 24,
                                        delayMs: Int(env["KIMI_SIM_DELAY_MS"] ?? "") ?? 0,
                                        firstMs: Int(env["KIMI_SIM_FIRST_MS"] ?? "") ?? 0)
-        router.add("POST", "/v1/chat/completions") { [unowned self] in self.chat($0, $1) }
-        router.add("GET", "/v1/models") { [unowned self] in self.modelList($0, $1) }
-        router.add("GET", "/sim/stats") { [unowned self] in self.statsRoute($0, $1) }
+        // Like Kimi: any Bearer key is a client; the stats are the tests' own.
+        router.add("POST", "/v1/chat/completions", access: .client) { [unowned self] in self.chat($0, $1) }
+        router.add("GET", "/v1/models", access: .client) { [unowned self] in self.modelList($0, $1) }
+        router.add("GET", "/sim/stats", access: .open) { [unowned self] in self.statsRoute($0, $1) }
     }
 
     func handle(_ ex: FastCGIExchange) {
@@ -30,16 +31,17 @@ final class KimiSimulator: @unchecked Sendable {
             return error(ex, 400, "invalid_request_error", "bad body")
         }
         req.body = body
-        if !req.path.hasPrefix("/sim/") { stats.update { $0.requests += 1 } }
+        let route = router.anyRoute(path: req.path)
+        if route?.access != .open { stats.update { $0.requests += 1 } }
         switch router.match(method: req.method, path: req.path) {
-        case let .found(h):
-            if !req.path.hasPrefix("/sim/") {
+        case let .found(r):
+            if r.access != .open {
                 let auth = req.header("authorization") ?? ""
                 guard auth.hasPrefix("Bearer "), auth.count > 7 else {
                     return error(ex, 401, "invalid_authentication_error", "Invalid Authentication")
                 }
             }
-            h(ex, req)
+            r.handler(ex, req)
         case .notFound: error(ex, 404, "resource_not_found_error", "Not found")
         case .methodNotAllowed: error(ex, 405, "invalid_request_error", "Method not allowed")
         }

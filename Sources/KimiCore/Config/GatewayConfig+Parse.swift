@@ -123,7 +123,7 @@ extension GatewayConfig.APIKey {
         }
         let r = ConfigReader(prefix: key + ".")
         let o = try r.object(item)
-        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit"])
+        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit", "role"])
         let hash: String
         if item["key"] != nil, item["sha256"] != nil {
             throw ConfigError(key, "give either \"key\" or \"sha256\", not both")
@@ -143,6 +143,13 @@ extension GatewayConfig.APIKey {
         var entry = GatewayConfig.APIKey(sha256: hash, name: "key-\(hash.prefix(8))")
         if let n = item["name"] { entry.name = HeaderSafety.printable(try r.string(n, "name"), max: 64) }
         if let m = item["models"] { entry.models = try r.strings(m, "models") }
+        if let v = item["role"] {
+            let name = try r.string(v, "role")
+            guard let role = Role(rawValue: name) else {
+                throw ConfigError(key + ".role", "must be one of \(Role.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(HeaderSafety.printable(name, max: 40))\"")
+            }
+            entry.role = role
+        }
         if let rl = item["rateLimit"] {
             let rr = ConfigReader(prefix: key + ".rateLimit.")
             let o = try rr.object(rl)

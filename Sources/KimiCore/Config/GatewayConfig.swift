@@ -64,11 +64,19 @@ public struct GatewayConfig: Sendable, Equatable {
         /// Empty means every configured model.
         public var models: [String] = []
         public var rateLimit: RateLimitPolicy?
-        public init(sha256: String, name: String, models: [String] = [], rateLimit: RateLimitPolicy? = nil) {
+        /// What the key may call: `.admin` routes need an admin key.
+        public var role: Role = .client
+        public init(sha256: String, name: String, models: [String] = [], rateLimit: RateLimitPolicy? = nil, role: Role = .client) {
             self.sha256 = sha256
             self.name = name
             self.models = models
             self.rateLimit = rateLimit
+            self.role = role
+        }
+
+        public enum Role: String, Sendable, CaseIterable {
+            case client
+            case admin
         }
     }
 

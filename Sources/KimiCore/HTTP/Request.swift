@@ -3,8 +3,11 @@
 /// param pointers die at FCGX_Finish_r.
 public struct Request: Sendable {
     public var method: String
-    /// The path without the query string, as sent (not percent-decoded).
+    /// The path without the query string, normalised once (`RoutePath`):
+    /// what routing and every route policy see.
     public var path: String
+    /// The path as sent, for the access log.
+    public var rawPath: String
     public var query: String
     /// Header names lowercased with `-` (from `HTTP_X_API_KEY` → `x-api-key`).
     public var headers: [String: String]
@@ -16,7 +19,8 @@ public struct Request: Sendable {
                 remoteAddr: String = "127.0.0.1", body: [UInt8] = [], requestID: String = "test")
     {
         self.method = method
-        self.path = path
+        self.path = RoutePath.normalise(path)
+        self.rawPath = path
         self.query = query
         self.headers = headers
         self.remoteAddr = remoteAddr

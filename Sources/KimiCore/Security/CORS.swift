@@ -36,8 +36,9 @@ public enum CORS {
                                   ("Access-Control-Expose-Headers", exposedHeaders)])
     }
 
+    /// `methods` from `Router.allow(path:)`, OPTIONS included.
     public static func preflightHeaders(methods: [String], maxAge: Int) -> [(String, String)] {
-        [("Access-Control-Allow-Methods", (methods + ["OPTIONS"]).joined(separator: ", ")),
+        [("Access-Control-Allow-Methods", methods.joined(separator: ", ")),
          ("Access-Control-Allow-Headers", allowedHeaders),
          ("Access-Control-Max-Age", String(maxAge))]
     }

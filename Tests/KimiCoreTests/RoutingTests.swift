@@ -1,0 +1,92 @@
+import Testing
+@testable import KimiCore
+
+@Suite struct RoutePathTests {
+    @Test(arguments: [
+        ("/health", "/health"),
+        ("/", "/"),
+        ("", "/"),
+        ("/health/", "/health"),
+        ("//health", "/health"),
+        ("/health//", "/health"),
+        ("/v1//chat/completions", "/v1/chat/completions"),
+        ("/./health", "/health"),
+        ("/api/../health", "/health"),
+        ("/api/%2e%2e/health", "/health"),
+        ("/api/%2E%2E/health", "/health"),
+        ("/%2e%2e/%2e%2e/health", "/health"), // clamped at the root (RFC 3986 §5.2.4)
+        ("/../health", "/health"),
+        ("/h%65alth", "/health"), // an unreserved letter, percent-encoded
+        ("/api/chat/..", "/api"),
+        ("/api/chat/.", "/api/chat"),
+        ("health", "/health"),
+    ])
+    func normalisesToOneForm(raw: String, expected: String) {
+        #expect(RoutePath.normalise(raw) == expected)
+    }
+
+    @Test(arguments: [
+        "/HEALTH", // paths are case-sensitive
+        "/health%2Fx", // an encoded slash is no separator
+        "/a%20b", // a reserved or other byte stays encoded
+        "/a%zz", "/a%2", "/.well-known", "/a..b", "/...",
+    ])
+    func leavesEverythingElseAsSent(raw: String) {
+        #expect(RoutePath.normalise(raw) == raw)
+    }
+
+    @Test func theFastPathAgreesWithTheSlowOne() {
+        for raw in ["/health", "/v1/chat/completions", "/a/b.c/d", "/...", "/a..", "/.a", "/a/.b/"] {
+            let slow = RoutePath.normalise("/x/.." + raw)
+            #expect(RoutePath.normalise(raw) == slow, "\(raw)")
+        }
+    }
+}
+
+@Suite struct RouterTests {
+    var router: Router<String> {
+        var r = Router<String>()
+        r.add("GET", "/health", access: .open, "health")
+        r.add("POST", "/v1/chat/completions", access: .client, "chat")
+        r.add("GET", "/admin/usage", access: .admin, "usage")
+        return r
+    }
+
+    @Test func unknownPathIsNotFound() throws {
+        guard case .notFound = router.match(method: "GET", path: "/nope") else { Issue.record("expected notFound"); return }
+    }
+
+    @Test func wrongMethodListsAllowed() throws {
+        guard case let .methodNotAllowed(allow) = router.match(method: "GET", path: "/v1/chat/completions") else {
+            Issue.record("expected 405"); return
+        }
+        #expect(allow == ["POST", "OPTIONS"])
+        #expect(router.allow(path: "/health") == ["GET", "HEAD", "OPTIONS"])
+        #expect(router.allow(path: "/nope") == [])
+    }
+
+    @Test func headFallsBackToGet() throws {
+        guard case let .found(r) = router.match(method: "HEAD", path: "/health") else { Issue.record("expected found"); return }
+        #expect(r.handler == "health" && r.access == .open)
+    }
+
+    /// The defect of issue #10: every spelling of a path that reaches a route
+    /// carries that route's access, because the request path is normalised once.
+    @Test(arguments: ["exact", "trailing slash", "double slash", "dot-dot", "encoded dot-dot", "query"])
+    func everySpellingReachesTheSameRouteWithTheSameAccess(variant: String) throws {
+        for (path, access) in [("/health", Access.open), ("/v1/chat/completions", .client), ("/admin/usage", .admin)] {
+            let spelled = switch variant {
+            case "trailing slash": path + "/"
+            case "double slash": "/" + path
+            case "dot-dot": "/x/.." + path
+            case "encoded dot-dot": "/x/%2e%2E" + path
+            case "query": path + "?q=/../x"
+            default: path
+            }
+            let request = Request.head(params: ["REQUEST_URI": spelled, "REQUEST_METHOD": "GET"], requestID: "t")
+            #expect(router.anyRoute(path: request.path)?.access == access, "\(spelled)")
+            #expect(request.path == path)
+        }
+        #expect(router.anyRoute(path: Request(method: "GET", path: "/HEALTH").path) == nil)
+    }
+}
