@@ -8,7 +8,7 @@
 // words. Prints JSON: nanoseconds per check per process, and the totals.
 import Glibc
 import KimiCore
-import SharedLimiter
+import SharedMemory
 
 func option(_ name: String, _ def: Int) -> Int {
     let a = CommandLine.arguments
@@ -32,7 +32,7 @@ let keys = max(1, option("keys", 64))
 unlink(path)
 // The table must be usable, or there is nothing to measure: say so and fail
 // (a missing run folder once made every check nil and the report 0 ns).
-guard RateLimiter(store: MappedLimiterStore(path: path, capacity: 65_536)).check(key: 1, policy: GCRA(.init(windowMs: 1000, maxRequests: 1))) != nil else {
+guard RateLimiter(store: MappedRateLimitStore(path: path, capacity: 65_536)).check(key: 1, policy: GCRA(.init(windowMs: 1000, maxRequests: 1))) != nil else {
     fputs("kimi-bench: the limiter table \(path) cannot be used (see the log line above)\n", stderr)
     exit(1)
 }
@@ -46,7 +46,7 @@ for _ in 0..<processes {
     let pid = fork()
     if pid == 0 {
         close(gate[1])
-        let limiter = RateLimiter(store: MappedLimiterStore(path: path, capacity: 65_536))
+        let limiter = RateLimiter(store: MappedRateLimitStore(path: path, capacity: 65_536))
         // A limit high enough that most checks admit (the common case: a CAS per check).
         let policy = GCRA(.init(windowMs: 1000, maxRequests: 1_000_000_000))
         // Client strings, hashed inside the loop as the middleware does per request.

@@ -83,7 +83,7 @@ import Testing
 
 @Suite struct MemoryLimiterTests {
     @Test func manyThreadsHammeringOneKeyAdmitExactlyTheLimit() async throws {
-        let limiter = RateLimiter(store: MemoryLimiterStore())
+        let limiter = RateLimiter(store: MemoryRateLimitStore())
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: 100))
         let now = Clock.wallMicros()
         let admitted = await withTaskGroup(of: Int.self) { group in
@@ -102,7 +102,7 @@ import Testing
     }
 
     @Test func fullStoreEvictsTheStalest() throws {
-        let store = MemoryLimiterStore(capacity: 2)
+        let store = MemoryRateLimitStore(capacity: 2)
         let limiter = RateLimiter(store: store)
         let g = GCRA(.init(windowMs: 1000, maxRequests: 1))
         let t: Int64 = 5_000_000

@@ -3,7 +3,7 @@ import KimiCore
 extension Middleware {
     /// One limit per client across every process on the machine (GCRA over
     /// the shared file). Over it: 429 with Retry-After, nothing upstream.
-    static func rateLimit(_ ctx: RequestContext, limiter: SharedRateLimiter) throws {
+    static func rateLimit(_ ctx: RequestContext, limiter: MachineRateLimiter) throws {
         let c = ctx.config
         guard c.rateLimit.enabled else { return }
         // A key's own policy, or the default one (whose key part is precomputed per config).

@@ -86,11 +86,3 @@ public final class Gateway: @unchecked Sendable {
         if e.status >= 500 { ctx.logNotes.append("error=\(HeaderSafety.printable(e.message, max: 120).replacingSpaces())") }
     }
 }
-
-extension String {
-    func replacingSpaces() -> String { String(map { $0 == " " ? "_" : $0 }) }
-}
-
-public enum Version {
-    public static let current = "0.1.0"
-}

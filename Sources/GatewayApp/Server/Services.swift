@@ -5,7 +5,7 @@ import Upstream
 /// Grows with the chat and access-control layers.
 public final class Services: @unchecked Sendable {
     public let models = ModelsCache()
-    public let limiter = SharedRateLimiter()
+    public let limiter = MachineRateLimiter()
     /// Upstream answers buffered at once by this process.
     public let buffers: BufferBudget
     public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes) {

@@ -41,7 +41,7 @@ public final class ConfigCache: @unchecked Sendable {
     final class Box { let config: GatewayConfig; init(_ c: GatewayConfig) { config = c } }
 
     public let source: ConfigSource
-    private let published: Published<Box>
+    private let published: AtomicReference<Box>
     private let gate: IntervalGate
     private let lock = Lock() // only around a reload
     private var stamp: [Int64]
@@ -52,7 +52,7 @@ public final class ConfigCache: @unchecked Sendable {
     public init(source: ConfigSource, checkIntervalNanos: UInt64 = 1_000_000_000) throws(ConfigError) {
         self.source = source
         stamp = source.stamp()
-        published = Published(Box(try source.load()))
+        published = AtomicReference(Box(try source.load()))
         gate = IntervalGate(intervalNanos: checkIntervalNanos)
     }
 

@@ -1,12 +1,12 @@
 /// Where the limiter's words live. Production: a memory-mapped file shared
-/// by every process (`MappedLimiterStore`); tests and the fallback: memory.
-public protocol LimiterStore: AnyObject, Sendable {
+/// by every process (`MappedRateLimitStore`); tests and the fallback: memory.
+public protocol RateLimitStore: AnyObject, Sendable {
     /// The slot for `key`, found or claimed. Nil when the store cannot serve.
-    func slot(for key: UInt64, now: Int64) -> LimiterSlot?
+    func slot(for key: UInt64, now: Int64) -> RateLimitSlot?
 }
 
 /// One client's TAT word with atomic access.
-public protocol LimiterSlot {
+public protocol RateLimitSlot {
     func load() -> Int64
     func compareExchange(expected: Int64, desired: Int64) -> Bool
 }
@@ -15,8 +15,8 @@ public protocol LimiterSlot {
 /// compare-and-swap; a lost race re-reads and decides again, so admissions
 /// are exact across threads and processes.
 public final class RateLimiter: Sendable {
-    public let store: LimiterStore
-    public init(store: LimiterStore) { self.store = store }
+    public let store: RateLimitStore
+    public init(store: RateLimitStore) { self.store = store }
 
     public func check(key: UInt64, policy: GCRA, now: Int64 = Clock.wallMicros()) -> GCRA.Decision? {
         guard let slot = store.slot(for: key, now: now) else { return nil }
@@ -43,8 +43,8 @@ public final class RateLimiter: Sendable {
 
 /// The in-process store: per-process limits only. Used by unit tests and
 /// as the fallback when the shared file cannot be used.
-public final class MemoryLimiterStore: LimiterStore, @unchecked Sendable {
-    final class Slot: LimiterSlot {
+public final class MemoryRateLimitStore: RateLimitStore, @unchecked Sendable {
+    final class Slot: RateLimitSlot {
         let lock: Lock
         var tat: Int64 = 0
         init(lock: Lock) { self.lock = lock }
@@ -64,7 +64,7 @@ public final class MemoryLimiterStore: LimiterStore, @unchecked Sendable {
 
     public init(capacity: Int = 65_536) { self.capacity = capacity }
 
-    public func slot(for key: UInt64, now: Int64) -> LimiterSlot? {
+    public func slot(for key: UInt64, now: Int64) -> RateLimitSlot? {
         lock.withLock {
             if let s = slots[key] { return s }
             if slots.count >= capacity {

@@ -1,11 +1,11 @@
 import KimiCore
-import SharedLimiter
+import SharedMemory
 
 /// The process's limiter: the shared memory-mapped file, rebuilt when the
 /// config names another file or size, and a per-process memory store when
 /// the file cannot be used (logged; the limit then holds per process).
-/// Read without a lock on every request (see `Published`).
-public final class SharedRateLimiter: @unchecked Sendable {
+/// Read without a lock on every request (see `AtomicReference`).
+public final class MachineRateLimiter: @unchecked Sendable {
     final class State {
         let file: String
         let size: Int
@@ -13,13 +13,13 @@ public final class SharedRateLimiter: @unchecked Sendable {
         init(file: String, size: Int) {
             self.file = file
             self.size = size
-            shared = RateLimiter(store: MappedLimiterStore(path: file, capacity: size))
+            shared = RateLimiter(store: MappedRateLimitStore(path: file, capacity: size))
         }
     }
 
     private let lock = Lock() // only to build a new state
-    private var state: Published<State>?
-    private let fallback = RateLimiter(store: MemoryLimiterStore())
+    private var state: AtomicReference<State>?
+    private let fallback = RateLimiter(store: MemoryRateLimitStore())
     private let fallbackLog = IntervalGate(intervalNanos: 10_000_000_000)
 
     public init() {}
@@ -29,7 +29,7 @@ public final class SharedRateLimiter: @unchecked Sendable {
         return lock.withLock {
             if let s = state?.load(), s.file == c.rateLimit.file, s.size == c.rateLimit.tableSize { return s.shared }
             let fresh = State(file: c.rateLimit.file, size: c.rateLimit.tableSize)
-            if let state { state.store(fresh) } else { state = Published(fresh) }
+            if let state { state.store(fresh) } else { state = AtomicReference(fresh) }
             return fresh.shared
         }
     }

@@ -1,7 +1,7 @@
 import Glibc
 import Testing
 @testable import KimiCore
-@testable import SharedLimiter
+@testable import SharedMemory
 
 /// Issue #9 defects 1 and 2: every process maps one table from its first
 /// request, and a table another user could write is never used.
@@ -18,9 +18,9 @@ import Testing
         let warm = path + ".warm"
         if let bytes = FileIO.read(path) { FileIO.write(warm, bytes, mode: 0o600) }
         return ForkedProcesses.together(processes, warmUp: {
-            _ = RateLimiter(store: MappedLimiterStore(path: warm, capacity: 1024)).check(key: 4242, policy: g)
+            _ = RateLimiter(store: MappedRateLimitStore(path: warm, capacity: 1024)).check(key: 4242, policy: g)
         }) {
-            let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
+            let mine = RateLimiter(store: MappedRateLimitStore(path: path, capacity: 1024))
             var n: Int32 = 0
             for _ in 0..<tries where mine.check(key: 4242, policy: g)?.allowed == true { n += 1 }
             return n
@@ -54,9 +54,9 @@ import Testing
     @Test func tableWritableByOthersIsRefusedAndZeroingItGivesNothing() throws {
         let name = "shared-\(getpid())-\(Clock.monotonicNanos()).bin"
         let path = dir + "/" + name
-        _ = MappedLimiterStore(path: path, capacity: 128) // a valid table...
+        _ = MappedRateLimitStore(path: path, capacity: 128) // a valid table...
         chmod(path, 0o666) // ...that any local user can now write
-        let store = MappedLimiterStore(path: path, capacity: 128)
+        let store = MappedRateLimitStore(path: path, capacity: 128)
         #expect(store.path != path)
         #expect(store.path.hasSuffix("/" + name))
         var st = stat()
@@ -75,26 +75,26 @@ import Testing
     @Test func tableOwnedByAnotherUserIsRefused() throws {
         try #require(geteuid() == 0, "needs root to give a file away")
         let path = dir + "/theirs-\(getpid()).bin"
-        _ = MappedLimiterStore(path: path, capacity: 128)
+        _ = MappedRateLimitStore(path: path, capacity: 128)
         chown(path, 65534, 65534)
-        let store = MappedLimiterStore(path: path, capacity: 128)
+        let store = MappedRateLimitStore(path: path, capacity: 128)
         #expect(store.path != path)
         unlink(store.path)
     }
 
     @Test func symbolicLinkAtTheTablePathIsRefused() throws {
         let target = dir + "/target.bin"
-        _ = MappedLimiterStore(path: target, capacity: 128)
+        _ = MappedRateLimitStore(path: target, capacity: 128)
         let link = dir + "/link-\(getpid()).bin"
         symlink(target, link)
-        let store = MappedLimiterStore(path: link, capacity: 128)
+        let store = MappedRateLimitStore(path: link, capacity: 128)
         #expect(store.path != link)
         unlink(store.path)
     }
 
     @Test func missingParentDirectoryIsCreatedPrivate() throws {
         let path = dir + "/sub/rl.bin"
-        let store = MappedLimiterStore(path: path, capacity: 128)
+        let store = MappedRateLimitStore(path: path, capacity: 128)
         #expect(store.slot(for: 1, now: 0) != nil)
         var st = stat()
         #expect(stat(dir + "/sub", &st) == 0 && st.st_mode & 0o777 == 0o700)

@@ -19,13 +19,13 @@ import KimiCore
 /// new inode within a second and remap. When the file cannot be used at
 /// all, `slot` returns nil and the caller falls back to a per-process limit
 /// (fails open to per-process limiting, loudly), never to no limit.
-public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
+public final class MappedRateLimitStore: RateLimitStore, @unchecked Sendable {
     static let magic: UInt64 = 0x3130_4C52_494D_494B // "KIMIRL01"
     static let version: UInt64 = 2
     static let slotBytes = 16
     static let probe = 32
 
-    struct Slot: LimiterSlot {
+    struct Slot: RateLimitSlot {
         let mapping: SharedTableFile.Mapping // keeps the mapping alive while in use
         let word: UnsafeMutablePointer<UInt64>
         func load() -> Int64 { Int64(bitPattern: kimi_atomic_load64(word)) }
@@ -41,7 +41,7 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
     public let capacity: Int
     private let file: SharedTableFile
     private let lock = Lock() // only around reopening
-    private let current: Published<Current>
+    private let current: AtomicReference<Current>
     private let recheck = IntervalGate(intervalNanos: 1_000_000_000)
     private let evictionLog = IntervalGate(intervalNanos: 10_000_000_000)
 
@@ -55,7 +55,7 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
         self.capacity = max(64, capacity)
         file = SharedTableFile(path: path, format: .init(magic: Self.magic, version: Self.version, capacity: self.capacity,
                                                          slotBytes: Self.slotBytes), label: "rate-limit table")
-        current = Published(Current(nil))
+        current = AtomicReference(Current(nil))
         lock.withLock { current.store(Current(file.open())) }
     }
 
@@ -77,7 +77,7 @@ public final class MappedLimiterStore: LimiterStore, @unchecked Sendable {
         m.slot(slot, bytes: Self.slotBytes).assumingMemoryBound(to: UInt64.self)
     }
 
-    public func slot(for key: UInt64, now: Int64) -> LimiterSlot? {
+    public func slot(for key: UInt64, now: Int64) -> RateLimitSlot? {
         guard let m = mapping() else { return nil }
         let start = Int(key % UInt64(capacity))
         var stalest = -1

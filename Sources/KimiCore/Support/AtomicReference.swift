@@ -1,6 +1,7 @@
 import Synchronization
 
-/// A reference that many threads read on every request and one thread
+/// An atomic reference (not Combine's `@Published`: nothing is observed):
+/// a value that many threads read on every request and one thread
 /// replaces now and then (a reloaded config, a remapped file), read without
 /// a lock: with hundreds of threads on two cores, a preempted lock holder
 /// stalls every other thread (measured: p99 5 ms → 70 ms for /health).
@@ -9,7 +10,7 @@ import Synchronization
 /// `graceNanos` after its replacement before it is released, so a reader
 /// that loaded it just before the swap can finish with it; readers only
 /// hold a value for the length of one request step.
-public final class Published<T: AnyObject>: @unchecked Sendable {
+public final class AtomicReference<T: AnyObject>: @unchecked Sendable {
     private let bits: Atomic<UInt>
     private let lock = Lock()
     private var retired: [(value: T, at: UInt64)] = []

@@ -1,13 +1,13 @@
 import Glibc
 import Testing
 @testable import KimiCore
-@testable import SharedLimiter
+@testable import SharedMemory
 
-@Suite(.serialized) struct MappedLimiterStoreTests {
+@Suite(.serialized) struct MappedRateLimitStoreTests {
     let dir = ForkedProcesses.temporaryDirectory("kimi-limiter-test")
 
     @Test func fileIsCreatedPrivate() throws {
-        let store = MappedLimiterStore(path: dir + "/rl.bin", capacity: 128)
+        let store = MappedRateLimitStore(path: dir + "/rl.bin", capacity: 128)
         _ = RateLimiter(store: store).check(key: 1, policy: GCRA(.init(windowMs: 1000, maxRequests: 1)))
         var st = stat()
         #expect(stat(dir + "/rl.bin", &st) == 0)
@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test func manyThreadsHammeringOneKeyAdmitExactlyTheLimit() async throws {
-        let limiter = RateLimiter(store: MappedLimiterStore(path: dir + "/threads.bin", capacity: 256))
+        let limiter = RateLimiter(store: MappedRateLimitStore(path: dir + "/threads.bin", capacity: 256))
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: 100))
         let now = Clock.wallMicros()
         let admitted = await withTaskGroup(of: Int.self) { group in
@@ -32,10 +32,10 @@ import Testing
         let path = dir + "/procs.bin"
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: 50))
         let counts = ForkedProcesses.together(4, warmUp: {
-            _ = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024)).check(key: 999, policy: g)
+            _ = RateLimiter(store: MappedRateLimitStore(path: path, capacity: 1024)).check(key: 999, policy: g)
         }) {
             // A fresh store per process, as each gateway process has.
-            let mine = RateLimiter(store: MappedLimiterStore(path: path, capacity: 1024))
+            let mine = RateLimiter(store: MappedRateLimitStore(path: path, capacity: 1024))
             var n: Int32 = 0
             for _ in 0..<400 where mine.check(key: 12345, policy: g)!.allowed { n += 1 }
             return n
@@ -48,7 +48,7 @@ import Testing
     @Test func corruptFileIsRecreated() throws {
         let path = dir + "/corrupt.bin"
         FileIO.write(path, Array(repeating: 0xAB, count: 64 + 128 * 16), mode: 0o600)
-        let store = MappedLimiterStore(path: path, capacity: 128)
+        let store = MappedRateLimitStore(path: path, capacity: 128)
         let limiter = RateLimiter(store: store)
         #expect(limiter.check(key: 5, policy: GCRA(.init(windowMs: 1000, maxRequests: 3)))?.allowed == true)
         #expect(store.recreations == 1)
@@ -57,7 +57,7 @@ import Testing
     @Test func truncatedFileIsRecreated() throws {
         let path = dir + "/short.bin"
         FileIO.write(path, Array(repeating: 0, count: 10), mode: 0o600)
-        let store = MappedLimiterStore(path: path, capacity: 128)
+        let store = MappedRateLimitStore(path: path, capacity: 128)
         #expect(RateLimiter(store: store).check(key: 5, policy: GCRA(.init(windowMs: 1000, maxRequests: 3)))?.allowed == true)
         #expect(store.recreations == 1)
         var st = stat()
@@ -69,15 +69,15 @@ import Testing
         let path = dir + "/reopen.bin"
         let g = GCRA(.init(windowMs: 3_600_000, maxRequests: 2))
         let now = Clock.wallMicros()
-        let a = RateLimiter(store: MappedLimiterStore(path: path, capacity: 128))
+        let a = RateLimiter(store: MappedRateLimitStore(path: path, capacity: 128))
         #expect(a.check(key: 9, policy: g, now: now)!.allowed)
         #expect(a.check(key: 9, policy: g, now: now)!.allowed)
-        let b = RateLimiter(store: MappedLimiterStore(path: path, capacity: 128))
+        let b = RateLimiter(store: MappedRateLimitStore(path: path, capacity: 128))
         #expect(b.check(key: 9, policy: g, now: now)!.allowed == false)
     }
 
     @Test func fullTableEvictsAndKeepsServing() throws {
-        let store = MappedLimiterStore(path: dir + "/full.bin", capacity: 64)
+        let store = MappedRateLimitStore(path: dir + "/full.bin", capacity: 64)
         let limiter = RateLimiter(store: store)
         let g = GCRA(.init(windowMs: 1000, maxRequests: 1))
         let now = Clock.wallMicros()
@@ -87,7 +87,7 @@ import Testing
     }
 
     @Test func unusableFileGivesNilForTheFallback() throws {
-        let store = MappedLimiterStore(path: "/proc/kimi-no-such-dir/rl.bin", capacity: 64)
+        let store = MappedRateLimitStore(path: "/proc/kimi-no-such-dir/rl.bin", capacity: 64)
         #expect(store.slot(for: 1, now: 0) == nil)
     }
 }

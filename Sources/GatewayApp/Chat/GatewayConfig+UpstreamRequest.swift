@@ -1,0 +1,15 @@
+import KimiCore
+import Upstream
+
+extension GatewayConfig {
+    func upstreamRequest(_ method: String, _ path: String, body: [UInt8] = [], stream: Bool = false, idleMs: Int? = nil) -> UpstreamRequest {
+        var base = upstream.baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        var r = UpstreamRequest(method: method, url: base + path, bearer: upstream.apiKey, body: body,
+                                accept: stream ? "text/event-stream" : "application/json",
+                                connectTimeoutMs: upstream.connectTimeoutMs, idleTimeoutMs: idleMs ?? upstream.idleTimeoutMs)
+        r.totalTimeoutMs = upstream.totalTimeoutMs
+        r.caFile = upstream.caFile
+        return r
+    }
+}
