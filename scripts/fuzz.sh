@@ -22,8 +22,9 @@ build() {
   fi
   echo "fuzz: building $BIN"
   # (ld.gold warns about every ASan helper symbol: the log keeps them out of sight.)
+  # KimiCore's one C module (libcrypto's SHA-256) through its module map.
   swiftc -sanitize=fuzzer,address -parse-as-library -module-name KimiFuzz -swift-version 5 -Onone \
-    $sources Tests/Fuzz/KimiFuzz.swift -o "$BIN" >"$OUT/build.log" 2>&1 \
+    -I Sources/CCrypto -lcrypto $sources Tests/Fuzz/KimiFuzz.swift -o "$BIN" >"$OUT/build.log" 2>&1 \
     || { grep -v "Cannot export local symbol" "$OUT/build.log" | tail -40; exit 1; }
 }
 
