@@ -20,11 +20,14 @@ public enum Listener {
         return listening != 0
     }
 
+    /// Whether `spec` names a unix socket path (else HOST:PORT).
+    public static func isUnixSocket(_ spec: String) -> Bool { spec.hasPrefix("/") || spec.hasPrefix("./") || !spec.contains(":") }
+
     /// Opens `spec`: a filesystem path for a unix socket (created mode 0660 so
     /// only the owner and the web server's group can connect), or
     /// `HOST:PORT` for TCP.
     public static func open(_ spec: String, group: String? = nil, backlog: Int32 = 1024) throws -> Int32 {
-        if spec.hasPrefix("/") || spec.hasPrefix("./") || !spec.contains(":") {
+        if isUnixSocket(spec) {
             let fd = try openUnix(spec, backlog: backlog)
             if let group {
                 // The web server's group may connect (mode 0660), nobody else.

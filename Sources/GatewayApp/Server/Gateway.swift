@@ -28,20 +28,9 @@ public final class Gateway: @unchecked Sendable {
     public func handle(exchange: FastCGIExchange) {
         let start = Clock.monotonicNanos()
         let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
-        var request = Request.head(params: exchange.params, requestID: requestID)
         let config = configCache.current()
         // The body is read (or refused) before the context is built, so there is one.
-        var refusal: GatewayError?
-        switch ContentLength.parse(exchange.params["CONTENT_LENGTH"], cap: config.server.maxBodyBytes) {
-        case let .failure(e):
-            refusal = e
-        case let .success(length):
-            if let body = exchange.readBody(count: length) {
-                request.body = body
-            } else {
-                refusal = .badRequest("Request body is shorter than its Content-Length")
-            }
-        }
+        let (request, refusal) = exchange.intake(maxBodyBytes: config.server.maxBodyBytes, requestID: requestID)
         let ctx = RequestContext(request: request, writer: exchange, config: config)
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized

@@ -14,7 +14,7 @@ public final class Services: @unchecked Sendable {
 }
 
 extension Services {
-    static func make(config: GatewayConfig, cache: ConfigCache) -> Services {
+    public static func make(config: GatewayConfig, cache: ConfigCache) -> Services {
         UpstreamClient.initialize()
         let services = Services(maxBufferedBytes: config.server.maxBufferedBytes)
         cache.onReload = { [buffers = services.buffers] in buffers.setLimit($0.server.maxBufferedBytes) }

@@ -24,15 +24,7 @@ public struct GatewayConfig: Sendable, Equatable {
         public var totalTimeoutMs = 900_000
         public var defaultModel = "moonshot-v1-8k"
         /// The allow-list and the fallback for `/v1/models` when the upstream is unreachable.
-        public var models: [Model] = [
-            Model(id: "moonshot-v1-8k", contextLength: 8192),
-            Model(id: "moonshot-v1-32k", contextLength: 32768),
-            Model(id: "moonshot-v1-128k", contextLength: 131072),
-            Model(id: "moonshot-v1-auto", contextLength: 131072),
-            Model(id: "kimi-k2-0905-preview", contextLength: 262144),
-            Model(id: "kimi-k2-turbo-preview", contextLength: 262144),
-            Model(id: "kimi-k2-thinking", contextLength: 262144),
-        ]
+        public var models: [Model] = KimiModels.catalogue
         public var modelsCacheSeconds = 300
         /// Seconds between `: keep-alive` comments while the upstream is silent.
         public var keepAliveSeconds = 15

@@ -1,4 +1,3 @@
-import KimiCore
 import Synchronization
 
 /// Request ids: the client's `X-Request-Id` when it is short and plain,

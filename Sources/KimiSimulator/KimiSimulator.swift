@@ -7,15 +7,14 @@ import KimiCore
 /// nginx; it answers like the Kimi API (errors as `{"error":{type,message}}`,
 /// stream usage inside `choices[0].usage`, then `[DONE]`), and it records
 /// whether a streaming client left early (`GET /sim/stats`).
-final class KimiSimulator: @unchecked Sendable {
+public final class KimiSimulator: @unchecked Sendable {
     let defaults: SimulatorDirectives
     let stats = Locked(SimulatorStats())
     var router = Router<(FastCGIExchange, Request) -> Void>()
 
-    static let models = ["moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k", "moonshot-v1-auto",
-                         "kimi-k2-0905-preview", "kimi-k2-turbo-preview", "kimi-k2-thinking", "kimi-latest"]
+    static let models = KimiModels.catalogue.map(\.id)
 
-    init(env: [String: String]) {
+    public init(env: [String: String]) {
         defaults = SimulatorDirectives(tokens: Int(env["KIMI_SIM_TOKENS"] ?? "") ?? 24,
                                        delayMs: Int(env["KIMI_SIM_DELAY_MS"] ?? "") ?? 0,
                                        firstMs: Int(env["KIMI_SIM_FIRST_MS"] ?? "") ?? 0)
@@ -25,12 +24,9 @@ final class KimiSimulator: @unchecked Sendable {
         router.add("GET", "/sim/stats", access: .open) { [unowned self] in self.statsRoute($0, $1) }
     }
 
-    func handle(_ ex: FastCGIExchange) {
-        var req = Request.head(params: ex.params, requestID: RequestID.fresh())
-        guard case let .success(n) = ContentLength.parse(ex.params["CONTENT_LENGTH"], cap: 8 << 20), let body = ex.readBody(count: n) else {
-            return error(ex, 400, "invalid_request_error", "bad body")
-        }
-        req.body = body
+    public func handle(_ ex: FastCGIExchange) {
+        let (req, refusal) = ex.intake(maxBodyBytes: 8 << 20, requestID: RequestID.fresh())
+        if let refusal { return error(ex, refusal.status, "invalid_request_error", refusal.message) }
         let route = router.anyRoute(path: req.path)
         if route?.access != .open { stats.update { $0.requests += 1 } }
         switch router.match(method: req.method, path: req.path) {

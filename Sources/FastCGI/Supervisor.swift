@@ -7,10 +7,10 @@ import KimiCore
 /// in a handler, an abort in libfcgi on a crafted record). SIGTERM/SIGINT are
 /// passed on to the workers, which drain; the parent exits 0 when all have.
 /// SIGHUP is passed on too: everyone reopens the log file.
-enum Supervisor {
+public enum Supervisor {
     /// Returns in the child (true) to become a worker, or runs the parent
     /// loop and returns false when the parent is done.
-    static func forkWorkers(_ n: Int, onHangup: () -> Void) -> (isWorker: Bool, status: Int32) {
+    public static func forkWorkers(_ n: Int, onHangup: () -> Void) -> (isWorker: Bool, status: Int32) {
         var children = Set<pid_t>()
         var stopping = false
         let parent = getpid()

@@ -1,4 +1,0 @@
-import GatewayApp
-import Glibc
-
-exit(KimiGatewayCommand.main(CommandLine.arguments))
