@@ -10,9 +10,8 @@ import Synchronization
 /// adds threads (+25 % a tick, up to `maxThreads`) whenever no thread has
 /// entered a listening accept() for 2 ms: long requests and kept
 /// connections get threads, while short requests are served by the few
-/// threads there are, straight from the kernel's accept queue (more threads
-/// sleeping in accept() only add wake-ups: measured 2.5 context switches a
-/// request with 48 threads, 1.05 with a few). Threads are not shrunk: an
+/// threads there are, straight from the kernel's accept queue (the rule and
+/// its measurement: `PoolGrowth`). Threads are not shrunk: an
 /// idle thread costs a few tens of KiB of touched stack.
 ///
 /// Intake: the pool accepts connections itself (`accept4`) and hands the
@@ -106,13 +105,12 @@ public final class WorkerPool: @unchecked Sendable {
         pthread_attr_destroy(&attr)
     }
 
+    /// The rule is `PoolGrowth` (KimiCore, unit-tested); `spawn` still
+    /// claims each place below the maximum atomically.
     func growIfSaturated(now: UInt64) {
-        // Nobody waiting in a listening accept(), and nobody has gone back to
-        // one for 2 ms: new connections would wait in the kernel's queue.
-        guard idle.load(ordering: .relaxed) == 0,
-              now &- lastAcceptEntry.load(ordering: .relaxed) > 2_000_000 else { return }
-        let n = total.load(ordering: .relaxed)
-        for _ in 0..<max(1, n / 4) { spawn() }
+        let n = PoolGrowth.threadsToStart(idle: idle.load(ordering: .relaxed), threads: total.load(ordering: .relaxed),
+                                          maxThreads: maxThreads, nanosSinceLastAcceptEntry: now &- lastAcceptEntry.load(ordering: .relaxed))
+        for _ in 0..<n { spawn() }
     }
 
     private func spawn() {

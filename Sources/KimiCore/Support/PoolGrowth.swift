@@ -1,0 +1,23 @@
+/// The worker pool's growth rule (`WorkerPool`'s manager applies it every
+/// 2 ms), as a pure function.
+///
+/// Grow when no thread is waiting in a listening accept() and none has
+/// gone back to one for `quietNanos`: new connections would wait in the
+/// kernel's queue behind long requests (streams) and kept connections.
+/// Then add a quarter of the threads there are (at least one), never past
+/// `maxThreads` plus the one reserve thread. Short requests alone never
+/// trigger growth: their threads are back in accept() within microseconds,
+/// and more threads sleeping in accept() only add wake-ups (measured 2.5
+/// context switches a request with 48 threads, 1.05 with a few).
+public enum PoolGrowth {
+    public static let quietNanos: UInt64 = 2_000_000
+
+    /// How many threads to start now.
+    public static func threadsToStart(idle: Int, threads: Int, maxThreads: Int, nanosSinceLastAcceptEntry: UInt64,
+                                      quietNanos: UInt64 = quietNanos) -> Int
+    {
+        guard idle == 0, nanosSinceLastAcceptEntry > quietNanos else { return 0 }
+        let room = maxThreads + 1 - threads // + the reserve
+        return max(0, min(room, max(1, threads / 4)))
+    }
+}

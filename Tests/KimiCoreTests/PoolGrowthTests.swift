@@ -1,0 +1,31 @@
+import Testing
+@testable import KimiCore
+
+@Suite struct PoolGrowthTests {
+    func grow(idle: Int = 0, threads: Int, max: Int = 256, quietFor: UInt64 = 3_000_000) -> Int {
+        PoolGrowth.threadsToStart(idle: idle, threads: threads, maxThreads: max, nanosSinceLastAcceptEntry: quietFor)
+    }
+
+    @Test func aThreadWaitingInAcceptMeansNoGrowth() {
+        #expect(grow(idle: 1, threads: 8) == 0)
+    }
+
+    @Test func aThreadBackInAcceptWithinTheQuietIntervalMeansNoGrowth() {
+        // Short requests: every thread busy for a moment, but one went back to accept() 1 ms ago.
+        #expect(grow(threads: 8, quietFor: 1_000_000) == 0)
+        #expect(grow(threads: 8, quietFor: PoolGrowth.quietNanos) == 0)
+    }
+
+    @Test func saturatedPoolsGrowByAQuarterAtLeastOne() {
+        #expect(grow(threads: 1) == 1)
+        #expect(grow(threads: 3) == 1)
+        #expect(grow(threads: 8) == 2)
+        #expect(grow(threads: 100) == 25)
+    }
+
+    @Test func growthStopsAtTheMaximumPlusTheReserveThread() {
+        #expect(grow(threads: 250, max: 256) == 7) // 62 wanted, 7 places left (256 + 1 reserve)
+        #expect(grow(threads: 257, max: 256) == 0)
+        #expect(grow(threads: 300, max: 256) == 0) // never negative
+    }
+}
