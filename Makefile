@@ -1,11 +1,14 @@
 # kimi-gateway — the two commands of the README, and their parts.
 #   make run    install what is missing, build, start the whole stack, print the URLs
+#               (HTTPS_PORT=8443 HTTP_PORT=8080 choose its ports)
 #   make test   the same set-up, then every test (unit and end to end)
 #   make bench  the benchmark report (bench/results/latest.md)
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 BIN := .build/release/kimi-gateway
+# The Python tooling package (tools/kimistack); pytest.ini sets the same path.
+export PYTHONPATH := $(CURDIR)/tools$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: all deps build run test unit e2e fuzz fuzz-corpus bench clean
 
@@ -18,7 +21,7 @@ build: deps
 	$(SWIFT) build -c release --product kimi-gateway
 
 run: build
-	@KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) scripts/run.py
+	@KIMI_GATEWAY_BIN=$(BIN) $(PYTHON) -m kimistack.run
 
 unit: deps
 	$(SWIFT) test

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Always the release build: a newer debug build would otherwise be picked
 # (measured: 2x the CPU per request).
 os.environ.setdefault("KIMI_GATEWAY_BIN", str(ROOT / ".build" / "release" / "kimi-gateway"))
-sys.path.insert(0, str(ROOT / "bench"))
 
+# bench/ is on the path as this script's folder; tools/ through PYTHONPATH (Makefile).
 from lib import scenarios  # noqa: E402
 from lib.measure import RUNS, BenchError  # noqa: E402
 from lib.report import RESULTS, write_report  # noqa: E402

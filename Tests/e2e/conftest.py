@@ -2,19 +2,13 @@
 Kimi API simulator) on free loopback ports, each in its own run folder."""
 from __future__ import annotations
 
-import json
-import os
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+import kimistack
 import pytest
+from kimistack import http, wait_for  # noqa: F401 - the tests' helpers, from one place
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import kimistack  # noqa: E402
+ROOT = kimistack.ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 RUNS = ROOT / "run" / "tests"
@@ -31,45 +25,3 @@ def stack():
     s.start()
     yield s
     s.stop()
-
-
-class Response:
-    def __init__(self, status: int, headers, body: bytes):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-
-def http(method: str, url: str, body=None, headers: dict | None = None, timeout: float = 30) -> Response:
-    data = None
-    hdrs = dict(headers or {})
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return Response(r.status, r.headers, r.read())
-    except urllib.error.HTTPError as e:
-        return Response(e.code, e.headers, e.read())
-
-
-def sim_stats(s: kimistack.Stack) -> dict:
-    return http("GET", s.sim_base.replace("/v1", "") + "/sim/stats").json()
-
-
-def wait_for(pred, timeout: float = 10, step: float = 0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()

@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import ARTIFACTS, http, make_stack, sim_stats
+from conftest import ARTIFACTS, http, make_stack
 
 WRONG_KEY_OK = "sk-browser-" + uuid.uuid4().hex
 
@@ -72,12 +72,6 @@ def test_model_list_is_filled(browser, stack):
     assert Select(browser.find_element(By.ID, "model")).first_selected_option.get_attribute("value") == "moonshot-v1-8k"
 
 
-def expected_answer(stack, prompt):
-    r = http("POST", stack.sim_base + "/chat/completions", headers={"Authorization": "Bearer x"},
-             body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": prompt}]})
-    return r.json()["choices"][0]["message"]["content"]
-
-
 def test_single_turn_message_gets_its_answer(browser, stack):
     wait = open_page(browser, stack)
     browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=single]").click()
@@ -87,7 +81,7 @@ def test_single_turn_message_gets_its_answer(browser, stack):
     prompt = "single turn [sim:tokens=8]"
     send(browser, prompt)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta"))
-    assert last_reply(browser) == expected_answer(stack, prompt)
+    assert last_reply(browser) == stack.sim_answer(prompt)
     assert "tokens:" in browser.find_element(By.CSS_SELECTOR, ".msg.assistant .meta").text
     assert severe_logs(browser) == []
 
@@ -105,7 +99,7 @@ def test_streamed_answer_appears_progressively(browser, stack):
         time.sleep(0.1)
     growing = sorted(set(l for l in lengths if l > 0))
     assert len(growing) >= 5, lengths  # the text grew in many steps, not all at once
-    assert last_reply(browser) == expected_answer(stack, prompt)
+    assert last_reply(browser) == stack.sim_answer(prompt)
     meta = browser.find_element(By.CSS_SELECTOR, ".msg.assistant .meta").text
     assert "first token" in meta and "total" in meta and "tokens:" in meta
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -122,9 +116,9 @@ def test_stop_aborts_and_the_simulator_sees_the_client_leave(browser, stack):
     wait.until(lambda d: "stopped" in d.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta")[-1].text
                if d.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta") else False)
     deadline = time.time() + 10
-    while time.time() < deadline and sim_stats(stack)["byId"].get(tag) != "client-left":
+    while time.time() < deadline and stack.sim_stats()["byId"].get(tag) != "client-left":
         time.sleep(0.1)
-    assert sim_stats(stack)["byId"].get(tag) == "client-left"
+    assert stack.sim_stats()["byId"].get(tag) == "client-left"
     assert not browser.find_element(By.ID, "send").get_attribute("disabled")
 
 

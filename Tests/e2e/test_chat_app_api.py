@@ -3,17 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import http
-
-
-def sse_events(body: bytes) -> list:
-    out = []
-    for block in body.decode().split("\n\n"):
-        for line in block.split("\n"):
-            if line.startswith("data: "):
-                d = line[6:]
-                out.append(d if d == "[DONE]" else json.loads(d))
-    return out
+from kimistack import http, sse_events
 
 
 def test_completion(stack):
@@ -61,8 +51,7 @@ def test_models(stack):
 
 
 def test_bad_inputs_are_400_and_nothing_goes_upstream(stack):
-    from conftest import sim_stats
-    before = sim_stats(stack)["requests"]
+    before = stack.sim_stats()["requests"]
     cases = [
         ("/api/chat/completion", b"not json"),
         ("/api/chat/completion", b"[1,2]"),
@@ -81,7 +70,7 @@ def test_bad_inputs_are_400_and_nothing_goes_upstream(stack):
         r = http("POST", stack.base + path, body=body)
         assert r.status == 400, (path, body, r.status)
         assert r.json()["success"] is False and r.json()["error"], body
-    assert sim_stats(stack)["requests"] == before
+    assert stack.sim_stats()["requests"] == before
     assert http("GET", stack.base + "/health").status == 200
 
 

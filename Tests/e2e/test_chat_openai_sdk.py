@@ -13,18 +13,10 @@ def client(stack):
     return openai.OpenAI(base_url=stack.base + "/v1", api_key="unused-by-this-stack", max_retries=0, timeout=30)
 
 
-def expected_text(stack, prompt: str) -> str:
-    """The simulator is deterministic: its non-stream answer to the same prompt."""
-    r = http("POST", stack.sim_base + "/chat/completions",
-             body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": prompt}]},
-             headers={"Authorization": "Bearer x"})
-    return r.json()["choices"][0]["message"]["content"]
-
-
 def test_create_non_stream(stack, client):
     prompt = "hello [sim:tokens=12]"
     c = client.chat.completions.create(model="moonshot-v1-8k", messages=[{"role": "user", "content": prompt}], temperature=0.3)
-    assert c.choices[0].message.content == expected_text(stack, prompt)
+    assert c.choices[0].message.content == stack.sim_answer(prompt)
     assert c.usage.completion_tokens == 12 and c.usage.total_tokens > 12
     assert c.model == "moonshot-v1-8k"
 
@@ -39,7 +31,7 @@ def test_create_stream_assembles_the_simulators_text(stack, client):
             text += chunk.choices[0].delta.content
         if chunk.usage:
             usage = chunk.usage
-    assert text == expected_text(stack, prompt)
+    assert text == stack.sim_answer(prompt)
     assert usage is not None and usage.completion_tokens == 40  # hoisted from choices[0].usage
 
 

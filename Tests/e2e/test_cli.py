@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import kimistack
+import kimistack
 
 COMMANDS = [[], ["serve"], ["simulate"], ["check-config"], ["hash-key"], ["version"]]
 

@@ -111,7 +111,6 @@ def test_unix_socket_is_0660(stack):
 
 
 def test_sigterm_drains_an_in_flight_request():
-    from conftest import sim_stats
     with make_stack("drain", workers=1) as s:
         result = {}
 
@@ -122,7 +121,7 @@ def test_sigterm_drains_an_in_flight_request():
         t = threading.Thread(target=slow)
         t.start()
         # In flight for sure: the upstream has it (it then takes about 1.35 s).
-        assert wait_for(lambda: sim_stats(s)["byId"].get("drain") == "received", timeout=10)
+        assert wait_for(lambda: s.sim_stats()["byId"].get("drain") == "received", timeout=10)
         pids = s.gateway_pids()
         for pid in pids:
             os.kill(pid, signal.SIGTERM)

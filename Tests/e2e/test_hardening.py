@@ -22,6 +22,7 @@ import pytest
 
 import fcgi_client
 import kimistack
+from kimistack import sse_data
 from bad_upstream import BadUpstream
 from conftest import RUNS, http, make_stack, wait_for
 
@@ -97,10 +98,6 @@ def _status_kb(pid: int, field: str) -> int:
 
 def _chat(text: str, stream: bool = False, **extra) -> dict:
     return {"model": "moonshot-v1-8k", "stream": stream, "messages": [{"role": "user", "content": text}], **extra}
-
-
-def _sse_events(raw: bytes) -> list[str]:
-    return [line[6:] for line in raw.decode("utf-8", "replace").split("\n") if line.startswith("data: ")]
 
 
 # ------------------------------------------------- 0: any checkout location
@@ -208,7 +205,7 @@ def test_an_oversized_upstream_event_ends_the_stream_with_an_error_event_and_bou
     rid = f"oversized-{mode}-{face.split('/')[1]}"
     r = http("POST", bad.base + face, body, headers={"X-Request-Id": rid}, timeout=60)
     assert r.status == 200
-    events = _sse_events(r.body)
+    events = sse_data(r.body)
     assert "[DONE]" not in events
     last = json.loads(events[-1])
     err = last["error"] if isinstance(last["error"], str) else last["error"]["message"]

@@ -8,8 +8,9 @@ import time
 import uuid
 
 import openai
+from kimistack import iter_sse_data
 
-from conftest import http as http_request, make_stack, sim_stats, wait_for
+from conftest import http as http_request, make_stack, wait_for
 
 
 def open_stream(stack, prompt: str) -> http.client.HTTPResponse:
@@ -24,14 +25,11 @@ def test_first_token_arrives_long_before_the_last_is_produced(stack):
     start = time.monotonic()
     r = open_stream(stack, "[sim:tokens=20,delay=100]")
     first = None
-    while True:
-        line = r.fp.readline()
-        if not line:
+    for data in iter_sse_data(r.fp):
+        if data == "[DONE]":
             break
-        if line.startswith(b"data: ") and b'"content":"' in line and b'"content":""' not in line and first is None:
+        if first is None and '"content":"' in data and '"content":""' not in data:
             first = time.monotonic() - start
-        if line.startswith(b"data: [DONE]"):
-            break
     total = time.monotonic() - start
     assert first is not None and total > 1.8
     assert first < total / 3, (first, total)
@@ -40,15 +38,13 @@ def test_first_token_arrives_long_before_the_last_is_produced(stack):
 def test_client_disconnect_cancels_the_upstream_and_frees_the_worker(stack):
     tag = "cancel-" + uuid.uuid4().hex[:8]
     r = open_stream(stack, f"[sim:tokens=200,delay=50,id={tag}]")
-    got = 0
-    while got < 3:
-        line = r.fp.readline()
-        if line.startswith(b"data: "):
-            got += 1
+    events = iter_sse_data(r.fp)
+    for _ in range(3):
+        next(events)
     r.close()  # the client leaves after a few events
     r.fp = None
-    state = wait_for(lambda: sim_stats(stack)["byId"].get(tag) == "client-left", timeout=10)
-    assert state, sim_stats(stack)["byId"].get(tag)
+    state = wait_for(lambda: stack.sim_stats()["byId"].get(tag) == "client-left", timeout=10)
+    assert state, stack.sim_stats()["byId"].get(tag)
     # The gateway serves the next request, and its log says the client left.
     assert http_request("GET", stack.base + "/health").status == 200
     client = openai.OpenAI(base_url=stack.base + "/v1", api_key="x", max_retries=0)
@@ -66,7 +62,7 @@ def test_openai_sdk_stream_closed_early_cancels_upstream(stack):
         if i == 5:
             break
     stream.close()
-    assert wait_for(lambda: sim_stats(stack)["byId"].get(tag) == "client-left", timeout=10)
+    assert wait_for(lambda: stack.sim_stats()["byId"].get(tag) == "client-left", timeout=10)
 
 
 def test_keep_alive_comments_during_upstream_silence():

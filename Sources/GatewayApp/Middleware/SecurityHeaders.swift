@@ -1,7 +1,9 @@
 import KimiCore
 
-/// The browser-facing header set helmet 8 sends by default (see
-/// shared/DESIGN.md), on every response: 200s, errors, 429s and streams.
+/// The browser-facing header set that helmet 8 (the Express middleware)
+/// sends with its defaults, value for value, on every response: 200s,
+/// errors, 429s and streams. `test_access_control.py` holds the same list
+/// as the expected headers.
 /// The CSP is the one the static test page is written to live under.
 public enum SecurityHeaders {
     public static let contentSecurityPolicy =

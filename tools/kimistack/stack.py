@@ -12,13 +12,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import client
+from .ports import STACK_PORTS, free_ports, holder, is_free
+
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 STATIC = ROOT / "static"
 
@@ -39,22 +41,6 @@ def web_user() -> str | None:
     return "www-data" if os.geteuid() == 0 else None
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports. All are held open until all are chosen:
-    binding port 0 once per port can hand out the same port twice (seen: two
-    server blocks on one port, and nginx refused the config)."""
-    held = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            held.append(s)
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
-
-
 def public_dir(run: Path) -> Path:
     """Where the files the web server's user must reach live: the sockets, a
     copy of static/, the web servers' temp dirs and lighttpd's logs. As root,
@@ -67,17 +53,19 @@ def public_dir(run: Path) -> Path:
     return Path("/run/kimistack") / hashlib.sha1(str(run).encode()).hexdigest()[:16]
 
 
-STACK_PORTS = ("http", "https", "plain", "sim", "sim_tls", "lighttpd")
-
-
-def render(template: Path, out: Path, values: dict[str, str]) -> None:
+def render_text(template: Path, values: dict[str, str]) -> str:
+    """`template` with every `{{NAME}}` filled in; an unfilled one is an error."""
     text = template.read_text()
     for k, v in values.items():
         text = text.replace("{{" + k + "}}", str(v))
     if "{{" in text:
         start = text.index("{{")
         raise ValueError(f"unfilled placeholder in {template}: {text[start:start + 30]}")
-    out.write_text(text)
+    return text
+
+
+def render(template: Path, out: Path, values: dict[str, str]) -> None:
+    out.write_text(render_text(template, values))
 
 
 def make_certificate(tls: Path) -> None:
@@ -90,6 +78,14 @@ def make_certificate(tls: Path) -> None:
          "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
         check=True, capture_output=True)
     os.chmod(tls / "key.pem", 0o600)
+
+
+class PortTaken(RuntimeError):
+    """A port the caller chose is in use: named, with its holder when known."""
+
+    def __init__(self, name: str, port: int, by: str):
+        self.name, self.port, self.by = name, port, by
+        super().__init__(f"port {port} ({name}) is already in use" + (f" by {by}" if by else ""))
 
 
 class Stack:
@@ -117,6 +113,8 @@ class Stack:
         names = STACK_PORTS
         self.ports = dict(zip(names, free_ports(len(names))))
         self.ports.update(ports or {})
+        # Ports the caller chose (make run's HTTPS_PORT/HTTP_PORT): checked before start.
+        self.chosen_ports = dict(ports or {})
         self.pub = public_dir(self.run)
         self.gateway_sock = self.pub / "gateway.sock"
         self.sim_sock = self.pub / "sim.sock"
@@ -143,6 +141,14 @@ class Stack:
     def sim_tls_base(self) -> str:
         """The simulator over HTTPS with HTTP/2, under the run's self-signed certificate."""
         return f"https://localhost:{self.ports['sim_tls']}/v1"
+
+    def sim_stats(self) -> dict:
+        """What the simulator saw (`GET /sim/stats`)."""
+        return client.sim_stats(self.sim_base)
+
+    def sim_answer(self, prompt: str) -> str:
+        """The simulator's own answer to `prompt`: what a relayed one must equal."""
+        return client.sim_answer(self.sim_base, prompt)
 
     @property
     def cert(self) -> Path:
@@ -175,6 +181,10 @@ class Stack:
         os.replace(tmp, self.config_path)
 
     def start(self) -> None:
+        self.stop_leftovers()
+        for name, port in self.chosen_ports.items():
+            if not is_free(port):
+                raise PortTaken(name, port, holder(port))
         for d in (self.run, self.pub):
             if d.exists():
                 shutil.rmtree(d)
@@ -226,7 +236,44 @@ class Stack:
         p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env={**os.environ, **(env or {})}, start_new_session=True)
         self.procs[name] = p
+        self._record_pids()
         return p
+
+    @property
+    def pids_file(self) -> Path:
+        return self.run / "stack.pids"
+
+    def _record_pids(self) -> None:
+        """Every process this stack started, for `stop_leftovers` of a later
+        start in the same run folder (a `make run` whose terminal went away
+        before it could stop them)."""
+        pids = [p.pid for p in self.procs.values()] + self.gateway_pids()
+        self.pids_file.write_text(" ".join(str(p) for p in pids))
+
+    def stop_leftovers(self, timeout: float = 15) -> list[int]:
+        """Stops processes an earlier stack in this run folder left running
+        (only those whose command line names this run's folders), and
+        returns their pids."""
+        try:
+            pids = [int(x) for x in self.pids_file.read_text().split()]
+        except (FileNotFoundError, ValueError):
+            return []
+        mine = []
+        for pid in pids:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if str(self.run) in cmdline or str(self.pub) in cmdline:
+                mine.append(pid)
+                os.kill(pid, signal.SIGQUIT if "nginx" in cmdline.split(" ", 1)[0] else signal.SIGTERM)
+        deadline = time.time() + timeout
+        for pid in mine:
+            while time.time() < deadline and process_alive(pid):
+                time.sleep(0.05)
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        return mine
 
     def start_simulator(self) -> None:
         argv = [str(binary()), "simulate", "--socket", str(self.sim_sock)]
@@ -257,6 +304,7 @@ class Stack:
             log = open(self.log("gateway"), "ab")
             subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                            env=self.gateway_env(), check=True)
+            self._record_pids()
         self._wait_for_socket(self.gateway_sock)
 
     def gateway_pids(self) -> list[int]:
