@@ -165,17 +165,21 @@ export class KimiClient {
    * @param {string|{role: string, content: string}[]} messagesOrText
    * @param {{model?: string, system?: string, temperature?: number,
    *          onMessage?: (delta: string, text: string) => void,
+   *          onReasoning?: (delta: string) => void,
    *          onComplete?: (result: {message: string, usage: object|null}) => void,
    *          onError?: (error: KimiError) => void,
    *          signal?: AbortSignal}} [opts]
    * @returns {Promise<{message: string, usage: object|null}>}
    */
   async chatStream(messagesOrText, opts = {}) {
-    const { onMessage, onComplete, onError, signal, ...rest } = opts;
+    const { onMessage, onReasoning, onComplete, onError, signal, ...rest } = opts;
     let text = '';
     let usage = null;
     try {
-      const res = await this.#request('POST', '/api/chat/stream', { messages: messagesOrText, ...rest }, signal);
+      // Usage and reasoning events come only when asked for (a Node-era
+      // client that reads every event's `content` must not get them).
+      const res = await this.#request('POST', '/api/chat/stream',
+        { messages: messagesOrText, include: ['usage', 'reasoning'], ...rest }, signal);
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       const parser = new SSEParser();
@@ -190,6 +194,8 @@ export class KimiClient {
           if (typeof obj.content === 'string') {
             text += obj.content;
             if (onMessage) onMessage(obj.content, text);
+          } else if (typeof obj.reasoning === 'string') {
+            if (onReasoning) onReasoning(obj.reasoning);
           } else if (obj.usage) {
             usage = obj.usage;
           } else if (obj.error !== undefined) {

@@ -1,4 +1,3 @@
-import FastCGI
 import Glibc
 import KimiCore
 

@@ -12,16 +12,22 @@ public final class KimiSimulator: @unchecked Sendable {
     let stats = Locked(SimulatorStats())
     var router = Router<(FastCGIExchange, Request) -> Void>()
 
-    static let models = KimiModels.catalogue.map(\.id)
+    /// The built-in table, plus `KIMI_SIM_EXTRA_MODELS` (comma-separated):
+    /// a model "Kimi has just added", which the gateway must serve without
+    /// a config change.
+    let models: Locked<[GatewayConfig.Model]>
 
     public init(env: [String: String]) {
         defaults = SimulatorDirectives(tokens: Int(env["KIMI_SIM_TOKENS"] ?? "") ?? 24,
                                        delayMs: Int(env["KIMI_SIM_DELAY_MS"] ?? "") ?? 0,
                                        firstMs: Int(env["KIMI_SIM_FIRST_MS"] ?? "") ?? 0)
+        let extra = (env["KIMI_SIM_EXTRA_MODELS"] ?? "").split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
+        models = Locked(KimiModels.catalogue + extra.map { GatewayConfig.Model(id: $0, contextLength: KimiModels.contextLength($0)) })
         // Like Kimi: any Bearer key is a client; the stats are the tests' own.
         router.add("POST", "/v1/chat/completions", access: .client) { [unowned self] in self.chat($0, $1) }
         router.add("GET", "/v1/models", access: .client) { [unowned self] in self.modelList($0, $1) }
         router.add("GET", "/sim/stats", access: .open) { [unowned self] in self.statsRoute($0, $1) }
+        router.add("POST", "/sim/models", access: .open) { [unowned self] in self.addModel($0, $1) }
     }
 
     public func handle(_ ex: FastCGIExchange) {
@@ -48,10 +54,21 @@ public final class KimiSimulator: @unchecked Sendable {
     }
 
     func modelList(_ ex: FastCGIExchange, _ req: Request) {
-        let data: [JSON] = Self.models.map {
-            ["id": .string($0), "object": "model", "created": 1_700_000_000, "owned_by": "moonshot", "permission": []]
+        stats.update { $0.modelLists += 1 }
+        let data: [JSON] = models.get().map {
+            ["id": .string($0.id), "object": "model", "created": 1_700_000_000, "owned_by": "moonshot",
+             "context_length": .number($0.contextLength), "permission": []]
         }
         ex.respondJSON(status: 200, ["object": "list", "data": .array(data)])
+    }
+
+    /// `POST /sim/models {"id"}`: Kimi adds a model (tests of the gateway's refresh).
+    func addModel(_ ex: FastCGIExchange, _ req: Request) {
+        guard let id = (try? JSON.parse(req.body))?["id"]?.stringValue, !id.isEmpty else {
+            return error(ex, 400, "invalid_request_error", "id is required")
+        }
+        models.update { $0.append(.init(id: id, contextLength: KimiModels.contextLength(id))) }
+        ex.respondJSON(status: 200, ["id": .string(id)])
     }
 
     func statsRoute(_ ex: FastCGIExchange, _ req: Request) {
@@ -61,11 +78,13 @@ public final class KimiSimulator: @unchecked Sendable {
         ex.respondJSON(status: 200, [
             "requests": .number(s.requests), "completions": .number(s.completions),
             "streamsStarted": .number(s.streamsStarted), "streamsCompleted": .number(s.streamsCompleted),
-            "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID),
+            "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID), "modelLists": .number(s.modelLists), "chatRequests": .number(s.chatRequests),
+            "requestIds": .object(s.requestIDs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
         ])
     }
 
     func chat(_ ex: FastCGIExchange, _ req: Request) {
+        stats.update { $0.chatRequests += 1 }
         guard let body = try? JSON.parse(req.body), body.objectValue != nil else {
             return error(ex, 400, "invalid_request_error", "Invalid request: body is not a JSON object")
         }
@@ -73,13 +92,16 @@ public final class KimiSimulator: @unchecked Sendable {
             return error(ex, 400, "invalid_request_error", "Invalid request: messages must not be empty")
         }
         let model = body["model"]?.stringValue ?? ""
-        guard Self.models.contains(model) else {
+        guard models.get().contains(where: { $0.id == model }) else {
             return error(ex, 404, "resource_not_found_error", "Not found the model \(model) or Permission denied")
         }
         let lastUser = messages.last(where: { $0["role"]?.stringValue == "user" })?["content"]?.stringValue ?? ""
         var d = SimulatorDirectives.parse(lastUser, defaults: defaults)
         if let mt = body["max_tokens"]?.intValue { d.tokens = min(d.tokens, mt) }
-        if let id = d.id { stats.update { $0.byID[id] = "received" } }
+        if let id = d.id {
+            let rid = req.header("x-request-id")
+            stats.update { $0.byID[id] = "received"; if let rid { $0.requestIDs[id] = rid } }
+        }
         if let hang = d.hangMs { sleepMs(hang) }
         if let code = d.error {
             let (type, msg): (String, String) = switch code {
@@ -94,47 +116,75 @@ public final class KimiSimulator: @unchecked Sendable {
         }
         let promptText = messages.compactMap { $0["content"]?.stringValue }.joined(separator: "\n")
         let tokens = SimulatorText.tokens(prompt: lastUser, count: d.tokens)
-        let usage: JSON = ["prompt_tokens": .number(promptText.count / 4 + 1), "completion_tokens": .number(tokens.count),
-                           "total_tokens": .number(promptText.count / 4 + 1 + tokens.count)]
-        let id = "chatcmpl-sim\(RequestID.fresh())"
-        let created = JSON.number(Clock.unixSeconds())
-        let finish: JSON = body["max_tokens"]?.intValue.map { $0 <= tokens.count && d.tokens == $0 ? "length" : "stop" } ?? "stop"
+        // Thinking models reason first (`reasoning_content`), as Kimi's do.
+        let reasoning = model.contains("thinking") ? SimulatorText.tokens(prompt: "reasoning: " + lastUser, count: min(8, max(1, d.tokens))) : []
+        let choices = min(max(body["n"]?.intValue ?? 1, 1), 16)
+        let prompt = promptText.count / 4 + 1
+        let completion = (tokens.count + reasoning.count) * choices
+        let usage: JSON = ["prompt_tokens": .number(prompt), "completion_tokens": .number(completion), "total_tokens": .number(prompt + completion)]
+        let answer = Answer(id: "chatcmpl-sim\(RequestID.fresh())", created: .number(Clock.unixSeconds()), model: model,
+                            tokens: tokens, reasoning: reasoning, choices: choices, usage: usage,
+                            finish: body["max_tokens"]?.intValue.map { $0 <= tokens.count && d.tokens == $0 ? "length" : "stop" } ?? "stop")
         if body["stream"]?.boolValue == true {
-            stream(ex, d: d, tokens: tokens, id: id, created: created, model: model, usage: usage, finish: finish)
+            stream(ex, d: d, answer: answer)
         } else {
             sleepMs(d.firstMs + d.delayMs * max(0, tokens.count - 1))
             stats.update { $0.completions += 1; if let i = d.id { $0.byID[i] = "completed" } }
+            var message: JSON = ["role": "assistant", "content": .string(tokens.joined())]
+            if !reasoning.isEmpty { message = message.setting("reasoning_content", .string(reasoning.joined())) }
             ex.respondJSON(status: 200, [
-                "id": .string(id), "object": "chat.completion", "created": created, "model": .string(model),
-                "choices": [["index": 0, "message": ["role": "assistant", "content": .string(tokens.joined())], "finish_reason": finish]],
+                "id": .string(answer.id), "object": "chat.completion", "created": answer.created, "model": .string(model),
+                "choices": .array((0..<choices).map { ["index": .number($0), "message": message, "finish_reason": answer.finish] }),
                 "usage": usage,
             ])
         }
     }
 
-    func stream(_ ex: FastCGIExchange, d: SimulatorDirectives, tokens: [String], id: String, created: JSON, model: String, usage: JSON, finish: JSON) {
+    struct Answer {
+        let id: String
+        let created: JSON
+        let model: String
+        let tokens: [String]
+        let reasoning: [String]
+        let choices: Int
+        let usage: JSON
+        let finish: JSON
+    }
+
+    /// Moonshot's stream shape: one chunk per token per choice, the
+    /// reasoning first, then each choice's last chunk with its
+    /// `finish_reason` and the usage inside the choice, then `[DONE]`.
+    func stream(_ ex: FastCGIExchange, d: SimulatorDirectives, answer a: Answer) {
         stats.update { $0.streamsStarted += 1; if let i = d.id { $0.byID[i] = "streaming" } }
         ex.writeHead(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
-        func chunk(_ delta: JSON, finish: JSON = .null, usage: JSON? = nil) -> String {
-            var choice: JSON = ["index": 0, "delta": delta, "finish_reason": finish]
+        func chunk(_ index: Int, _ delta: JSON, finish: JSON = .null, usage: JSON? = nil) -> String {
+            var choice: JSON = ["index": .number(index), "delta": delta, "finish_reason": finish]
             if let usage { choice = choice.setting("usage", usage) }
-            return SSEFrame.json(["id": .string(id), "object": "chat.completion.chunk", "created": created,
-                                  "model": .string(model), "choices": [choice]])
+            return SSEFrame.json(["id": .string(a.id), "object": "chat.completion.chunk", "created": a.created,
+                                  "model": .string(a.model), "choices": [choice]])
         }
         func send(_ s: String) -> Bool { ex.write(s) && ex.flush() }
         func left() {
             stats.update { $0.streamsClientLeft += 1; if let i = d.id { $0.byID[i] = "client-left" } }
         }
-        guard send(chunk(["role": "assistant", "content": ""])) else { return left() }
-        for (i, t) in tokens.enumerated() {
+        func sendAll(_ delta: (Int) -> JSON) -> Bool { (0..<a.choices).allSatisfy { send(chunk($0, delta($0))) } }
+        guard sendAll({ _ in ["role": "assistant", "content": ""] }) else { return left() }
+        for (i, r) in a.reasoning.enumerated() {
+            sleepMs(i == 0 ? d.firstMs : d.delayMs)
+            guard sendAll({ _ in ["reasoning_content": .string(r)] }) else { return left() }
+        }
+        for (i, t) in a.tokens.enumerated() {
             if let cut = d.cut, i >= cut {
                 stats.update { if let id = d.id { $0.byID[id] = "cut" } }
                 return
             }
-            sleepMs(i == 0 ? d.firstMs : d.delayMs)
-            guard send(chunk(["content": .string(t)])) else { return left() }
+            sleepMs(i == 0 && a.reasoning.isEmpty ? d.firstMs : d.delayMs)
+            guard sendAll({ _ in ["content": .string(t)] }) else { return left() }
         }
-        guard send(chunk([:], finish: finish, usage: usage)), send(SSEFrame.done) else { return left() }
+        for i in 0..<a.choices {
+            guard send(chunk(i, [:], finish: a.finish, usage: a.usage)) else { return left() }
+        }
+        guard send(SSEFrame.done) else { return left() }
         stats.update { $0.streamsCompleted += 1; if let i = d.id { $0.byID[i] = "completed" } }
     }
 
@@ -148,4 +198,10 @@ struct SimulatorStats {
     var streamsCompleted = 0
     var streamsClientLeft = 0
     var byID: [String: String] = [:]
+    /// `X-Request-Id` as received, by `[sim:id=...]`.
+    var requestIDs: [String: String] = [:]
+    /// `GET /models` answered.
+    var modelLists = 0
+    /// `POST /chat/completions` received.
+    var chatRequests = 0
 }

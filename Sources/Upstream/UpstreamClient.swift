@@ -17,6 +17,9 @@ public struct UpstreamRequest {
     public var totalTimeoutMs = 0
     /// A CA bundle for TLS verification; empty = the system store.
     public var caFile = ""
+    /// Sent as `X-Request-Id`, so one id names the request at the client,
+    /// in our log and upstream. Empty: none.
+    public var requestID = ""
 
     public init(method: String, url: String, bearer: String, body: [UInt8] = [], accept: String = "application/json",
                 connectTimeoutMs: Int, idleTimeoutMs: Int)
@@ -149,7 +152,21 @@ public final class UpstreamClient {
         defer { self.receiver = nil }
 
         kimi_curl_set_str(handle, CURLOPT_URL, req.url)
-        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, headers(bearer: req.bearer, accept: req.accept))
+        // The request id goes in one node of its own in front of the cached
+        // list (linked for this transfer, unlinked before it is freed).
+        let base = headers(bearer: req.bearer, accept: req.accept)
+        var idNode: UnsafeMutablePointer<curl_slist>?
+        if !req.requestID.isEmpty, HeaderSafety.isSafe(req.requestID) {
+            idNode = curl_slist_append(nil, "X-Request-Id: \(req.requestID)")
+            idNode?.pointee.next = base
+        }
+        defer {
+            if let idNode {
+                idNode.pointee.next = nil
+                curl_slist_free_all(idNode)
+            }
+        }
+        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, idNode ?? base)
         kimi_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, req.connectTimeoutMs)
         if req.caFile != caFileSet {
             // Verification stays on either way; only the trust store changes.

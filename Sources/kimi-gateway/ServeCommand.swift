@@ -47,6 +47,7 @@ struct ServeCommand: ParsableCommand {
         pool.start()
         Log.info("kimi-gateway \(Version.current) pid \(getpid()) serving on \(process.listeningOn), threads \(config.server.minThreads)...\(config.server.maxThreads)")
         for line in config.summary() { Log.info("config: " + line) }
+        for w in config.warnings() { Log.warn("config: " + w) }
         if config.upstream.simulated { Log.warn("upstream is the Kimi API SIMULATOR: answers are not from Kimi (no KIMI_API_KEY)") }
         _ = process.runUntilTerminated(pool) { UInt64(cache.current().server.drainTimeoutMs) * 1_000_000 }
         // Under --workers the supervisor removes the socket once all have exited.
@@ -87,5 +88,6 @@ struct CheckConfigCommand: ParsableCommand {
         guard let cache = ConfigLoading.load(path: config) else { throw ExitCode.failure }
         print("config OK (\(config ?? "no file: defaults and environment"))")
         for line in cache.current().summary() { print("  " + line) }
+        for w in cache.current().warnings() { fputs("warning: \(w)\n", stderr) }
     }
 }

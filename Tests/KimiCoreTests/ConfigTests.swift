@@ -42,7 +42,7 @@ import Testing
         #expect(err(#"{"rateLimit":{"maxRequests":0}}"#) == "rateLimit.maxRequests: must be at least 1, got 0")
         #expect(err(#"{"rateLimt":{}}"#).hasPrefix("rateLimt: unknown key"))
         #expect(err(#"{"upstream":{"baseURL":"http://api.moonshot.cn/v1"}}"#).hasPrefix("upstream.baseURL: must use https"))
-        #expect(err(#"{"upstream":{"defaultModel":"nope"}}"#) == #"upstream.defaultModel: "nope" is not in upstream.models"#)
+        #expect(err(#"{"upstream":{"models":["a"],"defaultModel":"nope"}}"#) == #"upstream.defaultModel: "nope" is not in upstream.models"#)
         #expect(err(#"{"auth":{"required":true}}"#).hasPrefix("auth.keys: auth is required but no keys"))
         #expect(err(#"{"auth":{"keys":[{"sha256":"abc"}]}}"#).hasPrefix("auth.keys[0].sha256: must be 64 hex digits"))
         #expect(err(#"{"auth":{"keys":[{"key":"k","role":"root"}]}}"#) == #"auth.keys[0].role: must be one of "client", "admin", got "root""#)

@@ -66,11 +66,10 @@ import Testing
         #expect(Usage.find(in: ["choices": [["delta": ["content": "x"]]]]) == nil)
     }
 
-    @Test func hoistsOnlyWhenMissingAtTopLevel() throws {
-        let moonshot = try JSON.parse(#"{"id":"c","choices":[{"usage":{"total_tokens":3}}]}"#)
-        #expect(Usage.hoisted(moonshot)?["usage"]?["total_tokens"] == 3)
-        #expect(Usage.hoisted(moonshot)?.serialized().hasPrefix(#"{"id":"c","choices""#) == true)
-        #expect(Usage.hoisted(try JSON.parse(#"{"usage":{"total_tokens":3}}"#)) == nil)
+    @Test func theFinalChunkIsOpenAIsShape() throws {
+        let moonshot = try JSON.parse(#"{"id":"c","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{},"usage":{"total_tokens":3}}]}"#)
+        let final = Usage.finalChunk(from: moonshot, usage: try #require(Usage.find(in: moonshot)))
+        #expect(final.serialized() == #"{"id":"c","object":"chat.completion.chunk","created":5,"model":"m","choices":[],"usage":{"total_tokens":3}}"#)
     }
 }
 

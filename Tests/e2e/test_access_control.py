@@ -188,7 +188,7 @@ def test_500_concurrent_requests_against_a_limit_of_50_across_4_processes():
     # 50 per hour: the next admission is 72 s away, far beyond the test's length.
     with make_stack("limit50", workers=4, config={"rateLimit": {"windowMs": 3600000, "maxRequests": 50}}) as s:
         assert len(s.gateway_pids()) == 4
-        before = s.sim_stats()["requests"]
+        before = s.sim_stats()["chatRequests"]
 
         def one(i):
             c = http.client.HTTPConnection("127.0.0.1", s.ports["plain"], timeout=60)
@@ -217,7 +217,7 @@ def test_500_concurrent_requests_against_a_limit_of_50_across_4_processes():
         remaining = sorted(int(h["X-RateLimit-Remaining"]) for _, h, _ in ok)
         assert remaining[0] == 0 and remaining[-1] == 49 and all(0 <= r <= 49 for r in remaining)
         # Nothing refused went upstream.
-        assert s.sim_stats()["requests"] - before == 50
+        assert s.sim_stats()["chatRequests"] - before == 50
 
 
 def test_rotating_x_forwarded_for_does_not_bypass_the_limit():

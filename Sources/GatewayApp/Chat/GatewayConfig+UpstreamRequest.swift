@@ -13,3 +13,13 @@ extension GatewayConfig {
         return r
     }
 }
+
+extension RequestContext {
+    /// The upstream request for this client request: this request's config
+    /// snapshot, and its id passed on as `X-Request-Id`.
+    func upstreamRequest(_ method: String, _ path: String, body: [UInt8] = [], stream: Bool = false) -> UpstreamRequest {
+        var r = config.upstreamRequest(method, path, body: body, stream: stream)
+        r.requestID = request.requestID
+        return r
+    }
+}

@@ -1,23 +1,67 @@
 import KimiCore
+import Synchronization
 import Upstream
 
-/// The upstream model list, shared by the threads of a process.
+/// The upstream's model list (`GET /models`), shared by the threads of a
+/// process and read as a `ModelCatalogue` under the config in force. Kept
+/// for `upstream.modelsCacheSeconds`; a failed fetch is remembered for
+/// `retryFailedNanos` so an unreachable upstream costs one attempt per
+/// interval, not one per request; a model the list does not hold triggers
+/// one refresh at most once a minute per process before it is refused (a
+/// model Kimi has just added works at once).
 public final class ModelsCache: @unchecked Sendable {
-    private let cached = Locked<(at: UInt64, list: JSON)?>(nil)
+    private struct Fetched {
+        let at: UInt64
+        /// nil: the fetch failed (then `lastGood` serves).
+        let list: JSON?
+    }
 
-    func list(config: GatewayConfig, budget: BufferBudget) -> JSON {
+    private let fetched = Locked<Fetched?>(nil)
+    private let lastGood = Locked<JSON?>(nil)
+    private let lastUnknownRefresh = Atomic<UInt64>(0)
+    /// One fetch at a time per process: threads that find the list stale
+    /// together wait for one answer instead of asking the upstream each.
+    private let refreshing = Lock()
+    static let retryFailedNanos: UInt64 = 10_000_000_000
+    static let unknownModelRefreshNanos: UInt64 = 60_000_000_000
+
+    public init() {}
+
+    func catalogue(config: GatewayConfig, budget: BufferBudget) -> ModelCatalogue {
         let now = Clock.monotonicNanos()
-        if let c = cached.get(), now &- c.at < UInt64(config.upstream.modelsCacheSeconds) * 1_000_000_000 { return c.list }
-        let req = config.upstreamRequest("GET", "/models", idleMs: min(config.upstream.idleTimeoutMs, 10_000))
-        if let call = try? BufferedCall.run(req, apiKey: config.upstream.apiKey, budget: budget),
-           let list = try? JSON.parse(call.body), list["data"]?.arrayValue != nil
-        {
-            cached.set((now, list))
-            return list
+        if let f = fetched.get() {
+            let ttl = f.list == nil ? Self.retryFailedNanos : UInt64(config.upstream.modelsCacheSeconds) * 1_000_000_000
+            if now &- f.at < ttl { return ModelCatalogue.make(upstreamList: f.list ?? lastGood.get(), config: config) }
         }
-        if let stale = cached.get() { return stale.list }
-        return ["object": "list", "data": .array(config.upstream.models.map {
-            ["id": .string($0.id), "object": "model", "created": 0, "owned_by": "moonshot"]
-        })]
+        return refreshing.withLock {
+            // Another thread may have fetched while this one waited.
+            if let f = fetched.get(), f.at > now { return ModelCatalogue.make(upstreamList: f.list ?? lastGood.get(), config: config) }
+            return refresh(config: config, budget: budget, now: Clock.monotonicNanos())
+        }
+    }
+
+    /// The catalogue, refreshed first (at most once a minute per process)
+    /// when it does not hold `model`.
+    func catalogue(config: GatewayConfig, budget: BufferBudget, lookingFor model: String) -> ModelCatalogue {
+        let cat = catalogue(config: config, budget: budget)
+        guard !cat.contains(model) else { return cat }
+        let now = Clock.monotonicNanos()
+        let last = lastUnknownRefresh.load(ordering: .relaxed)
+        guard last == 0 || now &- last >= Self.unknownModelRefreshNanos,
+              lastUnknownRefresh.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return cat }
+        return refreshing.withLock { refresh(config: config, budget: budget, now: Clock.monotonicNanos()) }
+    }
+
+    private func refresh(config: GatewayConfig, budget: BufferBudget, now: UInt64) -> ModelCatalogue {
+        let req = config.upstreamRequest("GET", "/models", idleMs: min(config.upstream.idleTimeoutMs, 10_000))
+        var list: JSON?
+        if let call = try? BufferedCall.run(req, apiKey: config.upstream.apiKey, budget: budget),
+           let parsed = try? JSON.parse(call.body), parsed["data"]?.arrayValue != nil
+        {
+            list = parsed
+            lastGood.set(parsed)
+        }
+        fetched.set(Fetched(at: now, list: list))
+        return ModelCatalogue.make(upstreamList: list ?? lastGood.get(), config: config)
     }
 }

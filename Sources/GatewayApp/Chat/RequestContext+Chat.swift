@@ -1,17 +1,14 @@
 import KimiCore
 
 extension RequestContext {
-    /// The chat request validated against this request's model list, its
-    /// model noted for the access log.
-    func validatedChat(_ openAIBody: JSON) throws -> ChatRequest {
-        let chat = try ChatValidation.validate(openAIBody, config: config, allowedModels: allowedModels)
+    /// The chat request validated against the models this request may use
+    /// (the upstream's list, narrowed by the config and the key), its model
+    /// noted for the access log.
+    func validatedChat(_ openAIBody: JSON, services: Services) throws -> ChatRequest {
+        let chat = try ChatValidation.validateShape(openAIBody, config: config)
+        let catalogue = services.models.catalogue(config: config, budget: services.buffers, lookingFor: chat.model)
+        try ChatValidation.checkModel(chat.model, allowed: catalogue.models(for: apiKey).map(\.id))
         logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
         return chat
-    }
-
-    /// The models this request may use: the key's own list, else all configured.
-    var allowedModels: [String] {
-        if let k = apiKey, !k.models.isEmpty { return k.models }
-        return config.upstream.models.map(\.id)
     }
 }

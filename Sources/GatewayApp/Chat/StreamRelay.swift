@@ -15,6 +15,9 @@ final class StreamRelay: UpstreamReceiver {
     private let transform: Transform
     /// Usage seen in the stream (either place), for the log and the app face.
     var usage: JSON?
+    /// OpenAI's usage-only last chunk, sent before `[DONE]` when the client
+    /// asked for `stream_options.include_usage` and the upstream sent none.
+    var finalUsageChunk: JSON?
 
     init(ctx: RequestContext, keepAliveSeconds: Int, transform: @escaping Transform) {
         self.ctx = ctx

@@ -20,7 +20,8 @@ extension Middleware {
             ctx.logNotes.append("cors=denied")
             throw GatewayError.forbidden("Origin not allowed")
         case .allowed:
-            ctx.writer.respond(status: 204, headers: ctx.responseHeaders + CORS.preflightHeaders(methods: methods, maxAge: cors.maxAgeSeconds), body: [])
+            ctx.writer.respond(status: 204, headers: ctx.responseHeaders + CORS.preflightHeaders(methods: methods, maxAge: cors.maxAgeSeconds,
+                                                                                                  requested: req.header("access-control-request-headers")), body: [])
         case .notCORS:
             ctx.writer.respond(status: 204, headers: ctx.responseHeaders + [("Allow", methods.joined(separator: ", "))], body: [])
         }

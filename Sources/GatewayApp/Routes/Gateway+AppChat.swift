@@ -10,8 +10,8 @@ extension Gateway {
 
     private func appChat(_ ctx: RequestContext, kind: AppChatRequest.Kind) throws {
         let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: kind)
-        let chat = try ctx.validatedChat(openAI)
-        let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
+        let chat = try ctx.validatedChat(openAI, services: services)
+        let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
                                         apiKey: ctx.config.upstream.apiKey, budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
         guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
             throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
@@ -28,15 +28,19 @@ extension Gateway {
         ctx.json(200, ["success": true, "data": data])
     }
 
-    /// `POST /api/chat/stream` `{messages: "text" | [...], model?}` → SSE
-    /// `data: {"content":"..."}` per delta, `data: {"usage":{...}}`, `data: [DONE]`.
+    /// `POST /api/chat/stream` `{messages: "text" | [...], model?, include?}` →
+    /// SSE `data: {"content":"..."}` per delta and `data: [DONE]`, as the
+    /// Node.js backend sent; `include: ["usage", "reasoning"]` adds
+    /// `{"usage":{...}}` before `[DONE]` and `{"reasoning":"..."}` deltas.
     func appStream(_ ctx: RequestContext) throws {
-        let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: .stream)
-        let chat = try ctx.validatedChat(openAI)
+        let body = try ctx.jsonBody()
+        let extras = try AppChatRequest.streamExtras(body)
+        let openAI = try AppChatRequest.openAIBody(from: body, kind: .stream)
+        let chat = try ctx.validatedChat(openAI, services: services)
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
             if event.data == "[DONE]" {
                 var frames: [String] = []
-                if let u = relay.usage { frames.append(SSEFrame.json(["usage": u])) }
+                if extras.contains(.usage), let u = relay.usage { frames.append(SSEFrame.json(["usage": u])) }
                 return frames + [SSEFrame.done]
             }
             guard let chunk = try? JSON.parse(event.data) else { return [] }
@@ -46,10 +50,12 @@ extension Gateway {
             if let u = Usage.find(in: chunk) { relay.usage = u }
             var frames: [String] = []
             let delta = chunk["choices"]?[0]?["delta"]
-            if let r = delta?["reasoning_content"]?.stringValue, !r.isEmpty { frames.append(SSEFrame.json(["reasoning": .string(r)])) }
+            if extras.contains(.reasoning), let r = delta?["reasoning_content"]?.stringValue, !r.isEmpty {
+                frames.append(SSEFrame.json(["reasoning": .string(r)]))
+            }
             if let c = delta?["content"]?.stringValue, !c.isEmpty { frames.append(SSEFrame.json(["content": .string(c)])) }
             return frames
         }
-        try relay.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes(), stream: true))
+        try relay.run(ctx.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes(), stream: true))
     }
 }

@@ -12,7 +12,8 @@ extension Gateway {
         let endpoints: [JSON] = byPath.map { path, methods in
             ["path": .string(path), "methods": .array(methods.map { .string($0) })]
         }
-        let models: [JSON] = c.upstream.models.map { ["id": .string($0.id), "context_length": .number($0.contextLength)] }
+        let catalogue = services.models.catalogue(config: c, budget: services.buffers)
+        let models: [JSON] = catalogue.models(for: ctx.apiKey).map { ["id": .string($0.id), "context_length": .number($0.contextLength)] }
         ctx.json(200, [
             "success": true,
             "data": [

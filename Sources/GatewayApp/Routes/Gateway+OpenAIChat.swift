@@ -6,11 +6,11 @@ extension Gateway {
     /// every field the client sent; non-stream answers come back as the
     /// upstream sent them; streams are relayed event by event.
     func openAIChat(_ ctx: RequestContext) throws {
-        let chat = try ctx.validatedChat(try ctx.jsonBody())
+        let chat = try ctx.validatedChat(try ctx.jsonBody(), services: services)
         // Unchanged requests go upstream byte for byte as the client sent them.
         let body = chat.modified ? chat.body.serializedBytes() : ctx.request.body
         guard chat.stream else {
-            let call = try BufferedCall.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey,
+            let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey,
                                             budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
             // Passed on byte for byte, so it must be what it claims: JSON.
             guard JSON.isValid(call.body) else { throw GatewayError.upstreamFailed("Upstream answer is not JSON") }
@@ -21,7 +21,7 @@ extension Gateway {
         let includeUsage = chat.includeUsage
         let apiKey = ctx.config.upstream.apiKey
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
-            if event.data == "[DONE]" { return [SSEFrame.done] }
+            if event.data == "[DONE]" { return (relay.finalUsageChunk.map { [SSEFrame.json($0)] } ?? []) + [SSEFrame.done] }
             // An upstream error event is rebuilt, never relayed: its text may echo the key.
             if event.data.contains("\"error\""), let chunk = try? JSON.parse(event.data),
                let e = UpstreamErrorMapping.streamError(chunk, apiKey: apiKey)
@@ -29,12 +29,18 @@ extension Gateway {
                 return [SSEFrame.json(["error": ["message": .string(e.message), "type": .string(e.type), "code": .null]])]
             }
             // Only chunks that may carry usage are parsed; the rest pass through verbatim.
-            if event.data.utf8.count < 64 << 10, event.data.contains("\"usage\""), let chunk = try? JSON.parse(event.data) {
-                if let u = Usage.find(in: chunk) { relay.usage = u }
-                if includeUsage, let hoisted = Usage.hoisted(chunk) { return [SSEFrame.json(hoisted)] }
+            if event.data.utf8.count < 64 << 10, event.data.contains("\"usage\""), let chunk = try? JSON.parse(event.data),
+               let u = Usage.find(in: chunk)
+            {
+                relay.usage = u
+                if let top = chunk["usage"], top.objectValue != nil {
+                    relay.finalUsageChunk = nil // the upstream speaks OpenAI's shape itself
+                } else if includeUsage {
+                    relay.finalUsageChunk = Usage.finalChunk(from: chunk, usage: u)
+                }
             }
             return [SSEFrame.data(event.data)]
         }
-        try relay.run(ctx.config.upstreamRequest("POST", "/chat/completions", body: body, stream: true))
+        try relay.run(ctx.upstreamRequest("POST", "/chat/completions", body: body, stream: true))
     }
 }

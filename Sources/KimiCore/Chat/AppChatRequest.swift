@@ -3,6 +3,31 @@
 public enum AppChatRequest {
     public enum Kind: Sendable { case completion, history, stream }
 
+    /// What `/api/chat/stream` sends besides `{"content"}` events and
+    /// `[DONE]`. Nothing by default: clients written for the Node.js backend
+    /// do `text += JSON.parse(data).content` on every event, and anything
+    /// else would add "undefined" to their text. A client asks with
+    /// `"include": ["usage", "reasoning"]`.
+    public enum StreamExtra: String, CaseIterable, Sendable {
+        /// `{"usage": {...}}` before `[DONE]`.
+        case usage
+        /// `{"reasoning": "..."}` deltas of thinking models.
+        case reasoning
+    }
+
+    public static func streamExtras(_ body: JSON) throws(GatewayError) -> Set<StreamExtra> {
+        guard let v = body["include"], !v.isNull else { return [] }
+        guard let list = v.arrayValue else { throw .badRequest("'include' must be an array of strings") }
+        var out = Set<StreamExtra>()
+        for item in list {
+            guard let s = item.stringValue, let e = StreamExtra(rawValue: s) else {
+                throw .badRequest("'include' items must be one of \(StreamExtra.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            out.insert(e)
+        }
+        return out
+    }
+
     public static func openAIBody(from body: JSON, kind: Kind) throws(GatewayError) -> JSON {
         guard body.objectValue != nil else { throw .badRequest("Request body must be a JSON object") }
         var messages: [JSON] = []

@@ -30,11 +30,28 @@ public struct ChatRequest: Sendable {
 /// Validation at the boundary: every rule here is a 400 before anything is
 /// sent upstream.
 public enum ChatValidation {
-    public static let roles: Set<String> = ["system", "user", "assistant", "tool"]
+    /// `developer` is OpenAI's newer name for `system`; Kimi takes it as one.
+    public static let roles: Set<String> = ["system", "developer", "user", "assistant", "tool"]
 
-    /// Validates an OpenAI `/v1/chat/completions` body.
-    /// - allowedModels: the configured models, narrowed by the key's own list.
+    /// Validates an OpenAI `/v1/chat/completions` body, its model against
+    /// `allowedModels` (default: the configured models).
     public static func validate(_ body: JSON, config: GatewayConfig, allowedModels: [String]? = nil) throws(GatewayError) -> ChatRequest {
+        let chat = try validateShape(body, config: config)
+        try checkModel(chat.model, allowed: allowedModels ?? config.upstream.models.map(\.id))
+        return chat
+    }
+
+    /// The model must be one this client may use (the gateway's catalogue,
+    /// narrowed by its key). Checked after the shape, so a malformed request
+    /// is refused before the model list is fetched.
+    public static func checkModel(_ model: String, allowed: [String]) throws(GatewayError) {
+        guard allowed.contains(model) else {
+            throw .badRequest("Model '\(HeaderSafety.printable(model, max: 80))' is not allowed; available: \(allowed.joined(separator: ", "))")
+        }
+    }
+
+    /// Everything but the model's allow-list.
+    public static func validateShape(_ body: JSON, config: GatewayConfig) throws(GatewayError) -> ChatRequest {
         guard body.objectValue != nil else { throw .badRequest("Request body must be a JSON object") }
         // Model: default from config, must be on the allow-list.
         var model = config.upstream.defaultModel
@@ -48,10 +65,6 @@ public enum ChatValidation {
             out = out.setting("model", .string(model))
             modified = true
         }
-        let allowed = allowedModels ?? config.upstream.models.map(\.id)
-        guard allowed.contains(model) else {
-            throw .badRequest("Model '\(HeaderSafety.printable(model, max: 80))' is not allowed; available: \(allowed.joined(separator: ", "))")
-        }
         // Messages.
         guard let messagesValue = body["messages"] else { throw .badRequest("'messages' is required") }
         guard let messages = messagesValue.arrayValue else { throw .badRequest("'messages' must be an array") }
@@ -60,8 +73,15 @@ public enum ChatValidation {
             throw .badRequest("Too many messages: \(messages.count) (limit \(config.limits.maxMessages))")
         }
         var chars = 0
+        var developer = false
         for (i, m) in messages.enumerated() {
             chars += try validateMessage(m, index: i, isLast: i == messages.count - 1)
+            developer = developer || m["role"]?.stringValue == "developer"
+        }
+        if developer {
+            // Sent upstream as `system`, the role Kimi documents.
+            out = out.setting("messages", .array(messages.map { $0["role"]?.stringValue == "developer" ? $0.setting("role", "system") : $0 }))
+            modified = true
         }
         guard chars <= config.limits.maxChars else {
             throw .badRequest("Messages too long: \(chars) characters (limit \(config.limits.maxChars))")
@@ -111,7 +131,7 @@ public enum ChatValidation {
         guard m.objectValue != nil else { throw .badRequest("messages[\(i)] must be an object") }
         guard let role = m["role"]?.stringValue else { throw .badRequest("messages[\(i)].role is required and must be a string") }
         guard roles.contains(role) else {
-            throw .badRequest("messages[\(i)].role '\(HeaderSafety.printable(role, max: 40))' is not one of system, user, assistant, tool")
+            throw .badRequest("messages[\(i)].role '\(HeaderSafety.printable(role, max: 40))' is not one of system, developer, user, assistant, tool")
         }
         let hasToolCalls = m["tool_calls"].map { !$0.isNull } ?? false
         guard let content = m["content"], !content.isNull else {
@@ -120,8 +140,9 @@ public enum ChatValidation {
         }
         if let s = content.stringValue {
             // An assistant message may be empty when it carries tool calls, or
-            // is the prefix of a partial-mode completion.
-            if s.trimmingSpaces().isEmpty && !(role == "assistant" && (hasToolCalls || isLast)) {
+            // is the prefix of a partial-mode completion; a tool's result may be
+            // empty (a tool that returned nothing).
+            if s.trimmingSpaces().isEmpty && !(role == "assistant" && (hasToolCalls || isLast)) && role != "tool" {
                 throw .badRequest("messages[\(i)].content must not be empty")
             }
             return s.unicodeScalars.count

@@ -12,12 +12,13 @@ public enum Usage {
         return nil
     }
 
-    /// The chunk with `usage` also at the top level, when it is only inside
-    /// `choices[0]` (for clients that asked for `stream_options.include_usage`).
-    public static func hoisted(_ chunk: JSON) -> JSON? {
-        if let u = chunk["usage"], u.objectValue != nil { return nil }
-        guard let u = chunk["choices"]?[0]?["usage"], u.objectValue != nil else { return nil }
-        return chunk.setting("usage", u)
+    /// OpenAI's last stream chunk for `stream_options.include_usage`:
+    /// `"choices": []` and the usage at the top level, once per stream (not
+    /// once per choice when n > 1), with the id, created and model of the
+    /// chunk Moonshot put the usage in (`choices[0].usage`).
+    public static func finalChunk(from chunk: JSON, usage: JSON) -> JSON {
+        ["id": chunk["id"] ?? "", "object": "chat.completion.chunk", "created": chunk["created"] ?? 0,
+         "model": chunk["model"] ?? "", "choices": [], "usage": usage]
     }
 
     /// The `usage` object of a completion found without parsing the whole

@@ -24,17 +24,18 @@ extension GatewayConfig {
             if let v = u["modelsCacheSeconds"] { c.upstream.modelsCacheSeconds = try r.int(v, "modelsCacheSeconds", min: 0) }
             if let v = u["keepAliveSeconds"] { c.upstream.keepAliveSeconds = try r.int(v, "keepAliveSeconds", min: 1) }
             if let v = u["models"] {
+                c.upstream.modelsConfigured = true
                 guard let items = v.arrayValue else { throw ConfigError("upstream.models", "must be an array, got \(v.typeName)") }
                 c.upstream.models = try items.enumerated().map { (i, item) throws(ConfigError) -> Model in
                     let key = "upstream.models[\(i)]"
-                    if let id = item.stringValue { return Model(id: id, contextLength: Model.guessContext(id)) }
+                    if let id = item.stringValue { return Model(id: id, contextLength: KimiModels.contextLength(id)) }
                     let r = ConfigReader(prefix: key + ".")
                     let o = try r.object(item)
                     try r.check(o, known: ["id", "contextLength"])
                     guard let idv = item["id"] else { throw ConfigError(key + ".id", "is required") }
                     let id = try r.string(idv, "id")
                     let ctx = try item["contextLength"].map { v throws(ConfigError) in try r.int(v, "contextLength", min: 1) }
-                    return Model(id: id, contextLength: ctx ?? Model.guessContext(id))
+                    return Model(id: id, contextLength: ctx ?? KimiModels.contextLength(id))
                 }
             }
         }
@@ -104,16 +105,6 @@ extension GatewayConfig {
     ]
 }
 
-extension GatewayConfig.Model {
-    /// Context length from the Moonshot naming scheme when the config gives none.
-    static func guessContext(_ id: String) -> Int {
-        if id.hasSuffix("-8k") || id.contains("-8k-") { return 8192 }
-        if id.hasSuffix("-32k") || id.contains("-32k-") { return 32768 }
-        if id.hasSuffix("-128k") || id.contains("-128k-") || id.hasSuffix("-auto") { return 131072 }
-        if id.hasPrefix("kimi-k2") { return 262144 }
-        return 8192
-    }
-}
 
 extension GatewayConfig.APIKey {
     static func parse(_ item: JSON, key: String) throws(ConfigError) -> GatewayConfig.APIKey {

@@ -11,21 +11,23 @@ extension GatewayConfig {
             throw ConfigError("upstream.caFile", "cannot read \(HeaderSafety.printable(upstream.caFile, max: 120))")
         }
         guard !upstream.models.isEmpty else { throw ConfigError("upstream.models", "must list at least one model") }
-        guard model(upstream.defaultModel) != nil else {
+        // Without configured models the upstream's list decides, at run time.
+        guard !upstream.modelsConfigured || model(upstream.defaultModel) != nil else {
             throw ConfigError("upstream.defaultModel", "\"\(HeaderSafety.printable(upstream.defaultModel, max: 60))\" is not in upstream.models")
         }
         guard server.minThreads <= server.maxThreads else {
             throw ConfigError("server.minThreads", "must not exceed server.maxThreads (\(server.maxThreads))")
         }
         for (i, o) in cors.allowedOrigins.enumerated() where o != "*" {
-            guard let u = URLParts(o), u.pathAndQuery.isEmpty || u.pathAndQuery == "/" else {
-                throw ConfigError("cors.allowedOrigins[\(i)]", "must be an origin like https://app.example.com or \"*\", got \"\(HeaderSafety.printable(o, max: 80))\"")
+            // A browser's Origin never has a path or a trailing slash: such an entry would never match.
+            guard let u = URLParts(o), u.pathAndQuery.isEmpty else {
+                throw ConfigError("cors.allowedOrigins[\(i)]", "must be an origin like https://app.example.com (no path, no trailing slash) or \"*\", got \"\(HeaderSafety.printable(o, max: 80))\"")
             }
         }
         if auth.required && auth.keys.isEmpty {
             throw ConfigError("auth.keys", "auth is required but no keys are configured (set VALID_API_KEYS or auth.keys)")
         }
-        for (i, k) in auth.keys.enumerated() {
+        for (i, k) in auth.keys.enumerated() where upstream.modelsConfigured {
             for m in k.models where model(m) == nil {
                 throw ConfigError("auth.keys[\(i)].models", "\"\(HeaderSafety.printable(m, max: 60))\" is not in upstream.models")
             }
@@ -42,12 +44,22 @@ extension GatewayConfig {
         return c
     }
 
+    /// What is valid but almost certainly not meant: `check-config` and the
+    /// start-up log print these as warnings.
+    public func warnings() -> [String] {
+        var out: [String] = []
+        if upstream.apiKey.isEmpty && !upstream.simulated {
+            out.append("upstream.apiKey is not set (KIMI_API_KEY) and the upstream is not the simulator: every chat will fail with 502")
+        }
+        return out
+    }
+
     /// What `check-config` and the start-up log print: no secret, only fingerprints.
     public func summary() -> [String] {
         var lines = [
             "upstream.baseURL = \(upstream.baseURL)\(upstream.simulated ? " (simulator)" : "")",
             "upstream.apiKey = \(upstream.apiKey.isEmpty ? "(not set)" : "set, fingerprint \(SHA256.fingerprint(upstream.apiKey))")",
-            "upstream.defaultModel = \(upstream.defaultModel); models: \(upstream.models.map(\.id).joined(separator: ", "))",
+            "upstream.defaultModel = \(upstream.defaultModel); models: \(upstream.modelsConfigured ? upstream.models.map(\.id).joined(separator: ", ") : "the upstream's list")",
             "server.maxBodyBytes = \(server.maxBodyBytes); threads \(server.minThreads)...\(server.maxThreads) per process",
             "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",
             "cors.allowedOrigins = \(cors.allowedOrigins.joined(separator: ", "))",

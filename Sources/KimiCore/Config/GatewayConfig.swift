@@ -23,8 +23,13 @@ public struct GatewayConfig: Sendable, Equatable {
         /// never trips the idle timeout): 504, or an error event.
         public var totalTimeoutMs = 900_000
         public var defaultModel = "moonshot-v1-8k"
-        /// The allow-list and the fallback for `/v1/models` when the upstream is unreachable.
+        /// With `modelsConfigured`: the operator's allow-list (narrowing the
+        /// upstream's list) and the fallback when the upstream's list cannot
+        /// be had. Otherwise the built-in table, used only as that fallback
+        /// (`ModelCatalogue`).
         public var models: [Model] = KimiModels.catalogue
+        /// Whether the config file names `upstream.models`.
+        public var modelsConfigured = false
         public var modelsCacheSeconds = 300
         /// Seconds between `: keep-alive` comments while the upstream is silent.
         public var keepAliveSeconds = 15
@@ -79,7 +84,7 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public struct CORS: Sendable, Equatable {
         /// Exact origins; `*` only when written explicitly.
-        public var allowedOrigins: [String] = ["http://localhost:3000", "http://localhost:8080"]
+        public var allowedOrigins: [String] = ["http://localhost:3000", "http://localhost:5173", "http://localhost:8080"]
         public var maxAgeSeconds = 600
     }
 

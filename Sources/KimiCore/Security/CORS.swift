@@ -36,10 +36,29 @@ public enum CORS {
                                   ("Access-Control-Expose-Headers", exposedHeaders)])
     }
 
-    /// `methods` from `Router.allow(path:)`, OPTIONS included.
-    public static func preflightHeaders(methods: [String], maxAge: Int) -> [(String, String)] {
-        [("Access-Control-Allow-Methods", methods.joined(separator: ", ")),
-         ("Access-Control-Allow-Headers", allowedHeaders),
-         ("Access-Control-Max-Age", String(maxAge))]
+    /// Header families the official OpenAI SDKs send from a browser
+    /// (`X-Stainless-Lang`, `X-Stainless-Retry-Count`, `OpenAI-Organization`,
+    /// …): allowed when a preflight asks for them, since new members appear
+    /// with SDK releases.
+    public static let allowedHeaderPrefixes = ["x-stainless-", "openai-"]
+
+    /// `methods` from `Router.allow(path:)`, OPTIONS included; `requested`
+    /// is the preflight's `Access-Control-Request-Headers`.
+    public static func preflightHeaders(methods: [String], maxAge: Int, requested: String? = nil) -> [(String, String)] {
+        var headers = allowedHeaders
+        for name in (requested ?? "").split(separator: ",") {
+            let n = String(name).trimmingSpaces().lowercased()
+            guard n.utf8.count <= 64, !n.isEmpty, n.utf8.allSatisfy(isTokenByte),
+                  allowedHeaderPrefixes.contains(where: { n.hasPrefix($0) }) else { continue }
+            headers += ", " + n
+        }
+        return [("Access-Control-Allow-Methods", methods.joined(separator: ", ")),
+                ("Access-Control-Allow-Headers", headers),
+                ("Access-Control-Max-Age", String(maxAge))]
+    }
+
+    /// RFC 9110 §5.6.2 token characters, lowercase (names were lowercased).
+    static func isTokenByte(_ b: UInt8) -> Bool {
+        (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F || b == 0x2E
     }
 }
