@@ -19,12 +19,14 @@ let package = Package(
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "CAtomics"),
         .target(name: "KimiCore", dependencies: ["CCrypto"]),
         .target(name: "FastCGI", dependencies: ["CFastCGI", "KimiCore"]),
         .target(name: "Upstream", dependencies: ["CCurl", "KimiCore"]),
         .target(name: "SharedMemory", dependencies: ["CAtomics", "KimiCore"]),
-        .target(name: "GatewayApp", dependencies: ["KimiCore", "FastCGI", "Upstream", "SharedMemory"]),
+        .target(name: "Storage", dependencies: ["CSQLite", "KimiCore"]),
+        .target(name: "GatewayApp", dependencies: ["KimiCore", "FastCGI", "Upstream", "SharedMemory", "Storage"]),
         .target(name: "KimiSimulator", dependencies: ["KimiCore", "FastCGI"]),
         .executableTarget(name: "kimi-gateway", dependencies: [
             "GatewayApp", "KimiSimulator", "FastCGI", "KimiCore",
@@ -33,6 +35,7 @@ let package = Package(
         .executableTarget(name: "kimi-bench", dependencies: ["KimiCore", "SharedMemory"]),
         .testTarget(name: "KimiCoreTests", dependencies: ["KimiCore"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "KimiCore"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "KimiCore"]),
         .testTarget(name: "GatewayAppTests", dependencies: ["GatewayApp", "KimiCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(
-  libfcgi-dev libcurl4-openssl-dev libssl-dev pkg-config  # build: the system libraries
+  libfcgi-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev pkg-config  # build: the system libraries
   nginx-light lighttpd spawn-fcgi openssl       # run: web servers, process spawner, TLS cert
   chromium chromium-driver nodejs               # tests: the browser page and the JS SDK
   wrk apache2-utils valgrind                    # benchmarks (wrk, ab) and profiling

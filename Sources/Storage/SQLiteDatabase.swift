@@ -1,0 +1,145 @@
+import CSQLite
+import Glibc
+import KimiCore
+
+/// One SQLite database shared by every process of the gateway on a machine
+/// (file ownership now; the usage ledger next). WAL mode: readers never
+/// wait for the writer, and one writer at a time waits up to
+/// `busyTimeoutMs` for another process's transaction. One connection per
+/// process, used under a lock: the gateway's writes are a few per upload or
+/// request, and a connection per worker thread (up to 512) would cost more
+/// than it saves.
+public final class SQLiteDatabase: @unchecked Sendable {
+    public enum Value: Equatable, Sendable {
+        case null
+        case int(Int64)
+        case text(String)
+
+        public var int: Int64? { if case let .int(v) = self { return v }; return nil }
+        public var text: String? { if case let .text(v) = self { return v }; return nil }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let path: String
+    private var db: OpaquePointer?
+    private let lock = Lock()
+    private var statements: [String: OpaquePointer] = [:]
+
+    /// Opens (creating) the database: WAL, `synchronous=NORMAL` (durable
+    /// across a process crash; a power cut may lose the last transactions),
+    /// a busy timeout, and a private mode for a file it creates.
+    public init(path: String, busyTimeoutMs: Int32 = 5_000) throws {
+        self.path = path
+        let previous = umask(0o077)
+        defer { umask(previous) }
+        var handle: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close(handle)
+            throw Failure(description: "cannot open \(path): \(message)")
+        }
+        db = handle
+        sqlite3_busy_timeout(handle, busyTimeoutMs)
+        try execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+    }
+
+    deinit {
+        for (_, s) in statements { sqlite3_finalize(s) }
+        sqlite3_close(db)
+    }
+
+    /// Statements without parameters or results (schema, pragmas).
+    public func execute(_ sql: String) throws {
+        try lock.withLock {
+            var error: UnsafeMutablePointer<CChar>?
+            guard sqlite3_exec(db, sql, nil, nil, &error) == SQLITE_OK else {
+                let message = error.map { String(cString: $0) } ?? "error"
+                sqlite3_free(error)
+                throw Failure(description: message)
+            }
+        }
+    }
+
+    /// Runs one statement with `parameters` (bound `?1`, `?2`, …) and
+    /// returns its rows. Statements are prepared once and cached.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [Value] = []) throws -> [[Value]] {
+        try lock.withLock { try unlockedQuery(sql, parameters) }
+    }
+
+    /// Several statements as one transaction (`BEGIN IMMEDIATE`: the write
+    /// lock is taken up front, so two processes never deadlock upgrading).
+    public func transaction<T>(_ body: (Transaction) throws -> T) throws -> T {
+        try lock.withLock {
+            try unlockedExec("BEGIN IMMEDIATE")
+            do {
+                let result = try body(Transaction(database: self))
+                try unlockedExec("COMMIT")
+                return result
+            } catch {
+                try? unlockedExec("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    public struct Transaction {
+        let database: SQLiteDatabase
+        @discardableResult
+        public func query(_ sql: String, _ parameters: [Value] = []) throws -> [[Value]] {
+            try database.unlockedQuery(sql, parameters)
+        }
+    }
+
+    /// Rows changed by the last statement.
+    public var changes: Int { Int(sqlite3_changes(db)) }
+
+    private func unlockedExec(_ sql: String) throws {
+        guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw failure() }
+    }
+
+    fileprivate func unlockedQuery(_ sql: String, _ parameters: [Value]) throws -> [[Value]] {
+        let stmt = try prepared(sql)
+        defer {
+            sqlite3_reset(stmt)
+            sqlite3_clear_bindings(stmt)
+        }
+        for (i, p) in parameters.enumerated() {
+            let index = Int32(i + 1)
+            let rc: Int32 = switch p {
+            case .null: sqlite3_bind_null(stmt, index)
+            case let .int(v): sqlite3_bind_int64(stmt, index, v)
+            case let .text(s): kimi_sqlite_bind_text(stmt, index, s, -1)
+            }
+            guard rc == SQLITE_OK else { throw failure() }
+        }
+        var rows: [[Value]] = []
+        while true {
+            let rc = sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw failure() }
+            rows.append((0..<sqlite3_column_count(stmt)).map { c in
+                switch sqlite3_column_type(stmt, c) {
+                case SQLITE_INTEGER: .int(sqlite3_column_int64(stmt, c))
+                case SQLITE_NULL: .null
+                default: .text(String(cString: sqlite3_column_text(stmt, c)))
+                }
+            })
+        }
+        return rows
+    }
+
+    private func prepared(_ sql: String) throws -> OpaquePointer {
+        if let s = statements[sql] { return s }
+        var stmt: OpaquePointer?
+        guard sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil) == SQLITE_OK, let stmt else { throw failure() }
+        statements[sql] = stmt
+        return stmt
+    }
+
+    private func failure() -> Failure { Failure(description: String(cString: sqlite3_errmsg(db))) }
+}
