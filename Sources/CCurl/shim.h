@@ -15,6 +15,8 @@ typedef int (*kimi_curl_xfer_cb)(void *clientp, curl_off_t dltotal, curl_off_t d
 static inline CURLcode kimi_curl_set_write_cb(CURL *h, kimi_curl_data_cb cb) { return curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cb); }
 static inline CURLcode kimi_curl_set_header_cb(CURL *h, kimi_curl_data_cb cb) { return curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cb); }
 static inline CURLcode kimi_curl_set_xfer_cb(CURL *h, kimi_curl_xfer_cb cb) { return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, cb); }
+static inline CURLcode kimi_curl_set_read_cb(CURL *h, kimi_curl_data_cb cb) { return curl_easy_setopt(h, CURLOPT_READFUNCTION, cb); }
+static const size_t kimi_curl_readfunc_abort = CURL_READFUNC_ABORT;
 
 static inline long kimi_curl_http_version(CURL *h) {
     long v = 0;

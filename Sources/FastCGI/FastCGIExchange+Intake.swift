@@ -1,3 +1,4 @@
+import CFastCGI
 import KimiCore
 
 extension FastCGIExchange {
@@ -9,16 +10,49 @@ extension FastCGIExchange {
     /// (too large, a malformed length, fewer bytes than announced) comes back
     /// as the error to answer with.
     public func intake(maxBodyBytes: Int, requestID: String) -> (request: Request, refusal: GatewayError?) {
-        var request = Request.head(params: params, requestID: requestID)
+        var request = head(requestID: requestID)
+        let refusal = readBody(into: &request, maxBodyBytes: maxBodyBytes)
+        return (request, refusal)
+    }
+
+    /// The head: method, path (normalised), query, headers, peer.
+    public func head(requestID: String) -> Request {
+        Request.head(params: params, requestID: requestID)
+    }
+
+    /// The whole body into `request`, or the error to answer with.
+    public func readBody(into request: inout Request, maxBodyBytes: Int) -> GatewayError? {
         switch ContentLength.parse(params["CONTENT_LENGTH"], cap: maxBodyBytes) {
         case let .failure(e):
-            return (request, e)
+            return e
         case let .success(length):
-            guard let body = readBody(count: length) else {
-                return (request, .badRequest("Request body is shorter than its Content-Length"))
-            }
+            guard let body = readBody(count: length) else { return .badRequest("Request body is shorter than its Content-Length") }
             request.body = body
-            return (request, nil)
+            return nil
         }
+    }
+
+    /// The body left in the connection, to be read as it arrives.
+    public func bodyStream(length: Int) -> RequestBodySource { FastCGIBodyStream(exchange: self, length: length) }
+}
+
+/// `length` body bytes read from libfcgi's input stream in pieces.
+final class FastCGIBodyStream: RequestBodySource {
+    private let exchange: FastCGIExchange
+    private(set) var remaining: Int
+
+    init(exchange: FastCGIExchange, length: Int) {
+        self.exchange = exchange
+        remaining = length
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard remaining > 0 else { return 0 }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let want = min(buffer.count, remaining, 1 << 20)
+        let n = exchange.readSome(into: base, count: want)
+        guard n > 0 else { return nil }
+        remaining -= n
+        return n
     }
 }

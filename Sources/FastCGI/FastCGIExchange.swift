@@ -16,6 +16,9 @@ public final class FastCGIExchange: ResponseWriter {
     /// Set by the pool when this request came while `maxThreads` requests
     /// were running: answer it quickly (health, or 503), the thread is the reserve.
     public internal(set) var overloaded = false
+    /// Close the FastCGI connection after this request instead of keeping
+    /// it (a streamed body left unread).
+    public var closeConnection = false
     public private(set) var headWritten = false
     public private(set) var clientGone = false
     public private(set) var status = 0
@@ -70,6 +73,11 @@ public final class FastCGIExchange: ResponseWriter {
             got += Int(n)
         }
         return body
+    }
+
+    /// Up to `count` body bytes (at least one unless the stream ended or failed).
+    func readSome(into base: UnsafeMutableRawPointer, count: Int) -> Int {
+        Int(FCGX_GetStr(base.assumingMemoryBound(to: CChar.self), Int32(count), input))
     }
 
     public func writeHead(status: Int, headers: [(String, String)]) {

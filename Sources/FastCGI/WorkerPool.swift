@@ -200,12 +200,13 @@ public final class WorkerPool: @unchecked Sendable {
                 continue
             }
             let running = active.add(1, ordering: .relaxed).newValue
-            withUnsafeMutablePointer(to: &request) { req in
+            let closeAfter = withUnsafeMutablePointer(to: &request) { req in
                 let exchange = FastCGIExchange(request: req)
                 exchange.overloaded = running > maxThreads
                 handler(exchange)
+                return exchange.closeConnection
             }
-            if running > maxThreads { request.keepConnection = 0 } // the reserve stays free
+            if running > maxThreads || closeAfter { request.keepConnection = 0 } // the reserve stays free
             FCGX_Finish_r(&request)
             active.subtract(1, ordering: .relaxed)
         }

@@ -36,7 +36,7 @@ public final class KimiSimulator: @unchecked Sendable {
         let route = router.anyRoute(path: req.path)
         if route?.access != .open { stats.update { $0.requests += 1 } }
         switch router.match(method: req.method, path: req.path) {
-        case let .found(r):
+        case let .found(r, parameters):
             if r.access != .open {
                 let auth = req.header("authorization") ?? ""
                 guard auth.hasPrefix("Bearer "), auth.count > 7 else {

@@ -11,6 +11,9 @@ public final class FileRegistry: @unchecked Sendable {
         public var filename: String
         public var bytes: Int
         public var purpose: String
+        public init(id: String, owner: String, filename: String, bytes: Int, purpose: String) {
+            (self.id, self.owner, self.filename, self.bytes, self.purpose) = (id, owner, filename, bytes, purpose)
+        }
     }
 
     let db: SQLiteDatabase

@@ -21,6 +21,7 @@ public final class SQLiteDatabase: @unchecked Sendable {
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     public let path: String

@@ -20,6 +20,12 @@ public struct UpstreamRequest {
     /// Sent as `X-Request-Id`, so one id names the request at the client,
     /// in our log and upstream. Empty: none.
     public var requestID = ""
+    /// A body read as it is sent (an upload passed through from the
+    /// client), instead of `body`: `bodyLength` bytes, never held whole.
+    public var bodyStream: UpstreamBodyStream?
+    public var bodyLength = 0
+    /// The body's type when it is not JSON (a multipart upload's, boundary included).
+    public var contentType: String?
 
     public init(method: String, url: String, bearer: String, body: [UInt8] = [], accept: String = "application/json",
                 connectTimeoutMs: Int, idleTimeoutMs: Int)
@@ -32,6 +38,13 @@ public struct UpstreamRequest {
         self.connectTimeoutMs = connectTimeoutMs
         self.idleTimeoutMs = idleTimeoutMs
     }
+}
+
+/// A request body produced while it is sent (curl's read callback).
+public protocol UpstreamBodyStream: AnyObject {
+    /// Up to `buffer.count` bytes; 0 at the end; nil to abort the transfer
+    /// (the client's own body broke off).
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int?
 }
 
 /// Receives the response as it arrives. Any callback returning false aborts
@@ -71,6 +84,7 @@ public final class UpstreamClient {
     fileprivate var deadline: UInt64 = .max
     fileprivate var lastActivity: UInt64 = 0
     fileprivate var idleTimeoutNanos: UInt64 = 0
+    fileprivate var bodyStream: UpstreamBodyStream?
 
     private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
     private static let key: pthread_key_t = {
@@ -118,6 +132,8 @@ public final class UpstreamClient {
         kimi_curl_set_header_cb(handle, headerCallback)
         kimi_curl_set_ptr(handle, CURLOPT_HEADERDATA, me)
         kimi_curl_set_xfer_cb(handle, xferCallback)
+        kimi_curl_set_read_cb(handle, readCallback)
+        kimi_curl_set_ptr(handle, CURLOPT_READDATA, me)
         kimi_curl_set_ptr(handle, CURLOPT_XFERINFODATA, me)
         kimi_curl_set_long(handle, CURLOPT_NOPROGRESS, 0)
     }
@@ -153,8 +169,16 @@ public final class UpstreamClient {
 
         kimi_curl_set_str(handle, CURLOPT_URL, req.url)
         // The request id goes in one node of its own in front of the cached
-        // list (linked for this transfer, unlinked before it is freed).
-        let base = headers(bearer: req.bearer, accept: req.accept)
+        // list (linked for this transfer, unlinked before it is freed). A
+        // body of another type (uploads, rare) gets a list of its own.
+        var ownList: UnsafeMutablePointer<curl_slist>?
+        if let type = req.contentType, HeaderSafety.isSafe(type) {
+            for h in ["Authorization: Bearer \(req.bearer)", "Content-Type: \(type)", "Accept: \(req.accept)", "Expect:", "User-Agent: kimi-gateway"] {
+                ownList = curl_slist_append(ownList, h)
+            }
+        }
+        defer { curl_slist_free_all(ownList) }
+        let base = ownList ?? headers(bearer: req.bearer, accept: req.accept)
         var idNode: UnsafeMutablePointer<curl_slist>?
         if !req.requestID.isEmpty, HeaderSafety.isSafe(req.requestID) {
             idNode = curl_slist_append(nil, "X-Request-Id: \(req.requestID)")
@@ -173,14 +197,21 @@ public final class UpstreamClient {
             kimi_curl_set_str(handle, CURLOPT_CAINFO, req.caFile.isEmpty ? nil : req.caFile)
             caFileSet = req.caFile
         }
+        kimi_curl_set_str(handle, CURLOPT_CUSTOMREQUEST, nil)
+        bodyStream = req.bodyStream
+        defer { bodyStream = nil }
         if req.method == "POST" {
             kimi_curl_set_long(handle, CURLOPT_POST, 1)
-            kimi_curl_set_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.body.count))
+            kimi_curl_set_off(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(req.bodyStream == nil ? req.body.count : req.bodyLength))
         } else {
             kimi_curl_set_long(handle, CURLOPT_HTTPGET, 1)
+            if req.method != "GET" { kimi_curl_set_str(handle, CURLOPT_CUSTOMREQUEST, req.method) }
         }
         let rc: CURLcode = req.body.withUnsafeBufferPointer { buf in
-            if req.method == "POST" {
+            if req.method == "POST", req.bodyStream != nil {
+                // No POSTFIELDS: curl calls the read callback for the body.
+                kimi_curl_set_ptr(handle, CURLOPT_POSTFIELDS, nil)
+            } else if req.method == "POST" {
                 // COPYPOSTFIELDS would copy; the buffer outlives the transfer.
                 kimi_curl_set_ptr(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: buf.baseAddress ?? UnsafePointer(bitPattern: 1)!))
             }
@@ -246,6 +277,18 @@ private let writeCallback: kimi_curl_data_cb = { ptr, size, n, ud in
         return 0
     }
     return count
+}
+
+private let readCallback: kimi_curl_data_cb = { ptr, size, n, ud in
+    let c = Unmanaged<UpstreamClient>.fromOpaque(ud!).takeUnretainedValue()
+    guard let stream = c.bodyStream, let ptr else { return 0 }
+    // Sending is activity: a slow client upload is not an idle upstream.
+    c.lastActivity = Clock.monotonicNanos()
+    guard let got = stream.read(into: UnsafeMutableRawBufferPointer(start: ptr, count: size * n)) else {
+        c.aborted = true
+        return kimi_curl_readfunc_abort
+    }
+    return got
 }
 
 private let headerCallback: kimi_curl_data_cb = { ptr, size, n, ud in

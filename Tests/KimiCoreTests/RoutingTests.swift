@@ -66,8 +66,26 @@ import Testing
     }
 
     @Test func headFallsBackToGet() throws {
-        guard case let .found(r) = router.match(method: "HEAD", path: "/health") else { Issue.record("expected found"); return }
+        guard case let .found(r, _) = router.match(method: "HEAD", path: "/health") else { Issue.record("expected found"); return }
         #expect(r.handler == "health" && r.access == .open)
+    }
+
+    @Test func patternSegmentsMatchOneIDSegment() throws {
+        var r = Router<String>()
+        r.add("GET", "/v1/files", access: .client, "list")
+        r.add("GET", "/v1/files/{id}", access: .client, "get")
+        r.add("DELETE", "/v1/files/{id}", access: .client, "delete")
+        r.add("GET", "/v1/files/{id}/content", access: .client, "content")
+        guard case let .found(get, p) = r.match(method: "GET", path: "/v1/files/cn-abc_1.2") else { Issue.record("get"); return }
+        #expect(get.handler == "get" && p == ["id": "cn-abc_1.2"])
+        guard case let .found(content, p2) = r.match(method: "GET", path: "/v1/files/x9/content") else { Issue.record("content"); return }
+        #expect(content.handler == "content" && p2 == ["id": "x9"])
+        guard case .found(let list, _) = r.match(method: "GET", path: "/v1/files") else { Issue.record("list"); return }
+        #expect(list.handler == "list")
+        #expect(r.allow(path: "/v1/files/x9") == ["GET", "DELETE", "HEAD", "OPTIONS"])
+        for bad in ["/v1/files/a%2Fb", "/v1/files/a b", "/v1/files/x9/other", "/v1/files/" + String(repeating: "a", count: 129)] {
+            guard case .notFound = r.match(method: "GET", path: Request(method: "GET", path: bad).path) else { Issue.record("\(bad)"); continue }
+        }
     }
 
     /// The defect of issue #10: every spelling of a path that reaches a route

@@ -15,7 +15,8 @@ enum Middleware {
             throw GatewayError.notFound(req.path)
         case let .methodNotAllowed(allow):
             throw GatewayError.methodNotAllowed(req.method, allow: allow)
-        case let .found(route):
+        case let .found(route, parameters):
+            ctx.pathParameters = parameters
             switch route.access {
             case .open:
                 break

@@ -12,5 +12,12 @@ extension Gateway {
         add("GET", "/api/chat/models", access: .client, appModels)
         add("POST", "/v1/chat/completions", access: .client, openAIChat)
         add("GET", "/v1/models", access: .client, openAIModels)
+        add("POST", "/v1/files", access: .client, body: .streamed, uploadFile)
+        add("GET", "/v1/files", access: .client, listFiles)
+        add("GET", "/v1/files/{id}", access: .client, getFile)
+        add("DELETE", "/v1/files/{id}", access: .client, deleteFile)
+        add("GET", "/v1/files/{id}/content", access: .client, fileContent)
+        add("POST", "/v1/tokenizers/estimate-token-count", access: .client, estimateTokens)
+        add("GET", "/v1/users/me/balance", access: .admin, balance)
     }
 }

@@ -19,9 +19,9 @@ public final class Gateway: @unchecked Sendable {
     }
 
     public func add(_ method: String, _ path: String, access: Access, servesWhenSaturated: Bool = false,
-                    _ handler: @escaping RouteHandler)
+                    body: BodyPolicy = .buffered, _ handler: @escaping RouteHandler)
     {
-        router.add(method, path, access: access, servesWhenSaturated: servesWhenSaturated, handler)
+        router.add(method, path, access: access, servesWhenSaturated: servesWhenSaturated, body: body, handler)
     }
 
     /// Entry point from the worker pool.
@@ -30,8 +30,20 @@ public final class Gateway: @unchecked Sendable {
         let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
         let config = configCache.current()
         // The body is read (or refused) before the context is built, so there is one.
-        let (request, refusal) = exchange.intake(maxBodyBytes: config.server.maxBodyBytes, requestID: requestID)
+        var request = exchange.head(requestID: requestID)
+        var refusal: GatewayError?
+        var bodySource: RequestBodySource?
+        switch router.bodyPolicy(method: request.method, path: request.path) {
+        case .buffered:
+            refusal = exchange.readBody(into: &request, maxBodyBytes: config.server.maxBodyBytes)
+        case .streamed:
+            switch ContentLength.parse(exchange.params["CONTENT_LENGTH"], cap: config.limits.maxFileBytes) {
+            case let .failure(e): refusal = e
+            case let .success(length): bodySource = exchange.bodyStream(length: length)
+            }
+        }
         let ctx = RequestContext(request: request, writer: exchange, config: config)
+        ctx.bodySource = bodySource
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized
         ctx.responseHeaders = [("X-Request-Id", requestID)]
@@ -46,6 +58,9 @@ public final class Gateway: @unchecked Sendable {
             dispatch(ctx)
         }
         if !exchange.headWritten { ctx.fail(.internalError()) }
+        // A streamed body the handler did not read to its end stays in the
+        // connection: close it rather than read megabytes nobody wants.
+        if let bodySource, bodySource.remaining > 0 { exchange.closeConnection = true }
         // No flush here: FCGX_Finish_r flushes with the end-of-request record (one write, not two).
         AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,
                         nanos: Clock.monotonicNanos() &- start, notes: ctx.logNotes + (exchange.clientGone ? ["client-left"] : []))

@@ -8,6 +8,10 @@ public final class RequestContext {
     public let writer: ResponseWriter
     public let config: GatewayConfig
     public var responseHeaders: [(String, String)] = []
+    /// The body of a `.streamed` route, to be read by the handler.
+    public var bodySource: RequestBodySource?
+    /// The values of the matched route's `{name}` segments.
+    public var pathParameters: [String: String] = [:]
     /// The authenticated key, when there is one.
     public var apiKey: GatewayConfig.APIKey?
     /// Extra words for the access log line (`client-left`, `key=…`).

@@ -7,7 +7,13 @@ extension GatewayConfig {
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
         let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "$comment"])
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "$comment"])
+        if let s = root["storage"] {
+            let r = ConfigReader(prefix: "storage.")
+            let o = try r.object(s)
+            try r.check(o, known: ["database"])
+            if let v = s["database"] { c.storage.database = try r.string(v, "database") }
+        }
         if let u = root["upstream"] {
             let r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
@@ -82,7 +88,8 @@ extension GatewayConfig {
         if let l = root["limits"] {
             let r = ConfigReader(prefix: "limits.")
             let o = try r.object(l)
-            try r.check(o, known: ["maxMessages", "maxChars", "maxTokens"])
+            try r.check(o, known: ["maxMessages", "maxChars", "maxTokens", "maxFileBytes"])
+            if let v = l["maxFileBytes"] { c.limits.maxFileBytes = try r.int(v, "maxFileBytes", min: 1) }
             if let v = l["maxMessages"] { c.limits.maxMessages = try r.int(v, "maxMessages", min: 1) }
             if let v = l["maxChars"] { c.limits.maxChars = try r.int(v, "maxChars", min: 1) }
             if let v = l["maxTokens"] { c.limits.maxTokens = try r.int(v, "maxTokens", min: 1) }
@@ -99,7 +106,7 @@ extension GatewayConfig {
         "connectTimeoutMs": 600_000, "idleTimeoutMs": 86_400_000, "keepAliveSeconds": 3_600,
         "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "totalTimeoutMs": 86_400_000, "readTimeoutMs": 3_600_000,
         "maxBufferedBytes": 1 << 34, "windowMs": 31_536_000_000,
-        "maxBodyBytes": 1 << 30, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
+        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
         "maxAgeSeconds": 86_400,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,
     ]

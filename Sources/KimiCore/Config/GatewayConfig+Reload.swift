@@ -6,7 +6,9 @@ extension GatewayConfig {
     ///   client's quota afresh, and processes that reload at different moments
     ///   would count in different tables;
     /// - `server.minThreads`, `server.maxThreads`, `server.readTimeoutMs`:
-    ///   read once when the worker pool starts.
+    ///   read once when the worker pool starts;
+    /// - `storage.database`: opened once; a new path would lose sight of
+    ///   every file recorded in the old one.
     public func keepingRestartOnly(from running: GatewayConfig) -> (GatewayConfig, refused: [String]) {
         var c = self
         var refused: [String] = []
@@ -21,6 +23,7 @@ extension GatewayConfig {
         keep("server.minThreads", \.server.minThreads)
         keep("server.maxThreads", \.server.maxThreads)
         keep("server.readTimeoutMs", \.server.readTimeoutMs)
+        keep("storage.database", \.storage.database)
         return (c, refused)
     }
 }

@@ -37,6 +37,10 @@ extension GatewayConfig {
         guard c.rateLimit.file.hasPrefix("/") else {
             throw ConfigError("rateLimit.file", "must be an absolute path")
         }
+        if c.storage.database.isEmpty { c.storage.database = SharedFiles.stateDirectory(env: [:]) + "/gateway.db" }
+        guard c.storage.database.hasPrefix("/") else {
+            throw ConfigError("storage.database", "must be an absolute path")
+        }
         c.rateLimit.policyKey = "default:\(rateLimit.policy.maxRequests)/\(rateLimit.policy.windowMs)"
         c.upstream.label = upstream.simulated
             ? "simulator (\(upstream.baseURL)): no KIMI_API_KEY set, answers are simulated"

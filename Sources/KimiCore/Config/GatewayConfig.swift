@@ -112,9 +112,19 @@ public struct GatewayConfig: Sendable, Equatable {
         public var maxMessages = 200
         public var maxChars = 400_000
         public var maxTokens = 32_768
+        /// The body cap of uploads (`POST /v1/files`, documents), streamed
+        /// upstream as they arrive: Kimi's own limit per file is 100 MB.
+        public var maxFileBytes = 100 << 20
+    }
+
+    public struct Storage: Sendable, Equatable {
+        /// The SQLite database shared by the machine's processes (file
+        /// ownership). Empty: `SharedFiles.stateDirectory` + `/gateway.db`.
+        public var database = ""
     }
 
     public var upstream = Upstream()
+    public var storage = Storage()
     public var server = Server()
     public var auth = Auth()
     public var cors = CORS()

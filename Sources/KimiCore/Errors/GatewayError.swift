@@ -5,7 +5,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     enum Code: String, Sendable {
         case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
         case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
-        case upstreamTimeout, upstreamUnavailable, internalError, overloaded
+        case upstreamTimeout, upstreamUnavailable, internalError, overloaded, storageUnavailable
     }
 
     let code: Code
@@ -32,7 +32,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .internalError: return 500
         case .upstreamAuth, .upstreamFailed, .upstreamUnavailable: return 502
         case .upstreamTimeout: return 504
-        case .overloaded: return 503
+        case .overloaded, .storageUnavailable: return 503
         }
     }
 
@@ -107,6 +107,16 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
                              type: "engine_overloaded_error")
         e.extraHeaders = [("Retry-After", String(retryAfter))]
         return e
+    }
+    /// A file this client may not see, or that does not exist: one answer
+    /// for both, so a file id never confirms another client's file.
+    public static func fileNotFound(_ id: String) -> GatewayError {
+        GatewayError(code: .notFound, message: "No such file: \(HeaderSafety.printable(id, max: 128))", type: "resource_not_found_error")
+    }
+    /// The gateway's database cannot be used: file routes refuse rather
+    /// than serve without tenant isolation.
+    public static func storageUnavailable(_ m: String) -> GatewayError {
+        GatewayError(code: .storageUnavailable, message: m, type: "server_error")
     }
     public static func internalError(_ m: String = "Internal server error") -> GatewayError {
         GatewayError(code: .internalError, message: m, type: "server_error")

@@ -11,9 +11,10 @@ public enum Access: String, Sendable {
     case admin
 }
 
-/// Method + normalised path → route. Exact paths only: the gateway's surface
-/// is small and fixed, and exact matching leaves nothing to traversal tricks
-/// (the path was normalised once, in `Request.init`, by `RoutePath`).
+/// Method + normalised path → route. Paths are exact, or patterns whose
+/// `{name}` segments match one segment of ids (`[A-Za-z0-9._-]`, at most 128
+/// bytes): the surface is small and fixed, and nothing is left to traversal
+/// tricks (the path was normalised once, in `Request.init`, by `RoutePath`).
 public struct Router<Handler> {
     public struct Route {
         public let method: String
@@ -22,50 +23,94 @@ public struct Router<Handler> {
         /// Answered by the reserve thread of a saturated process (see
         /// `WorkerPool`): monitors must see a live process.
         public let servesWhenSaturated: Bool
+        public let body: BodyPolicy
         public let handler: Handler
     }
 
     public enum Match {
-        case found(Route)
+        /// The route and the values of its `{name}` segments.
+        case found(Route, parameters: [String: String])
         case notFound
         case methodNotAllowed(allow: [String])
     }
 
     private var table: [String: [Route]] = [:]
+    /// Routes with `{name}` segments, by pattern; tried after the exact table.
+    private var patterns: [(segments: [Substring], routes: [Route])] = []
     /// Registration order, for `/api/info`.
     public private(set) var routes: [Route] = []
 
     public init() {}
 
     public mutating func add(_ method: String, _ path: String, access: Access, servesWhenSaturated: Bool = false,
-                             _ handler: Handler)
+                             body: BodyPolicy = .buffered, _ handler: Handler)
     {
         precondition(RoutePath.normalise(path) == path, "route \(path) is not in normal form")
-        let route = Route(method: method, path: path, access: access, servesWhenSaturated: servesWhenSaturated, handler: handler)
-        table[path, default: []].append(route)
+        let route = Route(method: method, path: path, access: access, servesWhenSaturated: servesWhenSaturated, body: body, handler: handler)
+        if path.contains("{") {
+            let segments = path.split(separator: "/")
+            if let i = patterns.firstIndex(where: { $0.segments == segments }) {
+                patterns[i].routes.append(route)
+            } else {
+                patterns.append((segments, [route]))
+            }
+        } else {
+            table[path, default: []].append(route)
+        }
         routes.append(route)
     }
 
     /// `path` is a `Request.path`: already normalised.
     public func match(method: String, path: String) -> Match {
-        guard let candidates = table[path] else { return .notFound }
-        if let r = candidates.first(where: { $0.method == method }) { return .found(r) }
-        if method == "HEAD", let r = candidates.first(where: { $0.method == "GET" }) { return .found(r) }
+        guard let (candidates, parameters) = lookup(path) else { return .notFound }
+        if let r = candidates.first(where: { $0.method == method }) { return .found(r, parameters: parameters) }
+        if method == "HEAD", let r = candidates.first(where: { $0.method == "GET" }) { return .found(r, parameters: parameters) }
         return .methodNotAllowed(allow: allow(path: path))
+    }
+
+    private func lookup(_ path: String) -> ([Route], [String: String])? {
+        if let exact = table[path] { return (exact, [:]) }
+        guard !patterns.isEmpty else { return nil }
+        let segments = path.split(separator: "/")
+        outer: for p in patterns where p.segments.count == segments.count {
+            var parameters: [String: String] = [:]
+            for (want, got) in zip(p.segments, segments) {
+                if want.first == "{", want.last == "}" {
+                    guard Self.isID(got) else { continue outer }
+                    parameters[String(want.dropFirst().dropLast())] = String(got)
+                } else if want != got {
+                    continue outer
+                }
+            }
+            return (p.routes, parameters)
+        }
+        return nil
+    }
+
+    static func isID(_ s: Substring) -> Bool {
+        s.utf8.count <= 128 && s.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
+        } && s != "." && s != ".."
     }
 
     /// The methods a path answers, for `Allow` (405 and OPTIONS) and
     /// `Access-Control-Allow-Methods` (preflights): HEAD wherever GET is,
     /// OPTIONS everywhere. Empty for an unknown path.
     public func allow(path: String) -> [String] {
-        guard let candidates = table[path] else { return [] }
+        guard let (candidates, _) = lookup(path) else { return [] }
         var methods = candidates.map(\.method)
         if methods.contains("GET") { methods.append("HEAD") }
         methods.append("OPTIONS")
         return methods
     }
 
+    /// How the request's route takes its body (`.buffered` when there is no route).
+    public func bodyPolicy(method: String, path: String) -> BodyPolicy {
+        if case let .found(route, _) = match(method: method, path: path) { return route.body }
+        return .buffered
+    }
+
     /// The route a request would reach whatever its method: the policy of a
     /// path (for a preflight or the reserve thread) is that of its routes.
-    public func anyRoute(path: String) -> Route? { table[path]?.first }
+    public func anyRoute(path: String) -> Route? { lookup(path)?.0.first }
 }

@@ -20,6 +20,23 @@ public enum SharedFiles {
         return "/tmp/kimi-gateway-\(geteuid())"
     }
 
+    /// Where data that must outlive a reboot lives (the database of file
+    /// owners): `/var/lib/kimi-gateway` (the systemd unit's StateDirectory)
+    /// when it is ours or root may create it; else
+    /// `$XDG_STATE_HOME/kimi-gateway`, else `~/.local/state/kimi-gateway`.
+    /// `/run` is a tmpfs, wiped at boot: not there.
+    public static func stateDirectory(env: [String: String]) -> String {
+        var st = stat()
+        if stat("/var/lib/kimi-gateway", &st) == 0 {
+            if st.st_uid == geteuid() { return "/var/lib/kimi-gateway" }
+        } else if geteuid() == 0 {
+            return "/var/lib/kimi-gateway"
+        }
+        if let x = env["XDG_STATE_HOME"], x.hasPrefix("/") { return x + "/kimi-gateway" }
+        if let home = env["HOME"], home.hasPrefix("/") { return home + "/.local/state/kimi-gateway" }
+        return "/tmp/kimi-gateway-\(geteuid())"
+    }
+
     /// A directory only this user can enter, for a table whose configured
     /// file was refused: `/tmp/kimi-gateway-<uid>`, created 0700, checked.
     public static func privateDirectory() -> String? {
@@ -41,13 +58,14 @@ public enum SharedFiles {
         return nil
     }
 
-    /// Creates the parent directory (0700) when it is missing; one level.
+    /// Creates the parent directory and any missing ancestors (0700 each).
     public static func ensureParent(of path: String) -> Bool {
         guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return true }
         let dir = String(path[..<slash])
         if dir.isEmpty { return true }
         var st = stat()
         if stat(dir, &st) == 0 { return true }
+        guard ensureParent(of: dir) else { return false }
         return mkdir(dir, 0o700) == 0 || errno == EEXIST
     }
 

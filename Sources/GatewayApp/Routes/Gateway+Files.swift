@@ -1,0 +1,133 @@
+import KimiCore
+import Storage
+import Upstream
+
+/// Files (`/v1/files`, OpenAI's and Moonshot's shapes; JSON answers passed
+/// through byte for byte). One upstream account serves every client, so the
+/// gateway records who uploaded which id (`FileRegistry`) and a client
+/// lists, reads and deletes only its own files: another client's id is the
+/// same 404 as an unknown one (OWASP API1). Admin keys see every file,
+/// including files the gateway never recorded.
+extension Gateway {
+    /// `POST /v1/files`: the client's multipart body streamed upstream as it
+    /// arrives (`BodyPolicy.streamed`, capped by `limits.maxFileBytes`).
+    func uploadFile(_ ctx: RequestContext) throws {
+        let registry = try services.fileRegistry()
+        let type = ctx.request.header("content-type") ?? ""
+        guard type.lowercased().hasPrefix("multipart/form-data"), type.contains("boundary=") else {
+            throw GatewayError.badRequest("Content-Type must be multipart/form-data with a boundary (fields: file, purpose)")
+        }
+        guard let source = ctx.bodySource, source.remaining > 0 else { throw GatewayError.badRequest("Request body is required (multipart/form-data)") }
+        let stream = UploadStream(source)
+        var req = ctx.upstreamRequest("POST", "/files")
+        req.bodyStream = stream
+        req.bodyLength = source.remaining
+        req.contentType = type
+        let call: BufferedCall
+        do {
+            call = try BufferedCall.run(req, apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+        } catch {
+            if stream.broken { throw GatewayError.badRequest("Request body is shorter than its Content-Length") }
+            throw error
+        }
+        guard let file = try? JSON.parse(call.body), let id = file["id"]?.stringValue, !id.isEmpty else {
+            throw GatewayError.upstreamFailed("Upstream answer is not a file object")
+        }
+        do {
+            try registry.record(.init(id: id, owner: owner(ctx), filename: file["filename"]?.stringValue ?? "",
+                                      bytes: file["bytes"]?.intValue ?? 0, purpose: file["purpose"]?.stringValue ?? ""))
+        } catch {
+            // Never leave a file nobody may see: take it back upstream.
+            _ = try? BufferedCall.run(ctx.upstreamRequest("DELETE", "/files/\(id)"), apiKey: ctx.config.upstream.apiKey, budget: services.buffers)
+            throw GatewayError.storageUnavailable("The upload could not be recorded: \(error)")
+        }
+        ctx.logNotes.append("file=\(HeaderSafety.printable(id, max: 64))")
+        passThrough(ctx, call.body)
+    }
+
+    /// `GET /v1/files`: the upstream's list, narrowed to this client's files.
+    func listFiles(_ ctx: RequestContext) throws {
+        let registry = try services.fileRegistry()
+        let call = try BufferedCall.run(ctx.upstreamRequest("GET", "/files"), apiKey: ctx.config.upstream.apiKey,
+                                        budget: services.buffers, maxBytes: 16 << 20, ctx: ctx)
+        guard let list = try? JSON.parse(call.body), let data = list["data"]?.arrayValue else {
+            throw GatewayError.upstreamFailed("Upstream answer is not a file list")
+        }
+        if isAdmin(ctx) { return passThrough(ctx, call.body) }
+        let mine = try registry.ids(ownedBy: owner(ctx))
+        let visible = data.filter { $0["id"]?.stringValue.map(mine.contains) ?? false }
+        ctx.json(200, list.setting("data", .array(visible)))
+    }
+
+    /// `GET /v1/files/{id}`.
+    func getFile(_ ctx: RequestContext) throws { try fileCall(ctx, "GET", suffix: "") }
+
+    /// `GET /v1/files/{id}/content`: the extracted text, `{"content", "file_type", "filename", "title", "type"}`.
+    func fileContent(_ ctx: RequestContext) throws { try fileCall(ctx, "GET", suffix: "/content", maxBytes: 64 << 20) }
+
+    /// `DELETE /v1/files/{id}`: upstream first; the record goes when the upstream agreed.
+    func deleteFile(_ ctx: RequestContext) throws {
+        let id = try fileCall(ctx, "DELETE", suffix: "")
+        try services.fileRegistry().remove(id)
+    }
+
+    /// An upstream call on one file the client may see.
+    @discardableResult
+    private func fileCall(_ ctx: RequestContext, _ method: String, suffix: String, maxBytes: Int = BufferedCall.defaultMaxBytes) throws -> String {
+        let registry = try services.fileRegistry()
+        let id = ctx.pathParameters["id"] ?? ""
+        let admin = isAdmin(ctx)
+        if !admin, try registry.owner(of: id) != owner(ctx) { throw GatewayError.fileNotFound(id) }
+        let call: BufferedCall
+        do {
+            call = try BufferedCall.run(ctx.upstreamRequest(method, "/files/\(id)\(suffix)"), apiKey: ctx.config.upstream.apiKey,
+                                        budget: services.buffers, maxBytes: maxBytes, ctx: ctx)
+        } catch {
+            // The upstream's own "not found" looks exactly like ours.
+            if error.type == "resource_not_found_error" { throw GatewayError.fileNotFound(id) }
+            throw error
+        }
+        passThrough(ctx, call.body)
+        return id
+    }
+
+    private func owner(_ ctx: RequestContext) -> String { FileOwner.of(key: ctx.apiKey, authRequired: ctx.config.auth.required) }
+    private func isAdmin(_ ctx: RequestContext) -> Bool { ctx.apiKey?.role == .admin }
+
+    /// An upstream JSON answer, byte for byte.
+    func passThrough(_ ctx: RequestContext, _ body: [UInt8]) {
+        ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: body)
+    }
+
+    /// `POST /v1/tokenizers/estimate-token-count`: a chat-shaped body, its
+    /// token count from the upstream (`data.total_tokens`).
+    func estimateTokens(_ ctx: RequestContext) throws {
+        _ = try ctx.jsonBody()
+        let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/tokenizers/estimate-token-count", body: ctx.request.body),
+                                        apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+        passThrough(ctx, call.body)
+    }
+
+    /// `GET /v1/users/me/balance`: the account's money, for admin keys only.
+    func balance(_ ctx: RequestContext) throws {
+        let call = try BufferedCall.run(ctx.upstreamRequest("GET", "/users/me/balance"), apiKey: ctx.config.upstream.apiKey,
+                                        budget: services.buffers, ctx: ctx)
+        passThrough(ctx, call.body)
+    }
+}
+
+/// The client's upload as curl's body: read as curl sends; `broken` when the
+/// client's body ended before its Content-Length.
+final class UploadStream: UpstreamBodyStream {
+    private let source: RequestBodySource
+    private(set) var broken = false
+    init(_ source: RequestBodySource) { self.source = source }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let n = source.read(into: buffer) else {
+            broken = true
+            return nil
+        }
+        return n
+    }
+}
