@@ -10,7 +10,9 @@ import KimiCore
 public final class KimiSimulator: @unchecked Sendable {
     let defaults: SimulatorDirectives
     let stats = Locked(SimulatorStats())
-    var router = Router<(FastCGIExchange, Request) -> Void>()
+    var router = Router<(FastCGIExchange, Request, [String: String]) -> Void>()
+    /// Uploaded files, by id (`KimiSimulator+Files.swift`).
+    let files = Locked<[String: SimulatedFile]>([:])
 
     /// The built-in table, plus `KIMI_SIM_EXTRA_MODELS` (comma-separated):
     /// a model "Kimi has just added", which the gateway must serve without
@@ -24,15 +26,21 @@ public final class KimiSimulator: @unchecked Sendable {
         let extra = (env["KIMI_SIM_EXTRA_MODELS"] ?? "").split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
         models = Locked(KimiModels.catalogue + extra.map { GatewayConfig.Model(id: $0, contextLength: KimiModels.contextLength($0)) })
         // Like Kimi: any Bearer key is a client; the stats are the tests' own.
-        router.add("POST", "/v1/chat/completions", access: .client) { [unowned self] in self.chat($0, $1) }
-        router.add("GET", "/v1/models", access: .client) { [unowned self] in self.modelList($0, $1) }
-        router.add("GET", "/sim/stats", access: .open) { [unowned self] in self.statsRoute($0, $1) }
-        router.add("POST", "/sim/models", access: .open) { [unowned self] in self.addModel($0, $1) }
+        router.add("POST", "/v1/chat/completions", access: .client) { [unowned self] ex, req, _ in self.chat(ex, req) }
+        router.add("GET", "/v1/models", access: .client) { [unowned self] ex, req, _ in self.modelList(ex, req) }
+        router.add("GET", "/sim/stats", access: .open) { [unowned self] ex, req, _ in self.statsRoute(ex, req) }
+        router.add("POST", "/sim/models", access: .open) { [unowned self] ex, req, _ in self.addModel(ex, req) }
+        registerFileRoutes()
     }
 
     public func handle(_ ex: FastCGIExchange) {
-        let (req, refusal) = ex.intake(maxBodyBytes: 8 << 20, requestID: RequestID.fresh())
-        if let refusal { return error(ex, refusal.status, "invalid_request_error", refusal.message) }
+        var req = ex.head(requestID: RequestID.fresh())
+        // Uploads are read by their handler as they arrive; everything else whole.
+        if router.bodyPolicy(method: req.method, path: req.path) == .buffered,
+           let refusal = ex.readBody(into: &req, maxBodyBytes: 8 << 20)
+        {
+            return error(ex, refusal.status, "invalid_request_error", refusal.message)
+        }
         let route = router.anyRoute(path: req.path)
         if route?.access != .open { stats.update { $0.requests += 1 } }
         switch router.match(method: req.method, path: req.path) {
@@ -43,7 +51,7 @@ public final class KimiSimulator: @unchecked Sendable {
                     return error(ex, 401, "invalid_authentication_error", "Invalid Authentication")
                 }
             }
-            r.handler(ex, req)
+            r.handler(ex, req, parameters)
         case .notFound: error(ex, 404, "resource_not_found_error", "Not found")
         case .methodNotAllowed: error(ex, 405, "invalid_request_error", "Method not allowed")
         }
@@ -79,6 +87,7 @@ public final class KimiSimulator: @unchecked Sendable {
             "requests": .number(s.requests), "completions": .number(s.completions),
             "streamsStarted": .number(s.streamsStarted), "streamsCompleted": .number(s.streamsCompleted),
             "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID), "modelLists": .number(s.modelLists), "chatRequests": .number(s.chatRequests),
+            "uploads": .number(s.uploads), "contentReads": .number(s.contentReads),
             "requestIds": .object(s.requestIDs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
         ])
     }
@@ -204,4 +213,7 @@ struct SimulatorStats {
     var modelLists = 0
     /// `POST /chat/completions` received.
     var chatRequests = 0
+    /// Files uploaded, and file contents read.
+    var uploads = 0
+    var contentReads = 0
 }

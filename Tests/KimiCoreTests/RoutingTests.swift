@@ -108,3 +108,12 @@ import Testing
         #expect(router.anyRoute(path: Request(method: "GET", path: "/HEALTH").path) == nil)
     }
 }
+
+@Suite struct URLQueryTests {
+    @Test func firstValueDecoded() {
+        #expect(URLQuery.value("after", in: "limit=2&after=cn%2Dx+y&after=z") == "cn-x y")
+        #expect(URLQuery.value("limit", in: "limit&x=1") == "")
+        #expect(URLQuery.value("nope", in: "a=1") == nil)
+        #expect(URLQuery.value("a", in: "a=%zz") == nil)
+    }
+}

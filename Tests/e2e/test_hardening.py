@@ -43,6 +43,7 @@ class Gateway:
         cfg = json.loads(json.dumps(config))
         cfg.setdefault("upstream", {}).setdefault("baseURL", "http://127.0.0.1:9/v1")
         cfg["upstream"].setdefault("apiKey", "sk-placeholder")
+        cfg.setdefault("storage", {}).setdefault("database", str(run / "gateway.db"))
         self.cfg.write_text(json.dumps(cfg))
         self.log = run / "gateway.log"
         self.supervised = supervised

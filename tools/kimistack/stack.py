@@ -93,7 +93,7 @@ class Stack:
 
     def __init__(self, run_dir: Path, *, config: dict | None = None, env: dict | None = None,
                  workers: int = 2, supervised: bool = False, lighttpd: bool = False,
-                 simulator: bool = True, sim_env: dict | None = None, client_max_body: str = "1m",
+                 simulator: bool = True, sim_env: dict | None = None, client_max_body: str = "1m", max_file_body: str = "100m",
                  nginx_workers: int = 1, extra_servers: str = "", access_log: bool = True,
                  upstream_base: str | None = None, ports: dict | None = None):
         self.run = Path(run_dir).resolve()
@@ -105,6 +105,7 @@ class Stack:
         self.use_simulator = simulator
         self.sim_env = sim_env or {}
         self.client_max_body = client_max_body
+        self.max_file_body = max_file_body
         self.nginx_workers = nginx_workers
         self.extra_servers = extra_servers
         self.access_log = access_log
@@ -176,6 +177,7 @@ class Stack:
             up.setdefault("simulated", True)
         rl = cfg.setdefault("rateLimit", {})
         rl.setdefault("file", str(self.run / "ratelimit.bin"))
+        cfg.setdefault("storage", {}).setdefault("database", str(self.run / "gateway.db"))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cfg, indent=2))
         os.replace(tmp, self.config_path)
@@ -209,6 +211,7 @@ class Stack:
             "HTTP_PORT": self.ports["http"], "HTTPS_PORT": self.ports["https"], "SIM_TLS_PORT": self.ports["sim_tls"],
             "PLAIN_PORT": self.ports["plain"], "SIM_PORT": self.ports["sim"],
             "LIGHTTPD_PORT": self.ports["lighttpd"], "CLIENT_MAX_BODY": self.client_max_body,
+            "MAX_FILE_BODY": self.max_file_body,
             "NGINX_WORKERS": self.nginx_workers, "EXTRA_SERVERS": self.extra_servers,
             "ACCESS_LOG": f"{self.run}/logs/nginx-access.log" if self.access_log else "off",
             "NGINX_USER": f"user {web_user()};" if web_user() else "",

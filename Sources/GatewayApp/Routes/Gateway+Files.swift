@@ -45,7 +45,9 @@ extension Gateway {
         passThrough(ctx, call.body)
     }
 
-    /// `GET /v1/files`: the upstream's list, narrowed to this client's files.
+    /// `GET /v1/files`: the upstream's list, narrowed to this client's files,
+    /// in one page (`has_more: false`; OpenAI's SDKs page with `after`
+    /// until they see it, and `after` is honoured).
     func listFiles(_ ctx: RequestContext) throws {
         let registry = try services.fileRegistry()
         let call = try BufferedCall.run(ctx.upstreamRequest("GET", "/files"), apiKey: ctx.config.upstream.apiKey,
@@ -53,10 +55,15 @@ extension Gateway {
         guard let list = try? JSON.parse(call.body), let data = list["data"]?.arrayValue else {
             throw GatewayError.upstreamFailed("Upstream answer is not a file list")
         }
-        if isAdmin(ctx) { return passThrough(ctx, call.body) }
-        let mine = try registry.ids(ownedBy: owner(ctx))
-        let visible = data.filter { $0["id"]?.stringValue.map(mine.contains) ?? false }
-        ctx.json(200, list.setting("data", .array(visible)))
+        var visible = data
+        if !isAdmin(ctx) {
+            let mine = try registry.ids(ownedBy: owner(ctx))
+            visible = data.filter { $0["id"]?.stringValue.map(mine.contains) ?? false }
+        }
+        if let after = URLQuery.value("after", in: ctx.request.query), let i = visible.firstIndex(where: { $0["id"]?.stringValue == after }) {
+            visible.removeSubrange(...i)
+        }
+        ctx.json(200, list.setting("data", .array(visible)).setting("has_more", false))
     }
 
     /// `GET /v1/files/{id}`.

@@ -1,0 +1,188 @@
+"""Issue #11, section 2: files through nginx → gateway → Kimi (the
+simulator), with tenant isolation; the tokenizer; the balance for admins;
+uploads streamed with bounded memory; JSON 413s."""
+from __future__ import annotations
+
+import http.client as httpclient
+import os
+import threading
+import time
+import uuid
+
+import fcgi_client
+import kimistack
+import openai
+import pytest
+
+from conftest import http, make_stack, wait_for
+
+ALICE = "alice-" + uuid.uuid4().hex
+BOB = "bob-" + uuid.uuid4().hex
+OPS = "ops-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def shared():
+    cfg = {"auth": {"required": True, "keys": [
+        {"name": "alice", "key": ALICE}, {"name": "bob", "key": BOB}, {"name": "ops", "key": OPS, "role": "admin"}]},
+        "rateLimit": {"enabled": False}}
+    with make_stack("files", workers=2, config=cfg) as s:
+        yield s
+
+
+def sdk(stack, key):
+    return openai.OpenAI(base_url=stack.base + "/v1", api_key=key, max_retries=0, timeout=60)
+
+
+def upload(stack, key, content: bytes = b"The quarterly report says revenue grew.", name="report.txt"):
+    return sdk(stack, key).files.create(file=(name, content), purpose="file-extract")
+
+
+def test_the_openai_sdk_uploads_lists_reads_and_deletes_its_own_file(shared):
+    alice = sdk(shared, ALICE)
+    f = upload(shared, ALICE)
+    assert f.id and f.filename == "report.txt" and f.bytes == 39 and f.purpose == "file-extract"
+    assert f.id in [x.id for x in alice.files.list()]
+    assert alice.files.retrieve(f.id).filename == "report.txt"
+    content = alice.files.content(f.id).json()
+    assert content["content"] == "The quarterly report says revenue grew." and content["filename"] == "report.txt"
+    assert alice.files.delete(f.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        alice.files.retrieve(f.id)
+
+
+def test_another_key_cannot_see_a_file_and_gets_the_same_404_as_for_an_unknown_id(shared):
+    f = upload(shared, ALICE)
+    bob = sdk(shared, BOB)
+    assert f.id not in [x.id for x in bob.files.list()]
+    statuses_before = shared.sim_stats()["requests"]
+    for call in (lambda i: bob.files.retrieve(i), lambda i: bob.files.content(i), lambda i: bob.files.delete(i)):
+        with pytest.raises(openai.NotFoundError) as theirs:
+            call(f.id)
+        with pytest.raises(openai.NotFoundError) as unknown:
+            call("cnunknown0000")
+        assert theirs.value.body["type"] == unknown.value.body["type"] == "resource_not_found_error"
+        assert theirs.value.message.replace(f.id, "ID") == unknown.value.message.replace("cnunknown0000", "ID")
+    assert shared.sim_stats()["requests"] == statuses_before  # refused before the upstream
+    assert sdk(shared, ALICE).files.retrieve(f.id).id == f.id  # still there
+
+
+def test_an_admin_sees_every_file_even_ones_the_gateway_never_recorded(shared):
+    f = upload(shared, ALICE)
+    # A file put on the upstream account some other way.
+    boundary = "b" + uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfile-extract\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"direct.txt\"\r\n\r\nhi\r\n--{boundary}--\r\n").encode()
+    direct = http("POST", shared.sim_base + "/files", body=body,
+                  headers={"Authorization": "Bearer x", "Content-Type": f"multipart/form-data; boundary={boundary}"}).json()["id"]
+    ops = sdk(shared, OPS)
+    ids = [x.id for x in ops.files.list()]
+    assert f.id in ids and direct in ids
+    assert ops.files.retrieve(direct).filename == "direct.txt"
+    assert direct not in [x.id for x in sdk(shared, ALICE).files.list()]
+    with pytest.raises(openai.NotFoundError):
+        sdk(shared, ALICE).files.retrieve(direct)
+
+
+def test_balance_is_for_admin_keys_only(shared):
+    r = http("GET", shared.base + "/v1/users/me/balance", headers={"x-api-key": ALICE})
+    assert r.status == 403 and r.json()["error"]["type"] == "permission_denied_error"
+    r = http("GET", shared.base + "/v1/users/me/balance", headers={"x-api-key": OPS})
+    assert r.status == 200 and r.json()["data"]["available_balance"] > 0
+
+
+def test_the_tokenizer_is_passed_through(shared):
+    r = http("POST", shared.base + "/v1/tokenizers/estimate-token-count", headers={"x-api-key": ALICE},
+             body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "x" * 400}]})
+    assert r.status == 200 and r.json()["data"]["total_tokens"] == 100
+    assert http("POST", shared.base + "/v1/tokenizers/estimate-token-count", headers={"x-api-key": ALICE},
+                body=b"not json").status == 400
+
+
+def test_uploads_need_a_multipart_body_and_a_key(shared):
+    r = http("POST", shared.base + "/v1/files", headers={"x-api-key": ALICE, "Content-Type": "application/json"}, body={"a": 1})
+    assert r.status == 400 and "multipart/form-data" in r.json()["error"]["message"]
+    with pytest.raises(openai.AuthenticationError):
+        upload(shared, "wrong-key")
+    assert http("GET", shared.base + "/health").status == 200
+
+
+def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_stored(shared):
+    uploads = shared.sim_stats()["uploads"]
+    boundary = "zz"
+    head = f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.txt\"\r\n\r\n".encode()
+    status, _, body = fcgi_client.request(str(shared.gateway_sock), {
+        "REQUEST_METHOD": "POST", "REQUEST_URI": "/v1/files", "CONTENT_LENGTH": str(len(head) + 100000),
+        "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}", "HTTP_X_API_KEY": ALICE, "REMOTE_ADDR": "127.0.0.1"}, head)
+    assert status == 400, body
+    assert shared.sim_stats()["uploads"] == uploads
+    assert http("GET", shared.base + "/health").status == 200
+
+
+def test_too_large_is_a_json_413_from_nginx_and_from_the_gateway():
+    cfg = {"limits": {"maxFileBytes": 1 << 20}}
+    with make_stack("files-413", workers=1, config=cfg, max_file_body="2m") as s:
+        for size, who in [(3 << 20, "nginx"), ((1 << 20) + 4096, "gateway")]:
+            r = http("POST", s.base + "/v1/files", body=b"x" * size,
+                     headers={"Content-Type": "multipart/form-data; boundary=x"})
+            assert r.status == 413, who
+            assert r.json()["error"]["type"] == "invalid_request_error", who
+        r = http("POST", s.base + "/api/chat/completion", body=b"x" * (2 << 20), headers={"Content-Type": "application/json"})
+        assert r.status == 413 and r.json() == {"success": False, "error": "Request body too large"}
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_four_concurrent_50_mib_uploads_are_streamed_not_held(shared):
+    size = 50 << 20
+    workers = shared.worker_pids()
+    baseline = sum(rss_kib(p) for p in workers)
+    peak = [baseline]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], sum(rss_kib(p) for p in workers))
+            time.sleep(0.02)
+
+    def one(i):
+        boundary = "big" + uuid.uuid4().hex
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfile-extract\r\n"
+                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big{i}.bin\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        conn = httpclient.HTTPConnection("127.0.0.1", shared.ports["plain"], timeout=120)
+        conn.putrequest("POST", "/v1/files")
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+        conn.putheader("x-api-key", ALICE)
+        conn.endheaders()
+        conn.send(head)
+        block = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            conn.send(block)
+        conn.send(tail)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        return r.status, body
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(one(i))) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    sampler.join()
+    assert [s for s, _ in results] == [200] * 4, results
+    growth_mib = (peak[0] - baseline) / 1024
+    print(f"gateway RSS: {baseline / 1024:.1f} MiB before, peak {peak[0] / 1024:.1f} MiB during 4 x 50 MiB uploads")
+    assert growth_mib <= 20, growth_mib
