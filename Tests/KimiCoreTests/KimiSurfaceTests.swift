@@ -96,3 +96,31 @@ import Testing
         #expect(throws: GatewayError.self) { try AppChatRequest.streamExtras(["include": "usage"]) }
     }
 }
+
+@Suite struct DocumentChatTests {
+    let models = KimiModels.catalogue
+
+    @Test func autoPicksTheSmallestContextThatHoldsPromptAndAnswer() {
+        #expect(DocumentChat.pickModel(promptTokens: 2_500, answerTokens: 4096, among: models) == .model("moonshot-v1-8k"))
+        #expect(DocumentChat.pickModel(promptTokens: 20_000, answerTokens: 4096, among: models) == .model("moonshot-v1-32k"))
+        #expect(DocumentChat.pickModel(promptTokens: 100_000, answerTokens: 4096, among: models) == .model("moonshot-v1-128k"))
+        #expect(DocumentChat.pickModel(promptTokens: 200_000, answerTokens: 4096, among: models) == .model("kimi-k2-0905-preview"))
+        #expect(DocumentChat.pickModel(promptTokens: 300_000, answerTokens: 4096, among: models) == .tooLong(largestContext: 262144))
+        // Exactly full is enough; one more is not.
+        #expect(DocumentChat.pickModel(promptTokens: 8192 - 4096, answerTokens: 4096, among: models) == .model("moonshot-v1-8k"))
+        #expect(DocumentChat.pickModel(promptTokens: 8192 - 4095, answerTokens: 4096, among: models) == .model("moonshot-v1-32k"))
+    }
+
+    @Test func onlyAllowedModelsAreCandidatesAndAutoRoutersAreSkipped() {
+        let narrow = models.filter { ["moonshot-v1-auto", "moonshot-v1-32k"].contains($0.id) }
+        #expect(DocumentChat.pickModel(promptTokens: 10, answerTokens: 10, among: narrow) == .model("moonshot-v1-32k"))
+        #expect(DocumentChat.pickModel(promptTokens: 10, answerTokens: 10, among: []) == .tooLong(largestContext: 0))
+    }
+
+    @Test func theDocumentIsASystemMessageOfItsOwnBeforeTheHistory() {
+        let m = DocumentChat.messages(document: "DOC", system: "be brief", history: [["role": "user", "content": "a"], ["role": "assistant", "content": "b"]], message: "q")
+        #expect(m.map { $0["role"]?.stringValue ?? "" } == ["system", "system", "user", "assistant", "user"])
+        #expect(m[1]["content"] == "DOC" && m[4]["content"] == "q")
+        #expect(DocumentChat.messages(document: "DOC", system: nil, history: [], message: "q").count == 2)
+    }
+}

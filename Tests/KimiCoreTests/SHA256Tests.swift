@@ -10,6 +10,18 @@ import Testing
         #expect(SHA256.hex(String(repeating: "a", count: 1000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
     }
 
+    @Test func theIncrementalHasherAgreesWithTheOneShot() throws {
+        let message = Array(String(repeating: "abcdefghij", count: 1000).utf8)
+        let h = SHA256.Hasher()
+        var i = 0
+        for size in [1, 7, 64, 1000, 3, 5000] where i < message.count {
+            h.update(Array(message[i..<min(message.count, i + size)]))
+            i += size
+        }
+        h.update(Array(message[min(i, message.count)...]))
+        #expect(h.finalHex() == SHA256.hexString(SHA256.digest(message)))
+    }
+
     @Test func fingerprintIsShortAndNotTheKey() throws {
         let f = SHA256.fingerprint("sk-secret-value")
         #expect(f.hasPrefix("sha256:") && f.count == 15 && !f.contains("secret"))

@@ -44,6 +44,7 @@ class Gateway:
         cfg.setdefault("upstream", {}).setdefault("baseURL", "http://127.0.0.1:9/v1")
         cfg["upstream"].setdefault("apiKey", "sk-placeholder")
         cfg.setdefault("storage", {}).setdefault("database", str(run / "gateway.db"))
+        cfg.setdefault("documents", {}).setdefault("cacheDir", str(run / "documents"))
         self.cfg.write_text(json.dumps(cfg))
         self.log = run / "gateway.log"
         self.supervised = supervised

@@ -178,6 +178,7 @@ class Stack:
         rl = cfg.setdefault("rateLimit", {})
         rl.setdefault("file", str(self.run / "ratelimit.bin"))
         cfg.setdefault("storage", {}).setdefault("database", str(self.run / "gateway.db"))
+        cfg.setdefault("documents", {}).setdefault("cacheDir", str(self.run / "documents"))
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cfg, indent=2))
         os.replace(tmp, self.config_path)

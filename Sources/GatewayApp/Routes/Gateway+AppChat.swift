@@ -13,6 +13,12 @@ extension Gateway {
         let chat = try ctx.validatedChat(openAI, services: services)
         let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
                                         apiKey: ctx.config.upstream.apiKey, budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
+        try respondAppAnswer(ctx, call: call, model: chat.model)
+    }
+
+    /// The app face's answer: `{"success":true,"data":{"message","usage","model",
+    /// "reasoning"?,"finish_reason"?, …extra}}` from an upstream completion.
+    func respondAppAnswer(_ ctx: RequestContext, call: BufferedCall, model: String, extra: [(String, JSON)] = []) throws {
         guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
             throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
         }
@@ -21,10 +27,11 @@ extension Gateway {
         var data: JSON = [
             "message": message["content"] ?? "",
             "usage": usage,
-            "model": answer["model"] ?? .string(chat.model),
+            "model": answer["model"] ?? .string(model),
         ]
         if let r = message["reasoning_content"], !r.isNull { data = data.setting("reasoning", r) }
         if let f = answer["choices"]?[0]?["finish_reason"], !f.isNull { data = data.setting("finish_reason", f) }
+        for (k, v) in extra { data = data.setting(k, v) }
         ctx.json(200, ["success": true, "data": data])
     }
 
@@ -37,18 +44,28 @@ extension Gateway {
         let extras = try AppChatRequest.streamExtras(body)
         let openAI = try AppChatRequest.openAIBody(from: body, kind: .stream)
         let chat = try ctx.validatedChat(openAI, services: services)
+        try streamAnswer(ctx, body: chat.body, extras: extras)
+    }
+
+    /// The app face's stream of an upstream chat: `lead`, when given, is
+    /// the first event (the document route's `{"document", "model"}`).
+    func streamAnswer(_ ctx: RequestContext, body: JSON, lead: JSON? = nil, extras: Set<AppChatRequest.StreamExtra>) throws {
+        var leadSent = lead == nil
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
+            var frames: [String] = []
+            if !leadSent, let lead {
+                frames.append(SSEFrame.json(lead))
+                leadSent = true
+            }
             if event.data == "[DONE]" {
-                var frames: [String] = []
                 if extras.contains(.usage), let u = relay.usage { frames.append(SSEFrame.json(["usage": u])) }
                 return frames + [SSEFrame.done]
             }
-            guard let chunk = try? JSON.parse(event.data) else { return [] }
+            guard let chunk = try? JSON.parse(event.data) else { return frames }
             if let e = UpstreamErrorMapping.streamError(chunk, apiKey: ctx.config.upstream.apiKey) {
-                return [SSEFrame.json(["error": .string(e.message)])]
+                return frames + [SSEFrame.json(["error": .string(e.message)])]
             }
             if let u = Usage.find(in: chunk) { relay.usage = u }
-            var frames: [String] = []
             let delta = chunk["choices"]?[0]?["delta"]
             if extras.contains(.reasoning), let r = delta?["reasoning_content"]?.stringValue, !r.isEmpty {
                 frames.append(SSEFrame.json(["reasoning": .string(r)]))
@@ -56,6 +73,6 @@ extension Gateway {
             if let c = delta?["content"]?.stringValue, !c.isEmpty { frames.append(SSEFrame.json(["content": .string(c)])) }
             return frames
         }
-        try relay.run(ctx.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes(), stream: true))
+        try relay.run(ctx.upstreamRequest("POST", "/chat/completions", body: body.serializedBytes(), stream: true))
     }
 }

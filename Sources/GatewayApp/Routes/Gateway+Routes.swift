@@ -10,6 +10,7 @@ extension Gateway {
         add("POST", "/api/chat/history", access: .client, appHistory)
         add("POST", "/api/chat/stream", access: .client, appStream)
         add("GET", "/api/chat/models", access: .client, appModels)
+        add("POST", "/api/chat/document", access: .client, body: .streamed, documentChat)
         add("POST", "/v1/chat/completions", access: .client, openAIChat)
         add("GET", "/v1/models", access: .client, openAIModels)
         add("POST", "/v1/files", access: .client, body: .streamed, uploadFile)

@@ -12,9 +12,14 @@ public final class Services: @unchecked Sendable {
     /// (`storageProblem` says why, and file routes answer 503).
     public let files: FileRegistry?
     public let storageProblem: String
+    /// Extracted document texts (`/api/chat/document`); nil without a directory.
+    public let documents: DocumentCache?
 
-    public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes, database: String? = nil) {
+    public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes, database: String? = nil,
+                documents: GatewayConfig.Documents? = nil)
+    {
         buffers = BufferBudget(limit: maxBufferedBytes)
+        self.documents = documents.map { DocumentCache(directory: $0.cacheDir, maxBytes: $0.cacheBytes) }
         guard let database else {
             files = nil
             storageProblem = "no database configured"
@@ -31,6 +36,11 @@ public final class Services: @unchecked Sendable {
         }
     }
 
+    func documentCache() throws -> DocumentCache {
+        guard let documents else { throw GatewayError.storageUnavailable("The document cache is not configured") }
+        return documents
+    }
+
     /// The registry, or the 503 that says why there is none.
     func fileRegistry() throws -> FileRegistry {
         guard let files else { throw GatewayError.storageUnavailable("File storage is unavailable (\(storageProblem))") }
@@ -41,7 +51,8 @@ public final class Services: @unchecked Sendable {
 extension Services {
     public static func make(config: GatewayConfig, cache: ConfigCache) -> Services {
         UpstreamClient.initialize()
-        let services = Services(maxBufferedBytes: config.server.maxBufferedBytes, database: config.storage.database)
+        let services = Services(maxBufferedBytes: config.server.maxBufferedBytes, database: config.storage.database,
+                                documents: config.documents)
         cache.onReload = { [buffers = services.buffers] in buffers.setLimit($0.server.maxBufferedBytes) }
         return services
     }

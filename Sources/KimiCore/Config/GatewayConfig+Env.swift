@@ -41,6 +41,7 @@ extension GatewayConfig {
         if let v = env["RATE_LIMIT_FILE"], !v.isEmpty { c.rateLimit.file = v }
         if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: env) + "/ratelimit.bin" }
         if let v = env["KIMI_DATABASE"], !v.isEmpty { c.storage.database = v }
+        if c.documents.cacheDir.isEmpty { c.documents.cacheDir = SharedFiles.stateDirectory(env: env) + "/documents" }
         if c.storage.database.isEmpty { c.storage.database = SharedFiles.stateDirectory(env: env) + "/gateway.db" }
         if let v = try bool("REQUIRE_API_KEY") { c.auth.required = v }
         if let keys = list("VALID_API_KEYS") {

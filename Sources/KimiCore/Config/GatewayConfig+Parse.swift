@@ -7,7 +7,15 @@ extension GatewayConfig {
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
         let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "$comment"])
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "$comment"])
+        if let d = root["documents"] {
+            let r = ConfigReader(prefix: "documents.")
+            let o = try r.object(d)
+            try r.check(o, known: ["cacheDir", "cacheBytes", "answerReserveTokens"])
+            if let v = d["cacheDir"] { c.documents.cacheDir = try r.string(v, "cacheDir") }
+            if let v = d["cacheBytes"] { c.documents.cacheBytes = try r.int(v, "cacheBytes", min: 0) }
+            if let v = d["answerReserveTokens"] { c.documents.answerReserveTokens = try r.int(v, "answerReserveTokens", min: 1) }
+        }
         if let s = root["storage"] {
             let r = ConfigReader(prefix: "storage.")
             let o = try r.object(s)
@@ -106,7 +114,7 @@ extension GatewayConfig {
         "connectTimeoutMs": 600_000, "idleTimeoutMs": 86_400_000, "keepAliveSeconds": 3_600,
         "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "totalTimeoutMs": 86_400_000, "readTimeoutMs": 3_600_000,
         "maxBufferedBytes": 1 << 34, "windowMs": 31_536_000_000,
-        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
+        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "cacheBytes": 1 << 40, "answerReserveTokens": 1 << 22, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
         "maxAgeSeconds": 86_400,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,
     ]

@@ -38,6 +38,8 @@ extension GatewayConfig {
             throw ConfigError("rateLimit.file", "must be an absolute path")
         }
         if c.storage.database.isEmpty { c.storage.database = SharedFiles.stateDirectory(env: [:]) + "/gateway.db" }
+        if c.documents.cacheDir.isEmpty { c.documents.cacheDir = SharedFiles.stateDirectory(env: [:]) + "/documents" }
+        guard c.documents.cacheDir.hasPrefix("/") else { throw ConfigError("documents.cacheDir", "must be an absolute path") }
         guard c.storage.database.hasPrefix("/") else {
             throw ConfigError("storage.database", "must be an absolute path")
         }

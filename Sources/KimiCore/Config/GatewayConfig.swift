@@ -117,6 +117,16 @@ public struct GatewayConfig: Sendable, Equatable {
         public var maxFileBytes = 100 << 20
     }
 
+    public struct Documents: Sendable, Equatable {
+        /// Extracted texts by the file's SHA-256, shared by all processes.
+        /// Empty: `SharedFiles.stateDirectory` + `/documents`.
+        public var cacheDir = ""
+        /// Least recently used texts go past this many bytes.
+        public var cacheBytes = 1 << 30
+        /// Tokens kept free for the answer when `model` is `auto`.
+        public var answerReserveTokens = 4096
+    }
+
     public struct Storage: Sendable, Equatable {
         /// The SQLite database shared by the machine's processes (file
         /// ownership). Empty: `SharedFiles.stateDirectory` + `/gateway.db`.
@@ -125,6 +135,7 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public var upstream = Upstream()
     public var storage = Storage()
+    public var documents = Documents()
     public var server = Server()
     public var auth = Auth()
     public var cors = CORS()

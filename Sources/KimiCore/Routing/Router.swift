@@ -87,7 +87,7 @@ public struct Router<Handler> {
         return nil
     }
 
-    static func isID(_ s: Substring) -> Bool {
+    public static func isID(_ s: Substring) -> Bool {
         s.utf8.count <= 128 && s.utf8.allSatisfy {
             ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
         } && s != "." && s != ".."

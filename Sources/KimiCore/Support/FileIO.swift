@@ -8,6 +8,17 @@ public enum FileIO {
     /// A regular file's bytes, or nil. Opened non-blocking and checked
     /// before reading: a FIFO at a config path would otherwise hang the
     /// request thread that reloads it in `open()` (issue #9).
+    /// Writes all of `bytes` to `fd` (retrying short writes and EINTR).
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 { if errno == EINTR { continue }; return false }
+            done += n
+        }
+        return true
+    }
+
     public static func read(_ path: String, limit: Int = 16 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }

@@ -15,6 +15,32 @@ public enum SHA256 {
 
     public static func hex(_ s: String) -> String { hexString(digest(Array(s.utf8))) }
 
+    /// SHA-256 over bytes that arrive in pieces (an upload spooled to disk).
+    public final class Hasher {
+        private let ctx: OpaquePointer
+
+        public init() {
+            ctx = EVP_MD_CTX_new()
+            EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        }
+
+        deinit { EVP_MD_CTX_free(ctx) }
+
+        public func update(_ bytes: UnsafeRawBufferPointer) {
+            if let base = bytes.baseAddress, bytes.count > 0 { EVP_DigestUpdate(ctx, base, bytes.count) }
+        }
+
+        public func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+        /// The digest as lowercase hex; the hasher is spent afterwards.
+        public func finalHex() -> String {
+            var out = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+            var n: UInt32 = 0
+            EVP_DigestFinal_ex(ctx, &out, &n)
+            return SHA256.hexString(out)
+        }
+    }
+
     public static func hexString(_ bytes: [UInt8]) -> String {
         let d = Array("0123456789abcdef".utf8)
         var out = [UInt8]()

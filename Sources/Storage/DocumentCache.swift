@@ -1,0 +1,82 @@
+import Glibc
+import KimiCore
+
+/// Extracted document texts on disk, shared by every process of the
+/// machine: asking about the same document again neither re-uploads nor
+/// re-extracts it. Keys are the file's SHA-256 (or `file-<id>` for a file
+/// uploaded earlier); each entry is one JSON file written to a temporary
+/// name and renamed into place (a reader sees a whole entry or none). The
+/// total stays under `maxBytes`: the least recently used entries go first
+/// (a hit touches the entry's mtime).
+public final class DocumentCache: @unchecked Sendable {
+    public struct Entry: Equatable, Sendable {
+        public var content: String
+        public var filename: String
+        /// The upstream file it was extracted from.
+        public var fileID: String
+        public init(content: String, filename: String, fileID: String) {
+            (self.content, self.filename, self.fileID) = (content, filename, fileID)
+        }
+    }
+
+    public let directory: String
+    public let maxBytes: Int
+
+    public init(directory: String, maxBytes: Int) {
+        self.directory = directory
+        self.maxBytes = maxBytes
+        _ = SharedFiles.ensureParent(of: directory + "/x")
+        mkdir(directory + "/tmp", 0o700)
+    }
+
+    /// Where uploads are spooled before they are hashed (same filesystem).
+    public var spoolDirectory: String { directory + "/tmp" }
+
+    static func isKey(_ key: String) -> Bool {
+        !key.isEmpty && key.utf8.count <= 160 && key.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E
+        } && !key.hasPrefix(".")
+    }
+
+    private func path(_ key: String) -> String { directory + "/" + key + ".json" }
+
+    public func get(_ key: String) -> Entry? {
+        guard Self.isKey(key), let bytes = FileIO.read(path(key), limit: 1 << 30), let j = try? JSON.parse(bytes),
+              let content = j["content"]?.stringValue else { return nil }
+        utime(path(key), nil) // most recently used
+        return Entry(content: content, filename: j["filename"]?.stringValue ?? "", fileID: j["fileId"]?.stringValue ?? "")
+    }
+
+    public func put(_ key: String, _ entry: Entry) {
+        guard Self.isKey(key) else { return }
+        let record: JSON = ["content": .string(entry.content), "filename": .string(entry.filename), "fileId": .string(entry.fileID)]
+        let bytes = record.serializedBytes()
+        guard bytes.count <= maxBytes else { return }
+        let tmp = spoolDirectory + "/\(key).\(getpid()).\(RequestID.fresh())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let ok = bytes.withUnsafeBytes { FileIO.writeAll(fd, $0) } && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp, path(key)) == 0 else { unlink(tmp); return }
+        evict()
+    }
+
+    /// Removes least recently used entries until the total fits.
+    func evict() {
+        guard let dir = opendir(directory) else { return }
+        var entries: [(name: String, size: Int, mtime: Int)] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasSuffix(".json") else { continue }
+            var st = stat()
+            guard stat(directory + "/" + name, &st) == 0 else { continue }
+            entries.append((name, Int(st.st_size), Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)))
+        }
+        closedir(dir)
+        var total = entries.reduce(0) { $0 + $1.size }
+        for e in entries.sorted(by: { $0.mtime < $1.mtime }) where total > maxBytes {
+            unlink(directory + "/" + e.name)
+            total -= e.size
+        }
+    }
+}

@@ -1,0 +1,115 @@
+"""Issue #11, section 3: long-document Q&A, the document processed once."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import kimistack
+import pytest
+
+from conftest import http, make_stack
+
+ALICE = "alice-" + uuid.uuid4().hex
+BOB = "bob-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def docs():
+    cfg = {"auth": {"required": True, "keys": [{"name": "alice", "key": ALICE}, {"name": "bob", "key": BOB}]},
+           "rateLimit": {"enabled": False}}
+    with make_stack("documents", workers=2, config=cfg) as s:
+        yield s
+
+
+def ask(stack, key, document: bytes | None, message: str, filename="doc.txt", **fields):
+    boundary = "doc" + uuid.uuid4().hex
+    parts = []
+    for name, value in {"message": message, **fields}.items():
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode())
+    if document is not None:
+        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+                     "Content-Type: text/plain\r\n\r\n".encode() + document + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return http("POST", stack.base + "/api/chat/document", body=body, timeout=60,
+                headers={"x-api-key": key, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def test_the_same_document_asked_twice_is_uploaded_and_extracted_once(docs):
+    document = ("Chapter 1. " + uuid.uuid4().hex + " The ship sailed at dawn. " * 50).encode()
+    before = docs.sim_stats()
+    first = ask(docs, ALICE, document, "When did the ship sail? [sim:tokens=6]")
+    assert first.status == 200, first.text
+    d1 = first.json()["data"]
+    assert d1["document"]["cached"] is False and d1["document"]["fileId"] and d1["document"]["filename"] == "doc.txt"
+    assert d1["message"] == docs.sim_answer("When did the ship sail? [sim:tokens=6]")
+    second = ask(docs, ALICE, document, "And who was aboard? [sim:tokens=4]")
+    d2 = second.json()["data"]
+    assert d2["document"]["cached"] is True and d2["document"]["fileId"] == d1["document"]["fileId"]
+    after = docs.sim_stats()
+    assert after["uploads"] - before["uploads"] == 1 and after["contentReads"] - before["contentReads"] == 1
+    # Another key asking about the same bytes: answered from the cache, but never told the other key's file id.
+    third = ask(docs, BOB, document, "Summarise. [sim:tokens=3]").json()["data"]
+    assert third["document"]["cached"] is True and third["document"]["fileId"] is None
+    assert docs.sim_stats()["uploads"] == after["uploads"]
+
+
+@pytest.mark.parametrize("chars, model", [(10_000, "moonshot-v1-8k"), (80_000, "moonshot-v1-32k"), (400_000, "moonshot-v1-128k")])
+def test_auto_picks_the_smallest_model_whose_context_holds_the_document(docs, chars, model):
+    document = (uuid.uuid4().hex + " " + "a" * chars).encode()[:chars]
+    r = ask(docs, ALICE, document, "What is it about? [sim:tokens=3]")
+    assert r.status == 200, r.text
+    data = r.json()["data"]
+    assert data["model"] == model
+    assert data["estimate"] == data["document"]["tokens"] > chars // 4 - 10
+
+
+def test_a_document_too_long_for_every_model_is_400_naming_the_estimate(docs):
+    r = ask(docs, ALICE, (uuid.uuid4().hex + "b" * 1_200_000).encode(), "Too much?")
+    assert r.status == 400
+    error = r.json()["error"]
+    assert "need about 3000" in error and "largest allowed context is 262144" in error
+
+
+def test_a_file_uploaded_earlier_is_asked_about_by_id_and_only_by_its_owner(docs):
+    boundary = "f" + uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfile-extract\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.txt\"\r\n\r\n"
+            f"Notes {uuid.uuid4().hex}\r\n--{boundary}--\r\n").encode()
+    f = http("POST", docs.base + "/v1/files", body=body,
+             headers={"x-api-key": ALICE, "Content-Type": f"multipart/form-data; boundary={boundary}"}).json()
+    r = http("POST", docs.base + "/api/chat/document", headers={"x-api-key": ALICE},
+             body={"fileId": f["id"], "message": "What do the notes say? [sim:tokens=5]", "model": "moonshot-v1-32k"})
+    assert r.status == 200, r.text
+    data = r.json()["data"]
+    assert data["model"] == "moonshot-v1-32k" and data["document"] == {"fileId": f["id"], "filename": "notes.txt",
+                                                                         "tokens": data["estimate"], "cached": False}
+    other = http("POST", docs.base + "/api/chat/document", headers={"x-api-key": BOB}, body={"fileId": f["id"], "message": "x"})
+    assert other.status == 404 and other.json()["success"] is False
+
+
+def test_a_streamed_answer_leads_with_the_document_then_the_text(docs):
+    document = ("Streamed " + uuid.uuid4().hex).encode()
+    r = ask(docs, ALICE, document, "Stream it [sim:tokens=5]", stream="true")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+    events = kimistack.sse_events(r.body)
+    assert events[0]["document"]["cached"] is False and events[0]["model"] == "moonshot-v1-8k"
+    assert "".join(e["content"] for e in events[1:-1]) == docs.sim_answer("Stream it [sim:tokens=5]")
+    assert events[-1] == "[DONE]"
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({}, "'message' is required"),
+    ({"history": "not json"}, "'history'"),
+    ({"model": "no-such-model"}, "not allowed"),
+])
+def test_bad_questions_are_400(docs, fields, needle):
+    message = fields.pop("message", "" if not fields else "q")
+    r = ask(docs, ALICE, b"some text", message, **fields)
+    assert r.status == 400 and needle in r.json()["error"], r.text
+
+
+def test_no_file_and_no_file_id_is_400(docs):
+    r = ask(docs, ALICE, None, "What file?")
+    assert r.status == 400 and "'file'" in r.json()["error"]
+    r = http("POST", docs.base + "/api/chat/document", headers={"x-api-key": ALICE, "Content-Type": "text/plain"}, body=b"x")
+    assert r.status == 400
