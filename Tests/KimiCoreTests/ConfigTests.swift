@@ -3,10 +3,11 @@ import Testing
 @testable import KimiCore
 
 @Suite struct ConfigParseTests {
-    @Test func defaultsMatchTheNodeBackend() throws {
+    @Test func defaultsMatchTheNodeBackendAndTheModels() throws {
         let c = GatewayConfig()
         #expect(c.rateLimit.policy == .init(windowMs: 900_000, maxRequests: 100))
-        #expect(c.server.maxBodyBytes == 1 << 20)
+        // Sized so a prompt for the largest context (262,144 tokens) fits.
+        #expect(c.limits.maxChars >= 262_144 * 4 && c.server.maxBodyBytes >= 390_000 * 6)
         #expect(c.upstream.baseURL == "https://api.moonshot.cn/v1")
         #expect(!c.auth.required)
     }

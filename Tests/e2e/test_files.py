@@ -127,7 +127,7 @@ def test_too_large_is_a_json_413_from_nginx_and_from_the_gateway():
                      headers={"Content-Type": "multipart/form-data; boundary=x"})
             assert r.status == 413, who
             assert r.json()["error"]["type"] == "invalid_request_error", who
-        r = http("POST", s.base + "/api/chat/completion", body=b"x" * (2 << 20), headers={"Content-Type": "application/json"})
+        r = http("POST", s.base + "/api/chat/completion", body=b"x" * (5 << 20), headers={"Content-Type": "application/json"})
         assert r.status == 413 and r.json() == {"success": False, "error": "Request body too large"}
 
 

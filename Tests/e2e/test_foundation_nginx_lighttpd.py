@@ -59,9 +59,18 @@ def test_wrong_method_is_405_with_allow(stack, web):
     assert r.status == 405 and "POST" in r.headers["Allow"] and "error" in r.json()
 
 
-def test_nginx_body_limit_is_413(stack):
-    r = http("POST", stack.base + "/v1/chat/completions", body=b"x" * (1024 * 1024 + 10))
+def test_nginx_body_limit_is_a_json_413(stack):
+    r = http("POST", stack.base + "/v1/chat/completions", body=b"x" * (4 * 1024 * 1024 + 10))
     assert r.status == 413  # nginx's client_max_body_size, before the gateway
+    assert r.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("text", ["a" * 450_000, "\u6587" * 390_000], ids=["450k Latin", "390k CJK"])
+def test_prompts_for_the_largest_context_fit_the_default_caps(stack, text):
+    # Sent as JSON with \uXXXX escapes for the CJK text (2.3 MB), as JavaScript clients do.
+    body = ('{"model":"kimi-k2.6","messages":[{"role":"user","content":"' + text + ' [sim:tokens=2]"}]}').encode()
+    r = http("POST", stack.base + "/v1/chat/completions", body=body)
+    assert r.status == 200, r.text[:300]
 
 
 def test_gateway_body_limit_is_413_in_the_faces_format():

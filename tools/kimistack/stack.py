@@ -93,7 +93,7 @@ class Stack:
 
     def __init__(self, run_dir: Path, *, config: dict | None = None, env: dict | None = None,
                  workers: int = 2, supervised: bool = False, lighttpd: bool = False,
-                 simulator: bool = True, sim_env: dict | None = None, client_max_body: str = "1m", max_file_body: str = "100m",
+                 simulator: bool = True, sim_env: dict | None = None, client_max_body: str = "4m", max_file_body: str = "100m",
                  nginx_workers: int = 1, extra_servers: str = "", access_log: bool = True,
                  upstream_base: str | None = None, ports: dict | None = None):
         self.run = Path(run_dir).resolve()

@@ -38,7 +38,11 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     public struct Server: Sendable, Equatable {
-        public var maxBodyBytes = 1 << 20
+        /// Sized from the models (issue #11): a prompt for Kimi's largest
+        /// context (262,144 tokens) is at most `limits.maxChars` characters,
+        /// and 390k CJK characters JSON-escaped (`\uXXXX`, 6 bytes) are
+        /// 2.3 MB: 4 MiB carries either. Uploads have their own cap.
+        public var maxBodyBytes = 4 << 20
         /// Accepting threads started per process; more are started on demand.
         public var minThreads = 2
         /// Upper bound of threads per process (one per in-flight request).
@@ -110,7 +114,10 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public struct Limits: Sendable, Equatable {
         public var maxMessages = 200
-        public var maxChars = 400_000
+        /// Kimi's largest context, 262,144 tokens, at up to 4 characters a
+        /// token (Latin text; CJK is nearer 1): a longer prompt cannot fit
+        /// any model. The context itself is the upstream's to enforce.
+        public var maxChars = 1 << 20
         public var maxTokens = 32_768
         /// The body cap of uploads (`POST /v1/files`, documents), streamed
         /// upstream as they arrive: Kimi's own limit per file is 100 MB.
