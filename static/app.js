@@ -106,6 +106,20 @@ function meta(div, { usage, firstMs, totalMs, model, stopped }) {
   div.append(m);
 }
 
+/** Document mode: the file's questions, the model the gateway chose, its token estimate, cached or not. */
+function documentMeta(div, { model, document, totalMs, firstMs }) {
+  const m = window.document.createElement('div');
+  m.className = 'meta';
+  const parts = [`model ${model} (auto)`];
+  if (document) {
+    parts.push(`≈${document.tokens} tokens`);
+    parts.push(document.cached ? 'cached' : 'extracted');
+  }
+  if (firstMs !== undefined) parts.push(`first token ${firstMs} ms`);
+  parts.push(`total ${totalMs} ms`);
+  m.textContent = parts.join(' · ');
+  div.append(m);
+}
 function setBusy(busy) {
   $('send').disabled = busy;
   $('stop').disabled = !busy;
@@ -118,9 +132,45 @@ function renderEmpty() {
   $('messages').replaceChildren(p);
 }
 
+async function askDocument(text) {
+  const file = $('document').files[0];
+  if (!file) { showError(new KimiError('Pick a document first.', { status: 400 })); return; }
+  const stream = $('stream').checked;
+  const system = $('system').value.trim() || undefined;
+  bubble('user', `${text}  [${file.name}]`);
+  const reply = bubble('assistant', '');
+  const out = reply.querySelector('.text');
+  const started = performance.now();
+  let firstMs;
+  controller = new AbortController();
+  setBusy(true);
+  try {
+    const result = await client().askDocument(file, text, {
+      stream, system, history: [...history], signal: controller.signal,
+      onMessage: (_delta, full) => {
+        if (firstMs === undefined) firstMs = Math.round(performance.now() - started);
+        out.textContent = full;
+      },
+    });
+    out.textContent = result.message;
+    history.push({ role: 'user', content: text }, { role: 'assistant', content: result.message });
+    documentMeta(reply, { model: result.model, document: result.document, firstMs, totalMs: Math.round(performance.now() - started) });
+  } catch (e) {
+    if (!(e && e.name === 'AbortError')) {
+      if (!out.textContent) reply.remove();
+      showError(e);
+    }
+  } finally {
+    controller = null;
+    setBusy(false);
+  }
+}
+
 async function send(text) {
   clearError();
-  const multi = document.querySelector('input[name="mode"]:checked').value === 'multi';
+  const mode = document.querySelector('input[name="mode"]:checked').value;
+  if (mode === 'document') return askDocument(text);
+  const multi = mode === 'multi';
   const stream = $('stream').checked;
   const model = $('model').value || undefined;
   const system = $('system').value.trim() || undefined;
@@ -181,6 +231,16 @@ $('input').addEventListener('keydown', (ev) => {
 });
 $('stop').addEventListener('click', () => { if (controller) controller.abort(); });
 $('clear').addEventListener('click', () => { history.length = 0; renderEmpty(); clearError(); });
+for (const radio of document.querySelectorAll('input[name="mode"]')) {
+  radio.addEventListener('change', () => {
+    const doc = document.querySelector('input[name="mode"]:checked').value === 'document';
+    $('documentBox').hidden = !doc;
+    $('model').disabled = doc; // the gateway picks the model by the document's size
+    history.length = 0;
+    renderEmpty();
+  });
+}
+$('document').addEventListener('change', () => { history.length = 0; renderEmpty(); });
 
 renderEmpty();
 checkHealth();

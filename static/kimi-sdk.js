@@ -98,9 +98,11 @@ export class KimiClient {
   async #request(method, path, body, signal) {
     let res;
     try {
+      // FormData (a document upload) sets its own multipart Content-Type.
+      const form = typeof FormData !== 'undefined' && body instanceof FormData;
       res = await this.fetch(this.baseURL + path, {
-        method, signal, headers: this.#headers(body !== undefined),
-        body: body === undefined ? undefined : JSON.stringify(body),
+        method, signal, headers: this.#headers(body !== undefined && !form),
+        body: body === undefined ? undefined : (form ? body : JSON.stringify(body)),
       });
     } catch (e) {
       if (e && e.name === 'AbortError') throw e;
@@ -173,13 +175,61 @@ export class KimiClient {
    */
   async chatStream(messagesOrText, opts = {}) {
     const { onMessage, onReasoning, onComplete, onError, signal, ...rest } = opts;
+    // Usage and reasoning events come only when asked for (a Node-era
+    // client that reads every event's `content` must not get them).
+    return this.#stream(() => this.#request('POST', '/api/chat/stream',
+      { messages: messagesOrText, include: ['usage', 'reasoning'], ...rest }, signal),
+    { onMessage, onReasoning, onComplete, onError });
+  }
+
+  /**
+   * A question about a long document, processed once by the gateway (a
+   * document it has seen is answered from its cache: `document.cached`).
+   * @param {File|Blob|string} fileOrId  the document, or the id of a file uploaded earlier
+   * @param {string} message
+   * @param {{model?: string, system?: string, history?: {role: string, content: string}[],
+   *          max_tokens?: number, stream?: boolean, filename?: string,
+   *          onDocument?: (info: {document: object, model: string}) => void,
+   *          onMessage?: (delta: string, text: string) => void,
+   *          onComplete?: (result: object) => void, onError?: (error: KimiError) => void,
+   *          signal?: AbortSignal}} [opts]  `model` defaults to "auto": the smallest model whose context holds it
+   * @returns {Promise<{message: string, usage: object, model: string,
+   *          document: {fileId: string|null, filename: string, tokens: number, cached: boolean}, estimate?: number}>}
+   */
+  async askDocument(fileOrId, message, opts = {}) {
+    const { onDocument, onMessage, onReasoning, onComplete, onError, signal, stream, history, filename, ...rest } = opts;
+    let body;
+    if (typeof fileOrId === 'string') {
+      body = { fileId: fileOrId, message, stream: Boolean(stream), history, include: ['usage', 'reasoning'], ...rest };
+    } else {
+      body = new FormData();
+      body.append('message', message);
+      for (const [k, v] of Object.entries(rest)) if (v !== undefined) body.append(k, String(v));
+      if (history) body.append('history', JSON.stringify(history));
+      if (stream) { body.append('stream', 'true'); body.append('include', 'usage,reasoning'); }
+      body.append('file', fileOrId, filename || fileOrId.name || 'document');
+    }
+    const call = () => this.#request('POST', '/api/chat/document', body, signal);
+    if (stream) return this.#stream(call, { onDocument, onMessage, onReasoning, onComplete, onError });
+    try {
+      const result = (await (await call()).json()).data;
+      if (onComplete) onComplete(result);
+      return result;
+    } catch (e) {
+      if (e && e.name === 'AbortError') throw e;
+      const err = e instanceof KimiError ? e : new KimiError(String(e && e.message ? e.message : e));
+      if (onError) onError(err);
+      throw err;
+    }
+  }
+
+  /** Reads an app-API stream to its end: `{document}`, `{content}`, `{reasoning}`, `{usage}`, `{error}`, `[DONE]`. */
+  async #stream(call, { onDocument, onMessage, onReasoning, onComplete, onError }) {
     let text = '';
     let usage = null;
+    let lead = {};
     try {
-      // Usage and reasoning events come only when asked for (a Node-era
-      // client that reads every event's `content` must not get them).
-      const res = await this.#request('POST', '/api/chat/stream',
-        { messages: messagesOrText, include: ['usage', 'reasoning'], ...rest }, signal);
+      const res = await call();
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       const parser = new SSEParser();
@@ -194,6 +244,9 @@ export class KimiClient {
           if (typeof obj.content === 'string') {
             text += obj.content;
             if (onMessage) onMessage(obj.content, text);
+          } else if (obj.document) {
+            lead = obj;
+            if (onDocument) onDocument(obj);
           } else if (typeof obj.reasoning === 'string') {
             if (onReasoning) onReasoning(obj.reasoning);
           } else if (obj.usage) {
@@ -206,7 +259,7 @@ export class KimiClient {
       }
       if (done) await reader.cancel().catch(() => {});
       else throw new KimiError('The stream ended before it was complete', { status: res.status });
-      const result = { message: text, usage };
+      const result = { message: text, usage, ...lead };
       if (onComplete) onComplete(result);
       return result;
     } catch (e) {

@@ -174,3 +174,35 @@ def test_static_files_are_served_with_cache_and_security_headers(stack):
     c.request("GET", "/index.html")
     r = c.getresponse()
     assert r.status == 301 and r.headers["Location"].startswith("https://localhost:")
+
+
+def test_document_mode_asks_several_questions_about_one_file(browser, stack, tmp_path):
+    doc = tmp_path / "handbook.txt"
+    doc.write_text("Employee handbook " + uuid.uuid4().hex + ". Holidays are 25 days a year. " * 40)
+    wait = open_page(browser, stack)
+    browser.get_log("browser")  # drain what earlier tests left
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=document]").click()
+    assert browser.find_element(By.ID, "documentBox").is_displayed()
+    assert not browser.find_element(By.ID, "model").is_enabled()  # the gateway picks by size
+    browser.find_element(By.ID, "document").send_keys(str(doc))
+
+    def ask(question):
+        before = len(browser.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta"))
+        send(browser, question)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta")) > before)
+        return browser.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta")[-1].text
+
+    first = "How many holidays? [sim:tokens=6]"
+    meta = ask(first)  # streamed (the box is checked by default)
+    assert "model moonshot-v1-8k (auto)" in meta and "extracted" in meta and "tokens" in meta, meta
+    assert last_reply(browser) == stack.sim_answer(first)
+    stream_box = browser.find_element(By.ID, "stream")
+    if stream_box.is_selected():
+        stream_box.click()
+    second = "And sick days? [sim:tokens=4]"
+    meta = ask(second)
+    assert "cached" in meta, meta
+    assert last_reply(browser) == stack.sim_answer(second)
+    assert severe_logs(browser) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "document-mode.png"))

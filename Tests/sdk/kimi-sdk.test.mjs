@@ -90,3 +90,20 @@ test('abort cancels a stream and the gateway sees the client leave', async () =>
   }
   assert.equal(state, 'client-left');
 });
+
+test('askDocument: a Blob asked twice is extracted once; streamed answers lead with the document', async () => {
+  const doc = new Blob([`Node SDK document ${Date.now()} ${Math.random()}. The answer is forty-two.`], { type: 'text/plain' });
+  const first = await kimi.askDocument(doc, 'What is the answer? [sim:tokens=5]', { filename: 'answer.txt' });
+  assert.equal(first.document.cached, false);
+  assert.equal(first.document.filename, 'answer.txt');
+  assert.equal(first.model, 'moonshot-v1-8k');
+  assert.ok(first.estimate > 0 && first.message.split(' ').length === 5);
+  let lead = null;
+  const second = await kimi.askDocument(doc, 'Again? [sim:tokens=3]', { stream: true, onDocument: (d) => { lead = d; } });
+  assert.equal(lead.document.cached, true);
+  assert.equal(second.document.cached, true);
+  assert.equal(second.message.split(' ').length, 3);
+  // By the id of the file it uploaded the first time.
+  const byId = await kimi.askDocument(first.document.fileId, 'And by id? [sim:tokens=2]');
+  assert.equal(byId.document.fileId, first.document.fileId);
+});
