@@ -124,7 +124,22 @@ public final class KimiSimulator: @unchecked Sendable {
             return error(ex, code, type, msg, headers: code == 429 ? [("Retry-After", "2")] : [])
         }
         let promptText = messages.compactMap { $0["content"]?.stringValue }.joined(separator: "\n")
-        let tokens = SimulatorText.tokens(prompt: lastUser, count: d.tokens)
+        var tokens = SimulatorText.tokens(prompt: lastUser, count: d.tokens)
+        // JSON mode: the answer is a JSON object, streamed in pieces.
+        if body["response_format"]?["type"]?.stringValue == "json_object" {
+            let object: JSON = ["answer": .string(tokens.joined())]
+            tokens = Self.pieces(object.serialized(), size: 8)
+        }
+        // A tool call instead of an answer, when asked for and the request offers tools.
+        var toolCall: ToolCall?
+        if let wanted = d.tool, let tools = body["tools"]?.arrayValue, !tools.isEmpty {
+            let names = tools.compactMap { $0["function"]?["name"]?.stringValue }
+            let name = names.contains(wanted) ? wanted : (names.first ?? wanted)
+            let query = lastUser.split(separator: "[").first.map { String($0).trimmingSpaces() } ?? ""
+            let arguments: JSON = ["query": .string(query)]
+            toolCall = ToolCall(id: "call_sim\(RequestID.fresh().prefix(8))", name: name, arguments: arguments.serialized())
+            tokens = []
+        }
         // Thinking models reason first (`reasoning_content`), as Kimi's do.
         let reasoning = model.contains("thinking") ? SimulatorText.tokens(prompt: "reasoning: " + lastUser, count: min(8, max(1, d.tokens))) : []
         let choices = min(max(body["n"]?.intValue ?? 1, 1), 16)
@@ -132,8 +147,8 @@ public final class KimiSimulator: @unchecked Sendable {
         let completion = (tokens.count + reasoning.count) * choices
         let usage: JSON = ["prompt_tokens": .number(prompt), "completion_tokens": .number(completion), "total_tokens": .number(prompt + completion)]
         let answer = Answer(id: "chatcmpl-sim\(RequestID.fresh())", created: .number(Clock.unixSeconds()), model: model,
-                            tokens: tokens, reasoning: reasoning, choices: choices, usage: usage,
-                            finish: body["max_tokens"]?.intValue.map { $0 <= tokens.count && d.tokens == $0 ? "length" : "stop" } ?? "stop")
+                            tokens: tokens, reasoning: reasoning, toolCall: toolCall, choices: choices, usage: usage,
+                            finish: toolCall != nil ? "tool_calls" : body["max_tokens"]?.intValue.map { $0 <= tokens.count && d.tokens == $0 ? "length" : "stop" } ?? "stop")
         if body["stream"]?.boolValue == true {
             stream(ex, d: d, answer: answer)
         } else {
@@ -141,6 +156,10 @@ public final class KimiSimulator: @unchecked Sendable {
             stats.update { $0.completions += 1; if let i = d.id { $0.byID[i] = "completed" } }
             var message: JSON = ["role": "assistant", "content": .string(tokens.joined())]
             if !reasoning.isEmpty { message = message.setting("reasoning_content", .string(reasoning.joined())) }
+            if let t = toolCall {
+                message = message.setting("tool_calls", [["id": .string(t.id), "type": "function",
+                                                          "function": ["name": .string(t.name), "arguments": .string(t.arguments)]]])
+            }
             ex.respondJSON(status: 200, [
                 "id": .string(answer.id), "object": "chat.completion", "created": answer.created, "model": .string(model),
                 "choices": .array((0..<choices).map { ["index": .number($0), "message": message, "finish_reason": answer.finish] }),
@@ -149,12 +168,19 @@ public final class KimiSimulator: @unchecked Sendable {
         }
     }
 
+    struct ToolCall {
+        let id: String
+        let name: String
+        let arguments: String
+    }
+
     struct Answer {
         let id: String
         let created: JSON
         let model: String
         let tokens: [String]
         let reasoning: [String]
+        let toolCall: ToolCall?
         let choices: Int
         let usage: JSON
         let finish: JSON
@@ -190,11 +216,31 @@ public final class KimiSimulator: @unchecked Sendable {
             sleepMs(i == 0 && a.reasoning.isEmpty ? d.firstMs : d.delayMs)
             guard sendAll({ _ in ["content": .string(t)] }) else { return left() }
         }
+        if let t = a.toolCall {
+            // The call's head, then its arguments in pieces, as Kimi streams them.
+            guard sendAll({ _ in ["tool_calls": [["index": 0, "id": .string(t.id), "type": "function",
+                                                  "function": ["name": .string(t.name), "arguments": ""]]]] }) else { return left() }
+            for piece in Self.pieces(t.arguments, size: 5) {
+                sleepMs(d.delayMs)
+                guard sendAll({ _ in ["tool_calls": [["index": 0, "function": ["arguments": .string(piece)]]]] }) else { return left() }
+            }
+        }
         for i in 0..<a.choices {
             guard send(chunk(i, [:], finish: a.finish, usage: a.usage)) else { return left() }
         }
         guard send(SSEFrame.done) else { return left() }
         stats.update { $0.streamsCompleted += 1; if let i = d.id { $0.byID[i] = "completed" } }
+    }
+
+    /// `text` in pieces of `size` characters.
+    static func pieces(_ text: String, size: Int) -> [String] {
+        var out: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            out.append(String(rest.prefix(size)))
+            rest = rest.dropFirst(size)
+        }
+        return out
     }
 
     func sleepMs(_ ms: Int) { if ms > 0 { usleep(useconds_t(min(ms, 3_600_000)) * 1000) } }

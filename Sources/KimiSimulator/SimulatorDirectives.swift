@@ -10,6 +10,12 @@ import KimiCore
 /// - hang=MS    send nothing for MS (default 60000), then answer
 /// - cut=N      end a stream after N content chunks, with no usage and no [DONE]
 /// - id=NAME    record this request's fate under NAME in /sim/stats
+/// - tool=NAME  call the request's tool NAME (its first tool when NAME is
+///              not among them) instead of answering: `tool_calls`, the
+///              arguments split across stream chunks
+/// Also steered by the request itself: `n` choices, `response_format`
+/// `json_object` (the answer becomes a JSON object), thinking models
+/// (`reasoning_content` first).
 struct SimulatorDirectives: Equatable {
     var tokens: Int
     var delayMs: Int
@@ -18,6 +24,7 @@ struct SimulatorDirectives: Equatable {
     var hangMs: Int?
     var cut: Int?
     var id: String?
+    var tool: String?
 
     static func parse(_ text: String, defaults: SimulatorDirectives) -> SimulatorDirectives {
         var d = defaults
@@ -39,6 +46,7 @@ struct SimulatorDirectives: Equatable {
                 case "hang": d.hangMs = min(max(n ?? 60_000, 0), 600_000)
                 case "cut": d.cut = n
                 case "id": d.id = String(value.prefix(64))
+                case "tool": d.tool = String(value.prefix(64))
                 default: break
                 }
             }

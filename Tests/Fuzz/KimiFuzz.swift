@@ -9,12 +9,12 @@ import Glibc
 #endif
 
 enum FuzzTarget: String {
-    case json, contentLength = "content-length", sse, config, dotenv, url, header
+    case json, contentLength = "content-length", sse, config, dotenv, url, header, multipart, path
 }
 
 let target: FuzzTarget = {
     guard let raw = getenv("KIMI_FUZZ_TARGET"), let t = FuzzTarget(rawValue: String(cString: raw)) else {
-        fputs("KIMI_FUZZ_TARGET must be one of json, content-length, sse, config, dotenv, url, header\n", stderr)
+        fputs("KIMI_FUZZ_TARGET must be one of json, content-length, sse, config, dotenv, url, header, multipart, path\n", stderr)
         exit(2)
     }
     return t
@@ -49,6 +49,41 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         _ = DotEnv.merged(dotEnv: DotEnv.parse(text), processEnv: ["PATH": "/bin"])
     case .url:
         if let u = URLParts(text) { precondition(u.scheme == "http" || u.scheme == "https") }
+    case .multipart:
+        // Uploads are parsed as they arrive: the parts and their content
+        // must not depend on where the bytes were cut.
+        // Parts as (header, content bytes); consecutive data events join.
+        func run(_ pieces: [[UInt8]]) -> [[UInt8]]? {
+            guard var p = MultipartParser(contentType: "multipart/form-data; boundary=b") else { return nil }
+            var out: [[UInt8]] = []
+            var inData = false
+            for piece in pieces {
+                guard let events = try? p.feed(piece) else { return nil }
+                for e in events {
+                    switch e {
+                    case let .begin(part): out.append(Array("begin \(part.name) \(part.filename ?? "-")".utf8)); inData = false
+                    case let .data(d): if inData { out[out.count - 1] += d } else { out.append(d); inData = true }
+                    case .end: out.append(Array("end".utf8)); inData = false
+                    }
+                }
+            }
+            return out
+        }
+        let cut = bytes.isEmpty ? 0 : Int(bytes[0]) % (bytes.count + 1)
+        let whole = run([bytes])
+        let split = run([Array(bytes[..<cut]), Array(bytes[cut...])])
+        if let whole, let split { precondition(whole == split, "multipart parts depend on how the bytes were split") }
+    case .path:
+        // One normal form: normalising twice changes nothing, and the result never climbs out of the root.
+        let once = RoutePath.normalise(text)
+        precondition(RoutePath.normalise(once) == once, "RoutePath.normalise is not idempotent")
+        // On bytes: Character comparisons would glue "/" to a following combining mark.
+        let b = Array(once.utf8)
+        func has(_ needle: String) -> Bool {
+            let n = Array(needle.utf8)
+            return b.count >= n.count && (0...(b.count - n.count)).contains { Array(b[$0..<$0 + n.count]) == n }
+        }
+        precondition(b.first == 0x2F && !has("/../") && !b.ends(with: Array("/..".utf8)) && !has("//"), "a path climbed out of the root")
     case .header:
         let p = HeaderSafety.printable(text, max: 64)
         let cut = p.hasSuffix("…") ? String(p.dropLast()) : p // the one non-ASCII mark it adds
@@ -57,4 +92,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         precondition(!s.contains("3456789abcde"), "a piece of the secret survived scrub()")
     }
     return 0
+}
+
+extension Array where Element == UInt8 {
+    func ends(with suffix: [UInt8]) -> Bool { count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix }
 }

@@ -29,10 +29,19 @@ import Testing
         "/HEALTH", // paths are case-sensitive
         "/health%2Fx", // an encoded slash is no separator
         "/a%20b", // a reserved or other byte stays encoded
-        "/a%zz", "/a%2", "/.well-known", "/a..b", "/...",
+        "/.well-known", "/a..b", "/...", "/a%25zz",
     ])
     func leavesEverythingElseAsSent(raw: String) {
         #expect(RoutePath.normalise(raw) == raw)
+    }
+
+    @Test func aStrayPercentIsEscapedSoTheFormIsStable() {
+        #expect(RoutePath.normalise("/a%zz") == "/a%25zz")
+        #expect(RoutePath.normalise("/a%2") == "/a%252")
+        // Found by fuzzing: decoding "%41" must not complete "%4" into a new escape.
+        let once = RoutePath.normalise("/(%4%41/a")
+        #expect(once == "/(%254A/a" && RoutePath.normalise(once) == once)
+        #expect(RoutePath.normalise("/api/%2%65%2%65/health") == "/api/%252e%252e/health")
     }
 
     @Test func theFastPathAgreesWithTheSlowOne() {

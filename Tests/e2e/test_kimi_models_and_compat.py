@@ -168,3 +168,45 @@ def test_check_config_warns_when_no_upstream_key_is_set(tmp_path):
     r = subprocess.run([str(kimistack.binary()), "check-config", "--config", str(cfg)], capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 1 and "no path, no trailing slash" in r.stderr
+
+
+# 5. The simulator speaks what the gateway relays -----------------------------------
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "look it up",
+                                             "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]
+
+
+def test_tool_calls_pass_through_whole_and_streamed(kimi):
+    c = client(kimi).chat.completions.create(model="kimi-k2-turbo-preview", tools=TOOLS,
+                                              messages=[{"role": "user", "content": "weather in Oslo [sim:tool=lookup]"}])
+    call = c.choices[0].message.tool_calls[0]
+    assert c.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"query": "weather in Oslo"}
+    # Streamed: the arguments arrive in pieces across chunks and the SDK's deltas add up to them.
+    stream = client(kimi).chat.completions.create(model="kimi-k2-turbo-preview", tools=TOOLS, stream=True,
+                                                   messages=[{"role": "user", "content": "weather in Oslo [sim:tool=lookup]"}])
+    arguments, pieces, name = "", 0, None
+    for chunk in stream:
+        for tc in chunk.choices[0].delta.tool_calls or []:
+            name = name or tc.function.name
+            if tc.function.arguments:
+                arguments += tc.function.arguments
+                pieces += 1
+    assert name == "lookup" and pieces > 2 and json.loads(arguments) == {"query": "weather in Oslo"}
+
+
+def test_json_mode_answers_a_json_object(kimi):
+    c = client(kimi).chat.completions.create(model="moonshot-v1-8k", response_format={"type": "json_object"},
+                                              messages=[{"role": "user", "content": "as json [sim:tokens=4]"}])
+    assert list(json.loads(c.choices[0].message.content)) == ["answer"]
+    stream = client(kimi).chat.completions.create(model="moonshot-v1-8k", response_format={"type": "json_object"}, stream=True,
+                                                   messages=[{"role": "user", "content": "as json [sim:tokens=4]"}])
+    text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+    assert json.loads(text) == json.loads(c.choices[0].message.content)
+
+
+def test_n_choices_and_reasoning_pass_through(kimi):
+    c = client(kimi).chat.completions.create(model="kimi-k2-thinking", n=2,
+                                              messages=[{"role": "user", "content": "think twice [sim:tokens=3]"}])
+    assert [ch.index for ch in c.choices] == [0, 1]
+    assert c.choices[0].message.model_extra.get("reasoning_content")

@@ -6,7 +6,9 @@
 /// RFC 3986 §6.2.2: percent-encoded *unreserved* characters are decoded
 /// (`%2e` → `.`, `%41` → `A`; §2.3), dot segments are removed (§5.2.4,
 /// clamped at the root as the RFC says), and empty segments (`//`) and a
-/// trailing slash are dropped. Anything else stays as sent: paths are
+/// trailing slash are dropped; a `%` that starts no escape becomes `%25`,
+/// so the form is stable (normalising twice changes nothing). Anything else
+/// stays as sent: paths are
 /// case-sensitive, so `/HEALTH` matches no route, and `%2F` stays encoded
 /// (a slash inside a segment is not a separator).
 public enum RoutePath {
@@ -29,10 +31,19 @@ public enum RoutePath {
             let b = bytes[i]
             if b == 0x2F {
                 close()
-            } else if b == 0x25, i + 2 < bytes.count, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]),
-                      isUnreserved(hi << 4 | lo) {
-                current.append(hi << 4 | lo)
+            } else if b == 0x25, i + 2 < bytes.count, let hi = hex(bytes[i + 1]), let lo = hex(bytes[i + 2]) {
+                if isUnreserved(hi << 4 | lo) {
+                    current.append(hi << 4 | lo)
+                } else {
+                    current += bytes[i...(i + 2)]
+                }
                 i += 2
+            } else if b == 0x25 {
+                // A `%` that starts no escape is escaped itself: otherwise a
+                // decoded neighbour could complete a new escape ("%4%41" →
+                // "%4A") and a second normalisation would change the path
+                // (found by the `path` fuzz target).
+                current += [0x25, 0x32, 0x35]
             } else {
                 current.append(b)
             }
