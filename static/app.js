@@ -132,18 +132,22 @@ function renderEmpty() {
   $('messages').replaceChildren(p);
 }
 
+/** A user bubble, an empty assistant bubble to fill, and a fresh AbortController. */
+function beginTurn(userText) {
+  bubble('user', userText);
+  const reply = bubble('assistant', '');
+  controller = new AbortController();
+  setBusy(true);
+  return { reply, out: reply.querySelector('.text'), started: performance.now() };
+}
+
 async function askDocument(text) {
   const file = $('document').files[0];
   if (!file) { showError(new KimiError('Pick a document first.', { status: 400 })); return; }
   const stream = $('stream').checked;
   const system = $('system').value.trim() || undefined;
-  bubble('user', `${text}  [${file.name}]`);
-  const reply = bubble('assistant', '');
-  const out = reply.querySelector('.text');
-  const started = performance.now();
+  const { reply, out, started } = beginTurn(`${text}  [${file.name}]`);
   let firstMs;
-  controller = new AbortController();
-  setBusy(true);
   try {
     const result = await client().askDocument(file, text, {
       stream, system, history: [...history], signal: controller.signal,
@@ -175,15 +179,10 @@ async function send(text) {
   const model = $('model').value || undefined;
   const system = $('system').value.trim() || undefined;
   if (!multi) { history.length = 0; renderEmpty(); }
-  bubble('user', text);
   const turn = [...history, { role: 'user', content: text }];
   if (system && multi) turn.unshift({ role: 'system', content: system });
-  const reply = bubble('assistant', '');
-  const out = reply.querySelector('.text');
-  const started = performance.now();
+  const { reply, out, started } = beginTurn(text);
   let firstMs;
-  controller = new AbortController();
-  setBusy(true);
   try {
     let result;
     if (stream) {
