@@ -17,6 +17,32 @@ public enum Schema {
         );
         CREATE INDEX files_owner ON files(owner);
         """,
+        // 2: the usage ledger (issue #12): one row per chat request; the
+        // record id makes a replayed journal line a no-op.
+        """
+        CREATE TABLE usage (
+            record_id TEXT PRIMARY KEY,
+            at INTEGER NOT NULL,
+            request_id TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            key_fingerprint TEXT NOT NULL,
+            client TEXT NOT NULL,
+            route TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL,
+            cached_tokens INTEGER,
+            status INTEGER NOT NULL,
+            stream INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            estimated INTEGER NOT NULL,
+            duration_ms INTEGER NOT NULL,
+            first_token_ms INTEGER
+        );
+        CREATE INDEX usage_at ON usage(at);
+        CREATE INDEX usage_key_at ON usage(key_fingerprint, at);
+        """,
     ]
 
     public static var version: Int { migrations.count }

@@ -1,0 +1,94 @@
+import Glibc
+import Testing
+@testable import KimiCore
+@testable import Storage
+
+@Suite struct UsageJournalTests {
+    static func fresh() throws -> (dir: String, ledger: UsageLedger) {
+        var template = Array("/tmp/kimi-usage-XXXXXX".utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        return (dir, try UsageLedger(database: try SQLiteDatabase(path: dir + "/gateway.db")))
+    }
+
+    static func record(_ n: Int, outcome: UsageRecord.Outcome = .completed) -> UsageRecord {
+        UsageRecord(recordID: "r\(n)-\(getpid())", at: 1_700_000_000_000 + Int64(n), requestID: "rid\(n)", keyName: "app",
+                    keyFingerprint: "abcd1234", client: "key:abcd", route: "/v1/chat/completions", model: "moonshot-v1-8k",
+                    promptTokens: 10 * n, completionTokens: n, status: 200, stream: n % 2 == 0, outcome: outcome,
+                    estimated: outcome == .clientLeft, durationMs: 5, firstTokenMs: n % 2 == 0 ? 2 : nil)
+    }
+
+    static let everything: (Int64, Int64) = (0, .max)
+
+    @Test func aJournalLineIsTheRecordBack() {
+        for outcome in UsageRecord.Outcome.allCases {
+            let r = Self.record(3, outcome: outcome)
+            #expect(UsageRecord(journalLine: Array(r.journalLine.dropLast())) == r)
+        }
+        #expect(!Self.record(1).journalLine.dropLast().contains(0x0A)) // one line each
+    }
+
+    @Test func drainingStoresEveryRecordAndTrimsTheJournal() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journal = try UsageJournal(directory: dir + "/journal")
+        for n in 1...3 { #expect(journal.append(Self.record(n))) }
+        #expect(try journal.drain(into: ledger) == 3)
+        let t = try ledger.totals(from: Self.everything.0, to: Self.everything.1)
+        #expect(t.requests == 3 && t.promptTokens == 60 && t.completionTokens == 6 && t.totalTokens == 66)
+        var st = stat()
+        #expect(stat(journal.path, &st) == 0 && st.st_size == 0)
+        #expect(try journal.drain(into: ledger) == 0)
+    }
+
+    @Test func aTornLastLineWaitsUntilItIsWhole() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journal = try UsageJournal(directory: dir + "/journal")
+        _ = journal.append(Self.record(1))
+        let line = Self.record(2).journalLine
+        let fd = open(journal.path, O_WRONLY | O_APPEND)
+        _ = Array(line.prefix(20)).withUnsafeBytes { FileIO.writeAll(fd, $0) }
+        #expect(try journal.drain(into: ledger) == 1)
+        _ = Array(line.dropFirst(20)).withUnsafeBytes { FileIO.writeAll(fd, $0) }
+        close(fd)
+        #expect(try journal.drain(into: ledger) == 1)
+        #expect(try ledger.totals(from: Self.everything.0, to: Self.everything.1).requests == 2)
+    }
+
+    @Test func aDeadProcessesJournalIsReplayedExactlyOnce() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journalDir = dir + "/journal"
+        _ = SharedFiles.ensureParent(of: journalDir + "/x")
+        // A worker that was SIGKILLed after its records reached its journal (pid 0 is never a process).
+        let leftover = journalDir + "/journal-0-12345.log"
+        let fd = open(leftover, O_WRONLY | O_CREAT, 0o600)
+        let lines = (1...4).flatMap { Self.record($0).journalLine } + Array("{\"torn\":".utf8)
+        _ = lines.withUnsafeBytes { FileIO.writeAll(fd, $0) }
+        close(fd)
+        // One of them had already been stored before the kill.
+        try ledger.insert([Self.record(1)])
+        let journal = try UsageJournal(directory: journalDir)
+        #expect(try journal.replayLeftovers(into: ledger) == 3)
+        #expect(access(leftover, F_OK) != 0)
+        #expect(try ledger.totals(from: Self.everything.0, to: Self.everything.1).requests == 4)
+        // The live process's own journal is never taken for a leftover.
+        _ = journal.append(Self.record(9))
+        #expect(try journal.replayLeftovers(into: ledger) == 0 && access(journal.path, F_OK) == 0)
+    }
+
+    @Test func totalsAreByKeyAndPeriod() throws {
+        let (_, ledger) = try Self.fresh()
+        var other = Self.record(5)
+        other.recordID = "other"
+        other.keyFingerprint = "ffff0000"
+        try ledger.insert([Self.record(1), Self.record(2, outcome: .clientLeft), other])
+        #expect(try ledger.totals(from: 0, to: .max, keyFingerprint: "abcd1234").requests == 2)
+        #expect(try ledger.totals(from: 0, to: .max, keyFingerprint: "abcd1234").estimatedRequests == 1)
+        #expect(try ledger.totals(from: 1_700_000_000_002, to: .max).requests == 2) // at ≥ …002: records 2 and 5
+        #expect(try ledger.insert([Self.record(1)]) == 0) // stored once
+    }
+
+    @Test func aCompleteLineThatDoesNotParseIsSkippedNotBlocking() {
+        let bytes = Array("garbage\n".utf8) + Self.record(1).journalLine
+        let (records, consumed, skipped) = JournalLines.records(in: bytes[...])
+        #expect(records.count == 1 && skipped == 1 && consumed == bytes.count)
+    }
+}
