@@ -8,6 +8,7 @@ extension RequestContext {
         let chat = try ChatValidation.validateShape(openAIBody, config: config)
         let catalogue = services.models.catalogue(config: config, budget: services.buffers, lookingFor: chat.model)
         try ChatValidation.checkModel(chat.model, allowed: catalogue.models(for: apiKey).map(\.id))
+        usage = UsageCapture(model: chat.model, stream: chat.stream, promptCharacters: chat.characters)
         logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
         return chat
     }

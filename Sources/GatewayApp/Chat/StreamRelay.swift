@@ -43,7 +43,12 @@ final class StreamRelay: UpstreamReceiver {
             return false
         case let .relay(events):
             for e in events {
-                for frame in transform(e, self) { ctx.writer.write(frame) }
+                let frames = transform(e, self)
+                for frame in frames { ctx.writer.write(frame) }
+                if !frames.isEmpty, let capture = ctx.usage, UsageCapture.carriesText(e.data) {
+                    capture.relayedDeltas += 1
+                    if capture.firstTokenNanos == nil { capture.firstTokenNanos = Clock.monotonicNanos() }
+                }
             }
             return flushed()
         }
@@ -75,6 +80,7 @@ final class StreamRelay: UpstreamReceiver {
         case let .failed(f): .failed(UpstreamErrorMapping.map(f))
         }
         ctx.noteUpstreamVersion(client)
+        defer { if let usage { ctx.usage?.usage = usage } }
         switch machine.upstreamFinished(outcome) {
         case .finished:
             if let usage { ctx.logNotes.append(Usage.logWord(usage)) }

@@ -23,7 +23,10 @@ extension Gateway {
             throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
         }
         let usage = Usage.find(in: answer) ?? .null
-        if !usage.isNull { ctx.logNotes.append(Usage.logWord(usage)) }
+        if !usage.isNull {
+            ctx.logNotes.append(Usage.logWord(usage))
+            ctx.usage?.usage = usage
+        }
         var data: JSON = [
             "message": message["content"] ?? "",
             "usage": usage,

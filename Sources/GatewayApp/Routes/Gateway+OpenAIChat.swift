@@ -14,7 +14,10 @@ extension Gateway {
                                             budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
             // Passed on byte for byte, so it must be what it claims: JSON.
             guard JSON.isValid(call.body) else { throw GatewayError.upstreamFailed("Upstream answer is not JSON") }
-            if let u = Usage.scan(call.body) { ctx.logNotes.append(Usage.logWord(u)) }
+            if let u = Usage.scan(call.body) {
+                ctx.logNotes.append(Usage.logWord(u))
+                ctx.usage?.usage = u
+            }
             ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: call.body)
             return
         }

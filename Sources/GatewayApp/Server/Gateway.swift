@@ -58,6 +58,8 @@ public final class Gateway: @unchecked Sendable {
             dispatch(ctx)
         }
         if !exchange.headWritten { ctx.fail(.internalError()) }
+        // The usage row reaches this process's journal before the response ends.
+        if let capture = ctx.usage { services.recordUsage(capture, ctx: ctx, status: exchange.status, clientLeft: exchange.clientGone, startNanos: start) }
         // A streamed body the handler did not read to its end stays in the
         // connection: close it rather than read megabytes nobody wants.
         if let bodySource, bodySource.remaining > 0 { exchange.closeConnection = true }
@@ -80,6 +82,7 @@ public final class Gateway: @unchecked Sendable {
     }
 
     private func finish(_ ctx: RequestContext, with e: GatewayError) {
+        if ctx.writer.headWritten { ctx.usage?.failed = true }
         if !ctx.writer.headWritten {
             ctx.fail(e)
         } else if !ctx.writer.clientGone {

@@ -8,6 +8,8 @@ public final class RequestContext {
     public let writer: ResponseWriter
     public let config: GatewayConfig
     public var responseHeaders: [(String, String)] = []
+    /// What this chat request used, for the usage ledger (set when it goes upstream).
+    var usage: UsageCapture?
     /// The body of a `.streamed` route, to be read by the handler.
     public var bodySource: RequestBodySource?
     /// The values of the matched route's `{name}` segments.

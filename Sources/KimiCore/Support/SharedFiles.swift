@@ -69,6 +69,11 @@ public enum SharedFiles {
         return mkdir(dir, 0o700) == 0 || errno == EEXIST
     }
 
+    public static func directory(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+        return String(path[..<slash])
+    }
+
     public static func basename(_ path: String) -> String {
         guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
         return String(path[path.utf8.index(after: slash)...])

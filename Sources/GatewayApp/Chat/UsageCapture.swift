@@ -1,0 +1,72 @@
+import KimiCore
+
+/// What one chat request used, gathered while it runs and written to the
+/// usage journal when it ends (`Gateway.handle`, before the response ends).
+/// Set once the request is about to go upstream (`validatedChat`): refused
+/// and malformed requests leave no row.
+final class UsageCapture {
+    let model: String
+    let stream: Bool
+    /// Characters of the prompt, for the estimate when no usage came.
+    let promptCharacters: Int
+    /// The upstream's usage, when it sent one.
+    var usage: JSON?
+    /// Content and reasoning deltas relayed to the client (streams).
+    var relayedDeltas = 0
+    var firstTokenNanos: UInt64?
+    /// An error after the stream's head (the client saw an error event).
+    var failed = false
+
+    /// Whether an upstream chunk carries answer text (a non-empty
+    /// `content` or `reasoning_content`), on bytes, without parsing it.
+    static func carriesText(_ data: String) -> Bool {
+        let b = Array(data.utf8)
+        let needle = Array(#"content":""#.utf8)
+        guard b.count > needle.count else { return false }
+        var i = 0
+        while i + needle.count < b.count {
+            if b[i] == needle[0], Array(b[i..<(i + needle.count)]) == needle, b[i + needle.count] != 0x22 { return true }
+            i += 1
+        }
+        return false
+    }
+
+    init(model: String, stream: Bool, promptCharacters: Int) {
+        self.model = model
+        self.stream = stream
+        self.promptCharacters = promptCharacters
+    }
+
+    /// The ledger's row. Tokens are the upstream's when it reported usage;
+    /// otherwise, for a stream the client left, the documented estimate:
+    /// prompt tokens = prompt characters / 4 (at least 1), completion
+    /// tokens = deltas relayed (Kimi streams about one token per delta),
+    /// `estimated: true`. An upstream error without usage is not billed by
+    /// Kimi: zero tokens.
+    func record(requestID: String, key: GatewayConfig.APIKey?, client: String, route: String, status: Int,
+                clientLeft: Bool, startNanos: UInt64, endNanos: UInt64, startUnixMs: Int64) -> UsageRecord
+    {
+        let outcome: UsageRecord.Outcome = clientLeft && stream ? .clientLeft
+            : (failed || status >= 400 ? .upstreamError : .completed)
+        var prompt = 0
+        var completion = 0
+        var cached: Int?
+        var estimated = false
+        if let u = usage {
+            prompt = u["prompt_tokens"]?.intValue ?? 0
+            completion = u["completion_tokens"]?.intValue ?? 0
+            cached = u["cached_tokens"]?.intValue ?? u["prompt_tokens_details"]?["cached_tokens"]?.intValue
+        } else if outcome == .clientLeft || outcome == .completed {
+            prompt = max(1, promptCharacters / 4)
+            completion = relayedDeltas
+            estimated = true
+        }
+        return UsageRecord(
+            recordID: "u" + RequestID.fresh() + RequestID.fresh(), at: startUnixMs, requestID: requestID,
+            keyName: key?.name ?? "", keyFingerprint: key.map { String($0.sha256.prefix(16)) } ?? "",
+            client: client, route: route, model: model, promptTokens: prompt, completionTokens: completion,
+            cachedTokens: cached, status: status, stream: stream, outcome: outcome, estimated: estimated,
+            durationMs: Int((endNanos &- startNanos) / 1_000_000),
+            firstTokenMs: firstTokenNanos.map { Int(($0 &- startNanos) / 1_000_000) })
+    }
+}
