@@ -22,6 +22,8 @@ public final class SQLiteDatabase: @unchecked Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
         public init(description: String) { self.description = description }
+        /// Another connection holds the lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
+        public var isBusy: Bool { description.contains("locked") || description.contains("busy") }
     }
 
     public let path: String
@@ -45,7 +47,26 @@ public final class SQLiteDatabase: @unchecked Sendable {
         }
         db = handle
         sqlite3_busy_timeout(handle, busyTimeoutMs)
-        try execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        // WAL is a property of the file, set once by whichever process gets
+        // there first. Switching needs a lock that the busy handler does not
+        // always wait for (seen: two workers starting together, one got
+        // "database is locked"), so it is retried; reading the mode needs none.
+        try Self.whileBusy { [self] in
+            if try query("PRAGMA journal_mode").first?.first?.text?.lowercased() != "wal" {
+                try execute("PRAGMA journal_mode=WAL")
+            }
+        }
+        try execute("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+    }
+
+    /// Runs `body` again while SQLite answers busy or locked, up to `seconds`.
+    public static func whileBusy<T>(seconds: Int = 15, _ body: () throws -> T) throws -> T {
+        let deadline = Clock.monotonicNanos() &+ UInt64(seconds) * 1_000_000_000
+        while true {
+            do { return try body() } catch let e as Failure where e.isBusy && Clock.monotonicNanos() < deadline {
+                usleep(50_000)
+            }
+        }
     }
 
     deinit {
@@ -94,6 +115,8 @@ public final class SQLiteDatabase: @unchecked Sendable {
         public func query(_ sql: String, _ parameters: [Value] = []) throws -> [[Value]] {
             try database.unlockedQuery(sql, parameters)
         }
+        /// Rows changed by the last statement.
+        public var changes: Int { database.changes }
     }
 
     /// Rows changed by the last statement.

@@ -48,6 +48,10 @@ public enum Schema {
     public static var version: Int { migrations.count }
 
     public static func migrate(_ db: SQLiteDatabase) throws {
+        try SQLiteDatabase.whileBusy { try migrateOnce(db) }
+    }
+
+    static func migrateOnce(_ db: SQLiteDatabase) throws {
         try db.transaction { tx in
             let current = Int(try tx.query("PRAGMA user_version").first?.first?.int ?? 0)
             guard current < migrations.count else { return }

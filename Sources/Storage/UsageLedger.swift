@@ -29,7 +29,7 @@ public final class UsageLedger: @unchecked Sendable {
                           .int(Int64(r.completionTokens)), .int(Int64(r.totalTokens)), r.cachedTokens.map { .int(Int64($0)) } ?? .null,
                           .int(Int64(r.status)), .int(r.stream ? 1 : 0), .text(r.outcome.rawValue), .int(r.estimated ? 1 : 0),
                           .int(Int64(r.durationMs)), r.firstTokenMs.map { .int(Int64($0)) } ?? .null])
-                added += Int(try tx.query("SELECT changes()").first?.first?.int ?? 0)
+                added += tx.changes
             }
             return added
         }

@@ -63,7 +63,9 @@ public final class Services: @unchecked Sendable {
     /// Replays journals that dead processes left, then moves this process's
     /// journal into the ledger every `intervalMs` on a thread of its own. A
     /// locked or missing database is retried; records wait in the journal.
-    public func startUsageDrain(intervalMs: Int = 250) {
+    /// 100 ms: small batches, so the drain's bursts of CPU stay short on
+    /// a busy machine (measured: at 250 ms the completion p99 rose).
+    public func startUsageDrain(intervalMs: Int = 100) {
         guard let journal, let ledger else { return }
         do {
             let replayed = try journal.replayLeftovers(into: ledger)
