@@ -336,7 +336,10 @@ def test_health_answers_and_the_rest_get_a_503_when_every_thread_is_busy():
         assert v1.status == 503 and v1.headers["Retry-After"] == "1"
         assert v1.json()["error"]["type"] == "engine_overloaded_error"
         app = http("POST", s.base + "/api/chat/completion", {"message": "one more"}, timeout=8)
-        assert app.status == 503 and app.json()["success"] is False and "capacity" in app.json()["error"]
+        # (Seen once in a clean clone: nginx answered 502 while the gateway logged its 503; the logs say why next time.)
+        assert app.status == 503, (app.status, app.body[:200], s.log("nginx-error").read_text()[-2000:],
+                                   s.log("gateway").read_text()[-3000:])
+        assert app.json()["success"] is False and "capacity" in app.json()["error"]
         for t in threads:
             t.join()
         assert sorted(r.status for r in streams) == [200, 200, 200, 200, 503, 503]
