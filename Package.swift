@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "GatewayApp", dependencies: ["KimiCore", "FastCGI", "Upstream", "SharedMemory", "Storage"]),
         .target(name: "KimiSimulator", dependencies: ["KimiCore", "FastCGI"]),
         .executableTarget(name: "kimi-gateway", dependencies: [
-            "GatewayApp", "KimiSimulator", "FastCGI", "KimiCore",
+            "GatewayApp", "KimiSimulator", "FastCGI", "KimiCore", "Storage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "kimi-bench", dependencies: ["KimiCore", "SharedMemory"]),

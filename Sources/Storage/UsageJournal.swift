@@ -41,11 +41,14 @@ public final class UsageJournal: @unchecked Sendable {
     /// Moves this process's complete records into the ledger and trims the
     /// journal when everything in it is stored. Returns the records stored.
     @discardableResult
-    public func drain(into ledger: UsageLedger) throws -> Int {
+    public func drain(into ledger: UsageLedger) throws -> Int { try drainRecords(into: ledger).count }
+
+    /// As `drain`, returning the records themselves (the usage book subtracts them from its pending counts).
+    public func drainRecords(into ledger: UsageLedger) throws -> [UsageRecord] {
         let start = lock.withLock { consumed }
-        guard let bytes = Self.read(path, from: start) else { return 0 }
+        guard let bytes = Self.read(path, from: start) else { return [] }
         let (records, used, _) = JournalLines.records(in: bytes[...])
-        guard used > 0 else { return 0 }
+        guard used > 0 else { return [] }
         try ledger.insert(records)
         lock.withLock {
             consumed = start + used
@@ -56,7 +59,7 @@ public final class UsageJournal: @unchecked Sendable {
                 consumed = 0
             }
         }
-        return records.count
+        return records
     }
 
     /// Journals of processes that are gone: stored, then removed. Returns

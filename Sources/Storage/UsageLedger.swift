@@ -41,6 +41,13 @@ public final class UsageLedger: @unchecked Sendable {
         public var completionTokens = 0
         public var totalTokens = 0
         public var estimatedRequests = 0
+        public init(requests: Int = 0, promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0, estimatedRequests: Int = 0) {
+            self.requests = requests
+            self.promptTokens = promptTokens
+            self.completionTokens = completionTokens
+            self.totalTokens = totalTokens
+            self.estimatedRequests = estimatedRequests
+        }
     }
 
     /// Totals over `[from, to)` (unix ms), for one key fingerprint or all.
@@ -53,5 +60,78 @@ public final class UsageLedger: @unchecked Sendable {
         guard let r = rows.first, r.count == 5 else { return Totals() }
         return Totals(requests: Int(r[0].int ?? 0), promptTokens: Int(r[1].int ?? 0), completionTokens: Int(r[2].int ?? 0),
                       totalTokens: Int(r[3].int ?? 0), estimatedRequests: Int(r[4].int ?? 0))
+    }
+
+    /// The newest row (SQLite rowid; rows only ever get larger ones: none is deleted).
+    public func lastRowID() throws -> Int64 {
+        try db.query("SELECT COALESCE(MAX(rowid), 0) FROM usage").first?.first?.int ?? 0
+    }
+
+    /// Each key fingerprint's counts over `[from, to)`, rows up to `rowID`.
+    public func countsByKey(from: Int64, to: Int64, upTo rowID: Int64) throws -> [String: UsageCounts] {
+        var out: [String: UsageCounts] = [:]
+        for r in try db.query("""
+            SELECT key_fingerprint, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens)
+            FROM usage WHERE at >= ?1 AND at < ?2 AND rowid <= ?3 GROUP BY key_fingerprint
+            """, [.int(from), .int(to), .int(rowID)]) where r.count == 5
+        {
+            out[r[0].text ?? ""] = UsageCounts(requests: Int(r[1].int ?? 0), promptTokens: Int(r[2].int ?? 0),
+                                                completionTokens: Int(r[3].int ?? 0), totalTokens: Int(r[4].int ?? 0))
+        }
+        return out
+    }
+
+    public struct Row: Equatable, Sendable {
+        public var rowID: Int64
+        public var keyFingerprint: String
+        public var at: Int64
+        public var counts: UsageCounts
+    }
+
+    /// Rows added after `rowID`, oldest first (what another process drained since the last look).
+    public func rows(after rowID: Int64, limit: Int = 10_000) throws -> [Row] {
+        try db.query("""
+            SELECT rowid, key_fingerprint, at, prompt_tokens, completion_tokens, total_tokens FROM usage
+            WHERE rowid > ?1 ORDER BY rowid LIMIT ?2
+            """, [.int(rowID), .int(Int64(limit))]).compactMap { r in
+            guard r.count == 6, let id = r[0].int else { return nil }
+            return Row(rowID: id, keyFingerprint: r[1].text ?? "", at: r[2].int ?? 0,
+                       counts: UsageCounts(requests: 1, promptTokens: Int(r[3].int ?? 0), completionTokens: Int(r[4].int ?? 0),
+                                           totalTokens: Int(r[5].int ?? 0)))
+        }
+    }
+
+    public enum Grouping: String, CaseIterable, Sendable {
+        case key, model, day
+    }
+
+    /// One group's sums for one model (cost is per model: the caller prices and merges).
+    public struct ReportRow: Equatable, Sendable {
+        public var group: String
+        public var model: String
+        public var totals: Totals
+        public var cachedTokens: Int
+    }
+
+    /// Sums over `[from, to)` by key (its name; the fingerprint when unnamed), model or UTC day.
+    public func report(from: Int64, to: Int64, groupBy: Grouping) throws -> [ReportRow] {
+        let group: String
+        switch groupBy {
+        case .key: group = "CASE WHEN key_name = '' THEN CASE WHEN key_fingerprint = '' THEN '(no key)' ELSE key_fingerprint END ELSE key_name END"
+        case .model: group = "model"
+        case .day: group = "strftime('%Y-%m-%d', at / 1000, 'unixepoch')"
+        }
+        return try db.query("""
+            SELECT \(group) AS g, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), SUM(estimated),
+                   COALESCE(SUM(cached_tokens), 0)
+            FROM usage WHERE at >= ?1 AND at < ?2 GROUP BY g, model ORDER BY g, model
+            """, [.int(from), .int(to)]).compactMap { r in
+            guard r.count == 8 else { return nil }
+            return ReportRow(group: r[0].text ?? "", model: r[1].text ?? "",
+                             totals: Totals(requests: Int(r[2].int ?? 0), promptTokens: Int(r[3].int ?? 0),
+                                            completionTokens: Int(r[4].int ?? 0), totalTokens: Int(r[5].int ?? 0),
+                                            estimatedRequests: Int(r[6].int ?? 0)),
+                             cachedTokens: Int(r[7].int ?? 0))
+        }
     }
 }

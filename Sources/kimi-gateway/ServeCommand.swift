@@ -50,7 +50,7 @@ struct ServeCommand: ParsableCommand {
         for w in config.warnings() { Log.warn("config: " + w) }
         if config.upstream.simulated { Log.warn("upstream is the Kimi API SIMULATOR: answers are not from Kimi (no KIMI_API_KEY)") }
         _ = process.runUntilTerminated(pool) { UInt64(cache.current().server.drainTimeoutMs) * 1_000_000 }
-        services.flushUsage()
+        services.usage?.flush()
         // Under --workers the supervisor removes the socket once all have exited.
         if workers == nil { process.removeSocket() }
     }

@@ -140,9 +140,9 @@ import Testing
     @Test func draftAndLegacyHeaders() throws {
         let g = GCRA(.init(windowMs: 900_000, maxRequests: 100))
         let d = g.decide(tat: 0, now: 1_000_000_000)
-        let h = Dictionary(uniqueKeysWithValues: RateLimitHeaders.headers(policyName: "default", gcra: g, decision: d, nowMicros: 1_000_000_000))
-        #expect(h["RateLimit-Policy"] == #""default"; q=100; w=900"#)
-        #expect(h["RateLimit"] == #""default"; r=99; t=9"#)
+        let h = Dictionary(uniqueKeysWithValues: RateLimitHeaders.headers(gcra: g, decision: d, nowMicros: 1_000_000_000))
+        #expect(h["RateLimit-Policy"] == #""requests"; q=100; w=900"#)
+        #expect(h["RateLimit"] == #""requests"; r=99; t=9"#)
         #expect(h["X-RateLimit-Limit"] == "100" && h["X-RateLimit-Remaining"] == "99")
         #expect(h["X-RateLimit-Reset"] == "1009")
     }

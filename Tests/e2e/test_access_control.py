@@ -114,7 +114,7 @@ def test_per_key_models_and_limit(secured):
     r = req("POST", secured.base + "/api/chat/completion", body={"message": "hi", "model": "moonshot-v1-32k"}, headers=h)
     assert r.status == 400 and "not allowed" in r.json()["error"]
     r = req("POST", secured.base + "/api/chat/completion", body={"message": "hi"}, headers=h)
-    assert r.status == 200 and r.headers["RateLimit-Policy"] == '"key-small"; q=3; w=600'
+    assert r.status == 200 and r.headers["RateLimit-Policy"] == '"requests"; q=3; w=600'
     statuses = [req("GET", secured.base + "/api/chat/models", headers=h).status for _ in range(3)]
     assert statuses == [200, 429, 429]  # 3 per key: one chat above, one list, then refused
 
@@ -206,8 +206,8 @@ def test_500_concurrent_requests_against_a_limit_of_50_across_4_processes():
         assert len(ok) == 50 and len(limited) == 450, sorted({r[0] for r in results})
         for status, headers, body in limited:
             assert int(headers["Retry-After"]) >= 1
-            assert headers["RateLimit-Policy"] == '"default"; q=50; w=3600'
-            assert headers["RateLimit"].startswith('"default"; r=0; t=')
+            assert headers["RateLimit-Policy"] == '"requests"; q=50; w=3600'
+            assert headers["RateLimit"].startswith('"requests"; r=0; t=')
             assert headers["X-RateLimit-Remaining"] == "0" and headers["X-RateLimit-Limit"] == "50"
             assert json.loads(body)["success"] is False
             assert_helmet(headers)

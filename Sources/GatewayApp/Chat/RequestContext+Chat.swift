@@ -3,13 +3,52 @@ import KimiCore
 extension RequestContext {
     /// The chat request validated against the models this request may use
     /// (the upstream's list, narrowed by the config and the key), its model
-    /// noted for the access log.
+    /// noted for the access log, and admitted under the key's budget and
+    /// token limit.
     func validatedChat(_ openAIBody: JSON, services: Services) throws -> ChatRequest {
         let chat = try ChatValidation.validateShape(openAIBody, config: config)
         let catalogue = services.models.catalogue(config: config, budget: services.buffers, lookingFor: chat.model)
         try ChatValidation.checkModel(chat.model, allowed: catalogue.models(for: apiKey).map(\.id))
-        usage = UsageCapture(model: chat.model, stream: chat.stream, promptCharacters: chat.characters)
         logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
+        try admitChat(UsageCapture(model: chat.model, stream: chat.stream, promptCharacters: chat.characters),
+                      completionTokens: chat.maxTokens, choices: chat.choices, services: services)
         return chat
+    }
+
+    /// The last gate before the upstream (issue #12): the key's budget,
+    /// then the token limit's reservation — prompt estimate + `max_tokens`
+    /// per choice (`rateLimit.completionReserveTokens` when none is named),
+    /// settled with the actual usage when the request ends
+    /// (`Services.recordUsage`). Refused: 429, nothing goes upstream, no
+    /// ledger row. Admitted: the request's usage is captured from here on.
+    func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services) throws {
+        if let key = apiKey, let budget = key.budget {
+            guard let book = services.usage else {
+                throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem)); budgets cannot be checked")
+            }
+            let nowMs = Clock.wallMicros() / 1000
+            if let (message, retryAfter) = BudgetCheck.refusal(budget: budget, spent: book.spent(fingerprint: key.fingerprint, nowMs: nowMs), now: nowMs) {
+                logNotes.append("budget-exhausted")
+                throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
+            }
+        }
+        let perMinute = apiKey?.tokensPerMinute ?? config.rateLimit.tokensPerMinute
+        if config.rateLimit.enabled, perMinute > 0 {
+            let policy = TokenGCRA(tokensPerMinute: perMinute)
+            let tokens = UsageCapture.estimatedPromptTokens(characters: capture.promptCharacters)
+                + max(1, choices) * (completionTokens ?? config.rateLimit.completionReserveTokens)
+            let key = RateLimiter.key(client: clientIdentity, policy: apiKey?.tokensPerMinute != nil
+                ? "tokens-key-\(apiKey!.name):\(perMinute)" : "tokens:\(perMinute)")
+            let now = Clock.wallMicros()
+            let d = services.limiter.reserve(key: key, tokens: tokens, policy: policy, config: config, now: now)
+            RateLimitHeaders.addTokens(to: &responseHeaders, policy: policy, decision: d)
+            if d.tooLarge { throw GatewayError.tooLargeForTokenLimit(tokens: tokens, limit: policy.limit) }
+            guard d.allowed else {
+                logNotes.append("token-limited")
+                throw GatewayError.tokensLimited(retryAfter: d.retryAfterSeconds, tokens: tokens, limit: policy.limit)
+            }
+            capture.reservation = .init(key: key, tokens: tokens, policy: policy)
+        }
+        usage = capture
     }
 }

@@ -16,6 +16,19 @@ final class UsageCapture {
     var firstTokenNanos: UInt64?
     /// An error after the stream's head (the client saw an error event).
     var failed = false
+    /// The tokens reserved under the token limit, settled when the request ends.
+    var reservation: TokenReservation?
+
+    struct TokenReservation {
+        let key: UInt64
+        let tokens: Int
+        let policy: TokenGCRA
+    }
+
+    /// The documented prompt estimate where no usage came: a token per
+    /// four characters (Kimi's tokenizer on English text; CJK text has
+    /// more tokens per character, and the settlement charges the rest).
+    static func estimatedPromptTokens(characters: Int) -> Int { max(1, (characters + 3) / 4) }
 
     /// Whether an upstream chunk carries answer text (a non-empty
     /// `content` or `reasoning_content`), on bytes, without parsing it.
@@ -57,7 +70,7 @@ final class UsageCapture {
             completion = u["completion_tokens"]?.intValue ?? 0
             cached = u["cached_tokens"]?.intValue ?? u["prompt_tokens_details"]?["cached_tokens"]?.intValue
         } else if outcome == .clientLeft || outcome == .completed {
-            prompt = max(1, promptCharacters / 4)
+            prompt = Self.estimatedPromptTokens(characters: promptCharacters)
             completion = relayedDeltas
             estimated = true
         }

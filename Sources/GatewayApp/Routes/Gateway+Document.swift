@@ -109,7 +109,8 @@ extension Gateway {
             try ChatValidation.checkModel(model, allowed: allowed.map(\.id))
         }
         ctx.logNotes.append("model=\(HeaderSafety.printable(model, max: 60)) estimate=\(estimate)")
-        ctx.usage = UsageCapture(model: model, stream: question.stream, promptCharacters: estimate * 4)
+        try ctx.admitChat(UsageCapture(model: model, stream: question.stream, promptCharacters: estimate * 4),
+                          completionTokens: question.maxTokens, choices: 1, services: services)
 
         var body: JSON = ["model": .string(model), "messages": .array(messages)]
         if let m = question.maxTokens { body = body.setting("max_tokens", .number(m)) }

@@ -27,7 +27,8 @@ extension Gateway {
                     "authRequired": .bool(c.auth.required),
                     "apiKeysConfigured": .number(c.auth.keys.count),
                     "rateLimit": c.rateLimit.enabled
-                        ? ["windowMs": .number(c.rateLimit.policy.windowMs), "maxRequests": .number(c.rateLimit.policy.maxRequests), "algorithm": "GCRA", "shared": true]
+                        ? ["windowMs": .number(c.rateLimit.policy.windowMs), "maxRequests": .number(c.rateLimit.policy.maxRequests), "algorithm": "GCRA", "shared": true,
+                           "tokensPerMinute": c.rateLimit.tokensPerMinute > 0 ? .number(c.rateLimit.tokensPerMinute) : .null]
                         : .bool(false),
                     "streaming": true,
                     "openAICompatible": true,

@@ -10,6 +10,8 @@ extension Gateway {
         add("POST", "/api/chat/history", access: .client, appHistory)
         add("POST", "/api/chat/stream", access: .client, appStream)
         add("GET", "/api/chat/models", access: .client, appModels)
+        add("GET", "/api/usage", access: .client, usage)
+        add("GET", "/api/admin/usage", access: .admin, adminUsage)
         add("POST", "/api/chat/document", access: .client, body: .streamed, documentChat)
         add("POST", "/v1/chat/completions", access: .client, openAIChat)
         add("GET", "/v1/models", access: .client, openAIModels)

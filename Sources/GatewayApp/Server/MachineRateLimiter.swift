@@ -41,4 +41,21 @@ public final class MachineRateLimiter: @unchecked Sendable {
         }
         return fallback.check(key: key, policy: policy, now: now)!
     }
+
+    /// Reserves tokens in the same table (the token policy's words live beside the request policy's).
+    public func reserve(key: UInt64, tokens: Int, policy: TokenGCRA, config: GatewayConfig, now: Int64) -> TokenGCRA.Decision {
+        if let d = limiter(for: config).reserve(key: key, tokens: tokens, policy: policy, now: now) { return d }
+        if fallbackLog.tryEnter() {
+            Log.error("rate-limit file \(config.rateLimit.file) unusable: limiting tokens per process until it works again")
+        }
+        return fallback.reserve(key: key, tokens: tokens, policy: policy, now: now)!
+    }
+
+    /// Settles a reservation; when the table changed meanwhile (a reload
+    /// naming another file) the difference goes to the table in use now.
+    public func settle(key: UInt64, delta: Int, policy: TokenGCRA, config: GatewayConfig, now: Int64) {
+        if !limiter(for: config).settle(key: key, delta: delta, policy: policy, now: now) {
+            fallback.settle(key: key, delta: delta, policy: policy, now: now)
+        }
+    }
 }

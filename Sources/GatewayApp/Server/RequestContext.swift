@@ -27,6 +27,12 @@ public final class RequestContext {
 
     public var face: APIFace { request.face }
 
+    /// Who the limits count: the key when there is one, else the address
+    /// (`ClientIdentity`; computed once, used by both limits).
+    public private(set) lazy var clientIdentity: String = ClientIdentity.of(
+        remoteAddr: request.remoteAddr, forwardedFor: request.header("x-forwarded-for"),
+        trustedProxies: config.server.trustedProxies, apiKeyHash: apiKey?.sha256)
+
     public func json(_ status: Int = 200, _ body: JSON, headers: [(String, String)] = []) {
         writer.respondJSON(status: status, body, headers: responseHeaders + headers)
     }

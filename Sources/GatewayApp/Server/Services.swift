@@ -15,92 +15,56 @@ public final class Services: @unchecked Sendable {
     public let storageProblem: String
     /// Extracted document texts (`/api/chat/document`); nil without a directory.
     public let documents: DocumentCache?
-    /// The usage ledger and this process's journal (issue #12); nil
-    /// without a database.
-    public let ledger: UsageLedger?
-    public let journal: UsageJournal?
+    /// The usage ledger, this process's journal and its book of usage
+    /// (issue #12); nil without a database (`usageProblem` says why).
+    public let usage: UsageService?
+    public let usageProblem: String
 
     public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes, database: String? = nil,
-                documents: GatewayConfig.Documents? = nil)
+                usageDatabase: String? = nil, documents: GatewayConfig.Documents? = nil)
     {
         buffers = BufferBudget(limit: maxBufferedBytes)
         self.documents = documents.map { DocumentCache(directory: $0.cacheDir, maxBytes: $0.cacheBytes) }
-        guard let database else {
-            (files, ledger, journal) = (nil, nil, nil)
-            storageProblem = "no database configured"
-            return
-        }
+        var opened: SQLiteDatabase?
+        (files, storageProblem, opened) = Self.open(database) { try FileRegistry(database: $0) }
+        let usagePath = usageDatabase ?? database
+        let shared = usagePath == database ? opened : nil
+        (usage, usageProblem, _) = Self.open(usagePath, reusing: shared) { db in try UsageService(database: db, path: usagePath!) }
+        if database != nil, !storageProblem.isEmpty { Log.error("storage: \(storageProblem); file routes will answer 503") }
+        if usagePath != nil, !usageProblem.isEmpty { Log.error("usage: \(usageProblem); usage is not recorded and budgets cannot be enforced") }
+    }
+
+    /// Opens (or reuses) the database at `path` and builds `make` on it.
+    private static func open<T>(_ path: String?, reusing: SQLiteDatabase? = nil,
+                                _ make: (SQLiteDatabase) throws -> T) -> (T?, String, SQLiteDatabase?)
+    {
+        guard let path else { return (nil, "no database configured", nil) }
         do {
-            guard SharedFiles.ensureParent(of: database) else { throw SQLiteDatabase.Failure(description: "cannot create the directory of \(database)") }
-            let db = try SQLiteDatabase(path: database)
-            let opened = (try FileRegistry(database: db), try UsageLedger(database: db),
-                          try UsageJournal(directory: SharedFiles.directory(of: database) + "/journal"))
-            (files, ledger, journal) = opened
-            storageProblem = ""
+            let db: SQLiteDatabase
+            if let reusing { db = reusing } else {
+                guard SharedFiles.ensureParent(of: path) else { throw SQLiteDatabase.Failure(description: "cannot create the directory of \(path)") }
+                db = try SQLiteDatabase(path: path)
+            }
+            return (try make(db), "", db)
         } catch {
-            (files, ledger, journal) = (nil, nil, nil)
-            storageProblem = "database \(database): \(error)"
-            Log.error("storage: \(storageProblem); file routes will answer 503 and usage is not recorded")
+            return (nil, "database \(path): \(error)", nil)
         }
     }
 
-    private let usageLog = IntervalGate(intervalNanos: 10_000_000_000)
-
-    /// Appends the request's usage row to this process's journal (one
-    /// write; SQLite is the drain thread's business).
+    /// Writes the request's usage row to this process's journal (one
+    /// write; SQLite is the drain thread's business) and settles its token
+    /// reservation with what it used.
     func recordUsage(_ capture: UsageCapture, ctx: RequestContext, status: Int, clientLeft: Bool, startNanos: UInt64) {
-        guard let journal else { return }
         let now = Clock.monotonicNanos()
-        let startMs = Int64(Clock.wallMicros() / 1000) - Int64((now &- startNanos) / 1_000_000)
-        let client = ctx.apiKey.map { "key:" + $0.sha256.prefix(16) } ?? ctx.request.remoteAddr
+        let nowMicros = Clock.wallMicros()
+        let startMs = nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
+        let client = ctx.apiKey.map { "key:" + $0.fingerprint } ?? ctx.request.remoteAddr
         let record = capture.record(requestID: ctx.request.requestID, key: ctx.apiKey, client: client, route: ctx.request.path,
                                     status: status, clientLeft: clientLeft, startNanos: startNanos, endNanos: now, startUnixMs: startMs)
-        if !journal.append(record), usageLog.tryEnter() {
-            Log.error("usage: cannot append to \(journal.path): \(String(cString: strerror(errno)))")
+        if let r = capture.reservation {
+            limiter.settle(key: r.key, delta: record.totalTokens - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
         }
-    }
-
-    /// Replays journals that dead processes left, then moves this process's
-    /// journal into the ledger every `intervalMs` on a thread of its own. A
-    /// locked or missing database is retried; records wait in the journal.
-    /// 100 ms: small batches, so the drain's bursts of CPU stay short on
-    /// a busy machine (measured: at 250 ms the completion p99 rose).
-    public func startUsageDrain(intervalMs: Int = 100) {
-        guard let journal, let ledger else { return }
-        do {
-            let replayed = try journal.replayLeftovers(into: ledger)
-            if replayed > 0 { Log.info("usage: replayed \(replayed) record(s) from journals of processes that are gone") }
-        } catch {
-            Log.error("usage: replaying leftover journals failed: \(error); retried at the next start")
-        }
-        final class Drain {
-            let run: () -> Void
-            init(_ run: @escaping () -> Void) { self.run = run }
-        }
-        let drain = Drain { [usageLog] in
-            while true {
-                usleep(useconds_t(intervalMs) * 1000)
-                do { try journal.drain(into: ledger) } catch {
-                    if usageLog.tryEnter() { Log.error("usage: ledger write failed (\(error)); records wait in \(journal.path)") }
-                }
-            }
-        }
-        var tid = pthread_t()
-        var attr = pthread_attr_t()
-        pthread_attr_init(&attr)
-        pthread_attr_setstacksize(&attr, 256 << 10)
-        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
-        pthread_create(&tid, &attr, { arg in
-            Unmanaged<Drain>.fromOpaque(arg!).takeRetainedValue().run()
-            return nil
-        }, Unmanaged.passRetained(drain).toOpaque())
-        pthread_attr_destroy(&attr)
-    }
-
-    /// Stores what the journal holds now (at shutdown, after the drain).
-    public func flushUsage() {
-        guard let journal, let ledger else { return }
-        do { try journal.drain(into: ledger) } catch { Log.error("usage: final ledger write failed (\(error)); records wait in \(journal.path)") }
+        usage?.record(record)
     }
 
     func documentCache() throws -> DocumentCache {
@@ -119,9 +83,9 @@ extension Services {
     public static func make(config: GatewayConfig, cache: ConfigCache) -> Services {
         UpstreamClient.initialize()
         let services = Services(maxBufferedBytes: config.server.maxBufferedBytes, database: config.storage.database,
-                                documents: config.documents)
+                                usageDatabase: config.usage.database.isEmpty ? nil : config.usage.database, documents: config.documents)
         cache.onReload = { [buffers = services.buffers] in buffers.setLimit($0.server.maxBufferedBytes) }
-        services.startUsageDrain()
+        services.usage?.start(intervalMs: config.usage.drainIntervalMs)
         return services
     }
 }

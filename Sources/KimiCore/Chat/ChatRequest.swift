@@ -15,6 +15,10 @@ public struct ChatRequest: Sendable {
     public var modified: Bool
     /// The most bytes a non-stream answer to this request can have: see `answerByteCap`.
     public var answerByteCap: Int
+    /// `max_tokens` / `max_completion_tokens` when the client named one (the smaller).
+    public var maxTokens: Int? = nil
+    /// `n`: completions asked for.
+    public var choices = 1
 
     /// What a chat answer can weigh: per choice, the completion tokens
     /// (`max_tokens`, else `limits.maxTokens`; reasoning counts among them)
@@ -89,10 +93,11 @@ public enum ChatValidation {
         // Scalars with a type the upstream would reject anyway, checked here
         // so nothing malformed is forwarded.
         var completionTokens = config.limits.maxTokens
+        var named: Int?
         for key in ["max_tokens", "max_completion_tokens"] {
             if let v = body[key], !v.isNull {
                 guard let n = v.intValue else { throw .badRequest("'\(key)' must be an integer") }
-                defer { completionTokens = min(completionTokens, n) }
+                defer { completionTokens = min(completionTokens, n); named = min(named ?? n, n) }
                 guard n >= 1 else { throw .badRequest("'\(key)' must be at least 1") }
                 guard n <= config.limits.maxTokens else {
                     throw .badRequest("'\(key)' \(n) exceeds the limit of \(config.limits.maxTokens)")
@@ -122,7 +127,8 @@ public enum ChatValidation {
         }
         return ChatRequest(body: out, model: model, stream: stream, includeUsage: includeUsage,
                            messageCount: messages.count, characters: chars, modified: modified,
-                           answerByteCap: ChatRequest.answerByteCap(maxTokens: completionTokens, choices: choices))
+                           answerByteCap: ChatRequest.answerByteCap(maxTokens: completionTokens, choices: choices),
+                           maxTokens: named, choices: choices)
     }
 
     /// One message; returns its character count in Unicode scalars: grapheme

@@ -4,7 +4,7 @@ extension GatewayConfig {
     public static let environmentKeys = [
         "KIMI_API_KEY", "KIMI_BASE_URL", "KIMI_DEFAULT_MODEL", "KIMI_SIMULATED", "PORT", "RATE_LIMIT_WINDOW_MS",
         "RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_FILE", "REQUIRE_API_KEY", "VALID_API_KEYS", "ALLOWED_ORIGINS",
-        "TRUSTED_PROXIES", "MAX_BODY_BYTES", "KIMI_DATABASE",
+        "TRUSTED_PROXIES", "MAX_BODY_BYTES", "KIMI_DATABASE", "USAGE_DATABASE", "RATE_LIMIT_TOKENS_PER_MINUTE",
     ]
 
     public func applying(env: [String: String]) throws(ConfigError) -> GatewayConfig {
@@ -41,6 +41,8 @@ extension GatewayConfig {
         if let v = env["RATE_LIMIT_FILE"], !v.isEmpty { c.rateLimit.file = v }
         if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: env) + "/ratelimit.bin" }
         if let v = env["KIMI_DATABASE"], !v.isEmpty { c.storage.database = v }
+        if let v = env["USAGE_DATABASE"], !v.isEmpty { c.usage.database = v }
+        if let v = try int("RATE_LIMIT_TOKENS_PER_MINUTE", min: 0) { c.rateLimit.tokensPerMinute = v }
         if c.documents.cacheDir.isEmpty { c.documents.cacheDir = SharedFiles.stateDirectory(env: env) + "/documents" }
         if c.storage.database.isEmpty { c.storage.database = SharedFiles.stateDirectory(env: env) + "/gateway.db" }
         if let v = try bool("REQUIRE_API_KEY") { c.auth.required = v }

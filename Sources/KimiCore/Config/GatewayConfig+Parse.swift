@@ -7,7 +7,14 @@ extension GatewayConfig {
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
         let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "$comment"])
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "$comment"])
+        if let u = root["usage"] {
+            let r = ConfigReader(prefix: "usage.")
+            let o = try r.object(u)
+            try r.check(o, known: ["database", "drainIntervalMs"])
+            if let v = u["database"] { c.usage.database = try r.string(v, "database") }
+            if let v = u["drainIntervalMs"] { c.usage.drainIntervalMs = try r.int(v, "drainIntervalMs", min: 1) }
+        }
         if let d = root["documents"] {
             let r = ConfigReader(prefix: "documents.")
             let o = try r.object(d)
@@ -26,7 +33,19 @@ extension GatewayConfig {
             let r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
             try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
-                                   "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs"])
+                                   "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs", "prices"])
+            if let v = u["prices"] {
+                for (model, p) in try r.object(v) {
+                    let pr = ConfigReader(prefix: "upstream.prices.\(HeaderSafety.printable(model, max: 60)).")
+                    let po = try pr.object(p)
+                    try pr.check(po, known: ["input", "cachedInput", "output"])
+                    guard let i = p["input"], let out = p["output"] else {
+                        throw ConfigError("upstream.prices.\(HeaderSafety.printable(model, max: 60))", "needs input and output (per million tokens)")
+                    }
+                    c.upstream.prices[model] = Price(input: try pr.price(i, "input"), cachedInput: try p["cachedInput"].map { v throws(ConfigError) in try pr.price(v, "cachedInput") },
+                                                     output: try pr.price(out, "output"))
+                }
+            }
             if let v = u["baseURL"] { c.upstream.baseURL = try r.string(v, "baseURL") }
             if let v = u["apiKey"] { c.upstream.apiKey = try r.string(v, "apiKey") }
             if let v = u["caFile"] { c.upstream.caFile = try r.string(v, "caFile") }
@@ -86,7 +105,9 @@ extension GatewayConfig {
         if let rl = root["rateLimit"] {
             let r = ConfigReader(prefix: "rateLimit.")
             let o = try r.object(rl)
-            try r.check(o, known: ["enabled", "windowMs", "maxRequests", "file", "tableSize"])
+            try r.check(o, known: ["enabled", "windowMs", "maxRequests", "file", "tableSize", "tokensPerMinute", "completionReserveTokens"])
+            if let v = rl["tokensPerMinute"] { c.rateLimit.tokensPerMinute = try r.int(v, "tokensPerMinute", min: 0) }
+            if let v = rl["completionReserveTokens"] { c.rateLimit.completionReserveTokens = try r.int(v, "completionReserveTokens", min: 1) }
             if let v = rl["enabled"] { c.rateLimit.enabled = try r.bool(v, "enabled") }
             if let v = rl["windowMs"] { c.rateLimit.policy.windowMs = try r.int(v, "windowMs", min: 1) }
             if let v = rl["maxRequests"] { c.rateLimit.policy.maxRequests = try r.int(v, "maxRequests", min: 1) }
@@ -115,7 +136,8 @@ extension GatewayConfig {
         "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "totalTimeoutMs": 86_400_000, "readTimeoutMs": 3_600_000,
         "maxBufferedBytes": 1 << 34, "windowMs": 31_536_000_000,
         "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "cacheBytes": 1 << 40, "answerReserveTokens": 1 << 22, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
-        "maxAgeSeconds": 86_400,
+        "maxAgeSeconds": 86_400, "drainIntervalMs": 60_000, "completionReserveTokens": 1 << 22,
+        "tokensPerDay": 1 << 50, "tokensPerMonth": 1 << 50,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,
     ]
 }
@@ -129,7 +151,7 @@ extension GatewayConfig.APIKey {
         }
         let r = ConfigReader(prefix: key + ".")
         let o = try r.object(item)
-        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit", "role"])
+        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit", "role", "budget"])
         let hash: String
         if item["key"] != nil, item["sha256"] != nil {
             throw ConfigError(key, "give either \"key\" or \"sha256\", not both")
@@ -159,11 +181,24 @@ extension GatewayConfig.APIKey {
         if let rl = item["rateLimit"] {
             let rr = ConfigReader(prefix: key + ".rateLimit.")
             let o = try rr.object(rl)
-            try rr.check(o, known: ["windowMs", "maxRequests"])
-            guard let w = rl["windowMs"], let m = rl["maxRequests"] else {
-                throw ConfigError(key + ".rateLimit", "needs both windowMs and maxRequests")
+            try rr.check(o, known: ["windowMs", "maxRequests", "tokensPerMinute"])
+            if let t = rl["tokensPerMinute"] { entry.tokensPerMinute = try rr.int(t, "tokensPerMinute", min: 1) }
+            switch (rl["windowMs"], rl["maxRequests"]) {
+            case let (w?, m?):
+                entry.rateLimit = .init(windowMs: try rr.int(w, "windowMs", min: 1), maxRequests: try rr.int(m, "maxRequests", min: 1))
+            case (nil, nil) where entry.tokensPerMinute != nil: break
+            default: throw ConfigError(key + ".rateLimit", "needs both windowMs and maxRequests (or only tokensPerMinute)")
             }
-            entry.rateLimit = .init(windowMs: try rr.int(w, "windowMs", min: 1), maxRequests: try rr.int(m, "maxRequests", min: 1))
+        }
+        if let b = item["budget"] {
+            let br = ConfigReader(prefix: key + ".budget.")
+            let o = try br.object(b)
+            try br.check(o, known: ["tokensPerDay", "tokensPerMonth"])
+            entry.budget = .init(tokensPerDay: try b["tokensPerDay"].map { v throws(ConfigError) in try br.int(v, "tokensPerDay", min: 1) },
+                                 tokensPerMonth: try b["tokensPerMonth"].map { v throws(ConfigError) in try br.int(v, "tokensPerMonth", min: 1) })
+            guard entry.budget?.tokensPerDay != nil || entry.budget?.tokensPerMonth != nil else {
+                throw ConfigError(key + ".budget", "needs tokensPerDay or tokensPerMonth")
+            }
         }
         return entry
     }
@@ -185,6 +220,10 @@ struct ConfigReader {
     func string(_ v: JSON, _ k: String) throws(ConfigError) -> String {
         guard let s = v.stringValue else { throw ConfigError(prefix + k, "must be a string, got \(v.typeName)") }
         return s
+    }
+    func price(_ v: JSON, _ k: String) throws(ConfigError) -> Double {
+        guard let d = v.doubleValue, d >= 0, d < 1e9 else { throw ConfigError(prefix + k, "must be a number ≥ 0 (per million tokens), got \(v.serialized())") }
+        return d
     }
     func bool(_ v: JSON, _ k: String) throws(ConfigError) -> Bool {
         guard let b = v.boolValue else { throw ConfigError(prefix + k, "must be true or false, got \(v.typeName)") }

@@ -43,6 +43,8 @@ extension GatewayConfig {
         guard c.storage.database.hasPrefix("/") else {
             throw ConfigError("storage.database", "must be an absolute path")
         }
+        if c.usage.database.isEmpty { c.usage.database = c.storage.database }
+        guard c.usage.database.hasPrefix("/") else { throw ConfigError("usage.database", "must be an absolute path") }
         c.rateLimit.policyKey = "default:\(rateLimit.policy.maxRequests)/\(rateLimit.policy.windowMs)"
         c.upstream.label = upstream.simulated
             ? "simulator (\(upstream.baseURL)): no KIMI_API_KEY set, answers are simulated"
@@ -69,7 +71,8 @@ extension GatewayConfig {
             "server.maxBodyBytes = \(server.maxBodyBytes); threads \(server.minThreads)...\(server.maxThreads) per process",
             "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",
             "cors.allowedOrigins = \(cors.allowedOrigins.joined(separator: ", "))",
-            "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms, file \(rateLimit.file)" : "off")",
+            "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms\(rateLimit.tokensPerMinute > 0 ? ", \(rateLimit.tokensPerMinute) tokens per minute" : ""), file \(rateLimit.file)" : "off")",
+            "usage.database = \(usage.database.isEmpty ? storage.database : usage.database)",
             "limits = \(limits.maxMessages) messages, \(limits.maxChars) characters, max_tokens \(limits.maxTokens)",
         ]
         if !server.trustedProxies.isEmpty { lines.append("server.trustedProxies = \(server.trustedProxies.joined(separator: ", "))") }

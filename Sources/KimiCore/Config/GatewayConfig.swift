@@ -35,6 +35,26 @@ public struct GatewayConfig: Sendable, Equatable {
         public var keepAliveSeconds = 15
         /// What /health says about the upstream; derived by `validated()`.
         public var label = "kimi-api (api.moonshot.cn)"
+        /// Prices per model, to report cost in the usage views (optional).
+        public var prices: [String: Price] = [:]
+    }
+
+    /// A model's price per million tokens, in the operator's currency.
+    public struct Price: Sendable, Equatable {
+        public var input: Double
+        public var cachedInput: Double
+        public var output: Double
+        public init(input: Double, cachedInput: Double? = nil, output: Double) {
+            self.input = input
+            self.cachedInput = cachedInput ?? input
+            self.output = output
+        }
+
+        /// Cost of a request: cached prompt tokens at the cached price.
+        public func cost(prompt: Int, cached: Int, completion: Int) -> Double {
+            let fresh = max(0, prompt - cached)
+            return (Double(fresh) * input + Double(min(cached, prompt)) * cachedInput + Double(completion) * output) / 1_000_000
+        }
     }
 
     public struct Server: Sendable, Equatable {
@@ -65,19 +85,39 @@ public struct GatewayConfig: Sendable, Equatable {
         /// Empty means every configured model.
         public var models: [String] = []
         public var rateLimit: RateLimitPolicy?
+        /// The key's own tokens per minute (`rateLimit.tokensPerMinute`), instead of the default.
+        public var tokensPerMinute: Int?
+        /// Tokens per UTC day and month, counted from the usage ledger.
+        public var budget: Budget?
         /// What the key may call: `.admin` routes need an admin key.
         public var role: Role = .client
-        public init(sha256: String, name: String, models: [String] = [], rateLimit: RateLimitPolicy? = nil, role: Role = .client) {
+        public init(sha256: String, name: String, models: [String] = [], rateLimit: RateLimitPolicy? = nil,
+                    tokensPerMinute: Int? = nil, budget: Budget? = nil, role: Role = .client)
+        {
             self.sha256 = sha256
             self.name = name
             self.models = models
             self.rateLimit = rateLimit
+            self.tokensPerMinute = tokensPerMinute
+            self.budget = budget
             self.role = role
         }
+
+        /// The ledger's and the logs' name for the key: never the key itself.
+        public var fingerprint: String { String(sha256.prefix(16)) }
 
         public enum Role: String, Sendable, CaseIterable {
             case client
             case admin
+        }
+    }
+
+    public struct Budget: Sendable, Equatable {
+        public var tokensPerDay: Int?
+        public var tokensPerMonth: Int?
+        public init(tokensPerDay: Int? = nil, tokensPerMonth: Int? = nil) {
+            self.tokensPerDay = tokensPerDay
+            self.tokensPerMonth = tokensPerMonth
         }
     }
 
@@ -110,6 +150,12 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The default policy's part of every client key (a changed limit
         /// starts clients afresh); derived by `validated()`.
         public var policyKey = "default:100/900000"
+        /// Tokens per minute per client (0: off), a cost-weighted GCRA in
+        /// the same shared table: prompt estimate + completion reserved
+        /// before the upstream call, settled with the usage after it.
+        public var tokensPerMinute = 0
+        /// Completion tokens reserved when a request names no `max_tokens`.
+        public var completionReserveTokens = 1024
     }
 
     public struct Limits: Sendable, Equatable {
@@ -140,8 +186,16 @@ public struct GatewayConfig: Sendable, Equatable {
         public var database = ""
     }
 
+    public struct Usage: Sendable, Equatable {
+        /// The ledger's SQLite database. Empty: `storage.database`.
+        public var database = ""
+        /// How often each process moves its journal into the ledger.
+        public var drainIntervalMs = 100
+    }
+
     public var upstream = Upstream()
     public var storage = Storage()
+    public var usage = Usage()
     public var documents = Documents()
     public var server = Server()
     public var auth = Auth()

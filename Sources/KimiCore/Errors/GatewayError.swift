@@ -6,6 +6,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
         case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
         case upstreamTimeout, upstreamUnavailable, internalError, overloaded, storageUnavailable
+        case quotaExceeded
     }
 
     let code: Code
@@ -28,7 +29,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .notFound: return 404
         case .methodNotAllowed: return 405
         case .payloadTooLarge: return 413
-        case .rateLimited, .upstreamRateLimited: return 429
+        case .rateLimited, .upstreamRateLimited, .quotaExceeded: return 429
         case .internalError: return 500
         case .upstreamAuth, .upstreamFailed, .upstreamUnavailable: return 502
         case .upstreamTimeout: return 504
@@ -44,6 +45,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .methodNotAllowed: return "method_not_allowed"
         case .payloadTooLarge: return "payload_too_large"
         case .rateLimited: return "rate_limit_exceeded"
+        case .quotaExceeded: return "insufficient_quota"
         default: return nil
         }
     }
@@ -77,6 +79,30 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
                              message: "Too many requests, please try again in \(retryAfter) seconds",
                              type: "rate_limit_reached_error")
         e.extraHeaders = [("Retry-After", String(retryAfter))]
+        return e
+    }
+    /// The token limit: this request's reservation does not fit yet.
+    public static func tokensLimited(retryAfter: Int, tokens: Int, limit: Int) -> GatewayError {
+        var e = GatewayError(code: .rateLimited,
+                             message: "Token limit reached: this request reserves \(tokens) tokens (prompt estimate + max_tokens) of \(limit) per minute; try again in \(retryAfter) seconds",
+                             type: "rate_limit_reached_error")
+        e.extraHeaders = [("Retry-After", String(retryAfter))]
+        return e
+    }
+    /// A reservation larger than the whole limit can never fit: waiting
+    /// does not help (`x-should-retry: false` stops the openai SDK's retries).
+    public static func tooLargeForTokenLimit(tokens: Int, limit: Int) -> GatewayError {
+        var e = GatewayError(code: .rateLimited,
+                             message: "Request too large: it reserves \(tokens) tokens (prompt estimate + max_tokens), more than the limit of \(limit) per minute; lower max_tokens or shorten the prompt",
+                             type: "rate_limit_reached_error")
+        e.extraHeaders = [("x-should-retry", "false")]
+        return e
+    }
+    /// The key's token budget for the day or month is spent (OpenAI's
+    /// `insufficient_quota`: the SDK raises `RateLimitError` with that code).
+    public static func quotaExceeded(_ m: String, retryAfter: Int) -> GatewayError {
+        var e = GatewayError(code: .quotaExceeded, message: m, type: "insufficient_quota")
+        e.extraHeaders = [("Retry-After", String(retryAfter)), ("x-should-retry", "false")]
         return e
     }
     public static func upstreamBadRequest(_ m: String, type: String) -> GatewayError {

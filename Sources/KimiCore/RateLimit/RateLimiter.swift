@@ -19,11 +19,37 @@ public final class RateLimiter: Sendable {
     public init(store: RateLimitStore) { self.store = store }
 
     public func check(key: UInt64, policy: GCRA, now: Int64 = Clock.wallMicros()) -> GCRA.Decision? {
-        guard let slot = store.slot(for: key, now: now) else { return nil }
+        update(key: key, now: now) { tat in
+            let d = policy.decide(tat: tat, now: now)
+            return (d.allowed ? d.newTAT : nil, d)
+        }
+    }
+
+    /// Reserves `tokens` under a token policy (`TokenGCRA`).
+    public func reserve(key: UInt64, tokens: Int, policy: TokenGCRA, now: Int64) -> TokenGCRA.Decision? {
+        update(key: key, now: now) { tat in
+            let d = policy.reserve(tokens: tokens, tat: tat, now: now)
+            return (d.allowed ? d.newTAT : nil, d)
+        }
+    }
+
+    /// Settles a reservation with what was used (`delta` = used − reserved).
+    @discardableResult
+    public func settle(key: UInt64, delta: Int, policy: TokenGCRA, now: Int64) -> Bool {
+        guard delta != 0 else { return true }
+        return update(key: key, now: now) { tat in (policy.settle(delta: delta, tat: tat, now: now), ()) } != nil
+    }
+
+    /// The one read-decide-CAS loop: `decide` maps the stored word to the
+    /// word to store (nil: leave it) and a result; a lost race decides
+    /// again on the fresh word. `nowMicros` is for the store's eviction.
+    public func update<R>(key: UInt64, now nowMicros: Int64, _ decide: (Int64) -> (Int64?, R)) -> R? {
+        guard let slot = store.slot(for: key, now: nowMicros) else { return nil }
         while true {
             let old = slot.load()
-            let d = policy.decide(tat: old, now: now)
-            if !d.allowed || slot.compareExchange(expected: old, desired: d.newTAT) { return d }
+            let (new, result) = decide(old)
+            guard let new else { return result }
+            if new == old || slot.compareExchange(expected: old, desired: new) { return result }
         }
     }
 

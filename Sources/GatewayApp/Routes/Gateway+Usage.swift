@@ -1,0 +1,70 @@
+import KimiCore
+import Storage
+
+extension Gateway {
+    /// `GET /api/usage`: the calling key's usage today and this month (UTC),
+    /// its budget and what remains of it, and its limits. Without a key (auth
+    /// not required) the figures are those of all requests made without one.
+    /// From this process's usage book: other processes' last 100 ms may be
+    /// missing (see `UsageBook`).
+    func usage(_ ctx: RequestContext) throws {
+        guard let book = services.usage else {
+            throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem))")
+        }
+        let c = ctx.config
+        let key = ctx.apiKey
+        let nowMs = Clock.wallMicros() / 1000
+        let spent = book.spent(fingerprint: key?.fingerprint ?? "", nowMs: nowMs)
+        func counts(_ u: UsageCounts) -> JSON {
+            ["requests": .number(u.requests), "promptTokens": .number(u.promptTokens),
+             "completionTokens": .number(u.completionTokens), "totalTokens": .number(u.totalTokens)]
+        }
+        func optional(_ v: Int?) -> JSON { v.map { .number($0) } ?? .null }
+        let budget = key?.budget
+        let requests = key?.rateLimit ?? c.rateLimit.policy
+        let tokensPerMinute = key?.tokensPerMinute ?? (c.rateLimit.tokensPerMinute > 0 ? c.rateLimit.tokensPerMinute : nil)
+        ctx.json(200, [
+            "success": true,
+            "data": [
+                "key": key.map { .string($0.name) } ?? .null,
+                "today": counts(spent.day),
+                "month": counts(spent.month),
+                "budget": [
+                    "tokensPerDay": optional(budget?.tokensPerDay),
+                    "tokensPerMonth": optional(budget?.tokensPerMonth),
+                    "remainingToday": optional(budget?.tokensPerDay.map { max(0, $0 - spent.day.totalTokens) }),
+                    "remainingMonth": optional(budget?.tokensPerMonth.map { max(0, $0 - spent.month.totalTokens) }),
+                ],
+                "limits": c.rateLimit.enabled
+                    ? ["requests": ["limit": .number(requests.maxRequests), "windowMs": .number(requests.windowMs)],
+                       "tokensPerMinute": optional(tokensPerMinute)]
+                    : ["requests": .null, "tokensPerMinute": .null],
+            ],
+        ])
+    }
+
+    /// `GET /api/admin/usage?from=ISO&to=ISO&groupBy=key|model|day` (admin
+    /// keys): the ledger summed over `[from, to)` — by default this UTC
+    /// month up to now, by key. Includes what this process journalled; other
+    /// processes' last drain interval (100 ms) may be missing.
+    func adminUsage(_ ctx: RequestContext) throws {
+        guard let usage = services.usage else {
+            throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem))")
+        }
+        let q = ctx.request.query
+        let groupName = URLQuery.value("groupBy", in: q) ?? "key"
+        guard let groupBy = UsageLedger.Grouping(rawValue: groupName) else {
+            throw GatewayError.badRequest("'groupBy' must be key, model or day, got '\(HeaderSafety.printable(groupName, max: 40))'")
+        }
+        let (from, to) = try UsageReport.range(from: URLQuery.value("from", in: q), to: URLQuery.value("to", in: q),
+                                              nowMs: Clock.wallMicros() / 1000).get()
+        try? usage.drainOnce()
+        let report: UsageReport
+        do {
+            report = try UsageReport.make(ledger: usage.ledger, from: from, to: to, groupBy: groupBy, prices: ctx.config.upstream.prices)
+        } catch {
+            throw GatewayError.storageUnavailable("The usage ledger cannot be read: \(error)")
+        }
+        ctx.json(200, ["success": true, "data": report.json])
+    }
+}

@@ -1,0 +1,126 @@
+/// Requests and tokens in a period.
+public struct UsageCounts: Equatable, Sendable {
+    public var requests = 0
+    public var promptTokens = 0
+    public var completionTokens = 0
+    public var totalTokens = 0
+
+    public init(requests: Int = 0, promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0) {
+        self.requests = requests
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+        self.totalTokens = totalTokens
+    }
+
+    public init(_ r: UsageRecord) {
+        self.init(requests: 1, promptTokens: r.promptTokens, completionTokens: r.completionTokens, totalTokens: r.totalTokens)
+    }
+
+    public static func + (a: UsageCounts, b: UsageCounts) -> UsageCounts {
+        UsageCounts(requests: a.requests + b.requests, promptTokens: a.promptTokens + b.promptTokens,
+                    completionTokens: a.completionTokens + b.completionTokens, totalTokens: a.totalTokens + b.totalTokens)
+    }
+
+    public static func - (a: UsageCounts, b: UsageCounts) -> UsageCounts {
+        UsageCounts(requests: a.requests - b.requests, promptTokens: a.promptTokens - b.promptTokens,
+                    completionTokens: a.completionTokens - b.completionTokens, totalTokens: a.totalTokens - b.totalTokens)
+    }
+}
+
+/// Each process's view of every key's usage today and this month (issue
+/// #12), for budgets and `GET /api/usage` without SQLite on the request
+/// path: what the ledger holds (loaded once per period, then followed row
+/// by row as any process adds to it) plus what this process has journalled
+/// but not yet stored. A record moves from pending to stored when its
+/// drain commits; for the moment between the ledger scan and the removal
+/// it counts twice (the safe direction for a budget). What other processes
+/// have not yet drained is not seen: at most one drain interval (100 ms).
+///
+/// Periods are UTC calendar days and months (`UsagePeriod`); a record
+/// counts in the period holding its start.
+public struct UsageBook: Sendable {
+    public struct Spent: Equatable, Sendable {
+        public var day = UsageCounts()
+        public var month = UsageCounts()
+        public init(day: UsageCounts = UsageCounts(), month: UsageCounts = UsageCounts()) { self.day = day; self.month = month }
+    }
+
+    public private(set) var day: UsagePeriod
+    public private(set) var month: UsagePeriod
+    /// The last ledger row seen (SQLite rowid).
+    public private(set) var lastRowID: Int64 = 0
+    var stored: [String: Spent] = [:]
+    var pending: [String: Spent] = [:]
+
+    public init(now ms: Int64) {
+        day = .day(containing: ms)
+        month = .month(containing: ms)
+    }
+
+    /// True when `now` is past the periods loaded: `reload` is due.
+    public func isStale(now ms: Int64) -> Bool { ms >= day.to || ms < day.from }
+
+    /// Starts the periods holding `now` from the ledger's totals up to row `lastRowID`.
+    public mutating func reload(now ms: Int64, lastRowID: Int64, day dayTotals: [String: UsageCounts], month monthTotals: [String: UsageCounts]) {
+        let (newDay, newMonth) = (UsagePeriod.day(containing: ms), UsagePeriod.month(containing: ms))
+        // Pending counts of a past period no longer count anywhere (and
+        // `removePending` leaves a period it is not in alone).
+        if newMonth != month { pending = [:] } else if newDay != day {
+            for k in pending.keys { pending[k]!.day = UsageCounts() }
+        }
+        (day, month) = (newDay, newMonth)
+        self.lastRowID = lastRowID
+        stored = [:]
+        for (k, v) in monthTotals { stored[k, default: Spent()].month = v }
+        for (k, v) in dayTotals { stored[k, default: Spent()].day = v }
+    }
+
+    /// A ledger row past `lastRowID` (any process's).
+    public mutating func addStored(rowID: Int64, fingerprint: String, at: Int64, counts: UsageCounts) {
+        lastRowID = max(lastRowID, rowID)
+        add(&stored, fingerprint, at, counts)
+    }
+
+    /// A record this process journalled.
+    public mutating func addPending(_ r: UsageRecord) { add(&pending, r.keyFingerprint, r.at, UsageCounts(r)) }
+
+    /// A record of this process that the ledger now holds.
+    public mutating func removePending(_ r: UsageRecord) { add(&pending, r.keyFingerprint, r.at, UsageCounts() - UsageCounts(r)) }
+
+    /// What the key with this fingerprint used today and this month, at `now`.
+    public func spent(_ fingerprint: String, now ms: Int64) -> Spent {
+        let s = stored[fingerprint] ?? Spent()
+        let p = pending[fingerprint] ?? Spent()
+        return Spent(day: day.contains(ms) ? s.day + p.day : UsageCounts(),
+                     month: month.contains(ms) ? s.month + p.month : UsageCounts())
+    }
+
+    private func add(_ table: inout [String: Spent], _ fp: String, _ at: Int64, _ c: UsageCounts) {
+        guard month.contains(at) else { return }
+        table[fp, default: Spent()].month = table[fp, default: Spent()].month + c
+        if day.contains(at) { table[fp, default: Spent()].day = table[fp, default: Spent()].day + c }
+    }
+}
+
+extension UsagePeriod {
+    public func contains(_ ms: Int64) -> Bool { ms >= from && ms < to }
+}
+
+/// A key's budget against what it spent: the refusal, if any.
+public enum BudgetCheck {
+    /// Nil when the key may go on; otherwise the message and the seconds
+    /// until the exhausted period ends.
+    public static func refusal(budget: GatewayConfig.Budget, spent: UsageBook.Spent, now ms: Int64) -> (message: String, retryAfter: Int)? {
+        if let limit = budget.tokensPerMonth, spent.month.totalTokens >= limit {
+            let end = UsagePeriod.month(containing: ms).to
+            return ("Monthly token budget exhausted: \(spent.month.totalTokens) of \(limit) tokens used this month (UTC); it renews at \(UsagePeriod.iso(end))",
+                    Int((end - ms + 999) / 1000))
+        }
+        if let limit = budget.tokensPerDay, spent.day.totalTokens >= limit {
+            let end = UsagePeriod.day(containing: ms).to
+            return ("Daily token budget exhausted: \(spent.day.totalTokens) of \(limit) tokens used today (UTC); it renews at \(UsagePeriod.iso(end))",
+                    Int((end - ms + 999) / 1000))
+        }
+        return nil
+    }
+}

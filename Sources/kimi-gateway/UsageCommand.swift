@@ -1,0 +1,57 @@
+import ArgumentParser
+import Glibc
+import GatewayApp
+import KimiCore
+import Storage
+
+/// `kimi-gateway usage`: the usage ledger summed for operators, the same
+/// rows as `GET /api/admin/usage` (issue #12).
+struct UsageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "usage",
+        abstract: "Sum the usage ledger by key, model or UTC day (default: this month by key).",
+        discussion: "Reads usage.database of the config. Records still in a running process's journal (its last 100 ms) are not yet in the ledger."
+    )
+
+    @Option(help: ArgumentHelp("The JSON config file.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Start, inclusive: 2026-11-01 or 2026-11-01T00:00:00Z (default: the start of this UTC month).", valueName: "iso"))
+    var from: String?
+
+    @Option(help: ArgumentHelp("End, exclusive (default: now).", valueName: "iso"))
+    var to: String?
+
+    @Option(help: ArgumentHelp("Rows per key, model or day.", valueName: "key|model|day"))
+    var by: String = "key"
+
+    @Flag(help: "Print JSON (the admin route's `data`) instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard UsageLedger.Grouping(rawValue: by) != nil else { throw ValidationError("--by must be key, model or day, got '\(by)'") }
+    }
+
+    func run() throws {
+        guard let cache = ConfigLoading.load(path: config) else { throw ExitCode.failure }
+        let c = cache.current()
+        let path = c.usage.database.isEmpty ? c.storage.database : c.usage.database
+        guard access(path, F_OK) == 0 else {
+            throw Failure("no usage ledger at \(path) (usage.database): the gateway has not recorded anything there yet")
+        }
+        let range: (Int64, Int64)
+        switch UsageReport.range(from: from, to: to, nowMs: Clock.wallMicros() / 1000) {
+        case let .success(r): range = r
+        case let .failure(e): throw ValidationError(e.message)
+        }
+        let report: UsageReport
+        do {
+            let ledger = try UsageLedger(database: try SQLiteDatabase(path: path))
+            report = try UsageReport.make(ledger: ledger, from: range.0, to: range.1, groupBy: UsageLedger.Grouping(rawValue: by)!,
+                                          prices: c.upstream.prices)
+        } catch {
+            throw Failure("cannot read the usage ledger \(path): \(error)")
+        }
+        print(json ? report.json.serialized() : report.table)
+    }
+}
