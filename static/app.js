@@ -120,6 +120,25 @@ function documentMeta(div, { model, document, totalMs, firstMs }) {
   m.textContent = parts.join(' · ');
   div.append(m);
 }
+/** The key's usage and remaining budget (`GET /api/usage`), refreshed after each answer. */
+async function showUsage() {
+  const box = $('usage');
+  try {
+    const u = await client().usage();
+    const n = (v) => Number(v).toLocaleString('en');
+    const lines = [
+      `${u.key ? `key ${u.key}` : 'no key'} · today ${n(u.today.totalTokens)} tokens (${n(u.today.requests)} requests)`,
+      `this month ${n(u.month.totalTokens)} tokens`,
+    ];
+    if (u.budget.remainingToday !== null) lines.push(`budget left today ${n(u.budget.remainingToday)} of ${n(u.budget.tokensPerDay)}`);
+    if (u.budget.remainingMonth !== null) lines.push(`budget left this month ${n(u.budget.remainingMonth)} of ${n(u.budget.tokensPerMonth)}`);
+    if (u.limits.tokensPerMinute) lines.push(`limit ${n(u.limits.tokensPerMinute)} tokens/min`);
+    box.textContent = lines.join('\n');
+  } catch (e) {
+    box.textContent = `usage unavailable: ${describe(e)}`;
+  }
+}
+
 function setBusy(busy) {
   $('send').disabled = busy;
   $('stop').disabled = !busy;
@@ -159,6 +178,7 @@ async function askDocument(text) {
     out.textContent = result.message;
     history.push({ role: 'user', content: text }, { role: 'assistant', content: result.message });
     documentMeta(reply, { model: result.model, document: result.document, firstMs, totalMs: Math.round(performance.now() - started) });
+    showUsage();
   } catch (e) {
     if (!(e && e.name === 'AbortError')) {
       if (!out.textContent) reply.remove();
@@ -203,6 +223,7 @@ async function send(text) {
     out.textContent = result.message;
     history.push({ role: 'user', content: text }, { role: 'assistant', content: result.message });
     meta(reply, { usage: result.usage, firstMs, totalMs: Math.round(performance.now() - started), model: result.model || model });
+    showUsage();
   } catch (e) {
     if (e && e.name === 'AbortError') {
       meta(reply, { firstMs, totalMs: Math.round(performance.now() - started), stopped: true });

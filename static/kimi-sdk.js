@@ -133,6 +133,14 @@ export class KimiClient {
     return (await this.#request('GET', '/health')).json();
   }
 
+  /**
+   * This key's usage today and this month (UTC), its budget and limits.
+   * @returns {Promise<{key: string|null, today: object, month: object, budget: object, limits: object}>}
+   */
+  async usage() {
+    return (await (await this.#request('GET', '/api/usage')).json()).data;
+  }
+
   /** @returns {Promise<{id: string, context_length: number, default: boolean}[]>} the models this key may use */
   async models() {
     return (await (await this.#request('GET', '/api/chat/models')).json()).data;

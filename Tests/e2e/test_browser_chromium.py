@@ -83,6 +83,9 @@ def test_single_turn_message_gets_its_answer(browser, stack):
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta"))
     assert last_reply(browser) == stack.sim_answer(prompt)
     assert "tokens:" in browser.find_element(By.CSS_SELECTOR, ".msg.assistant .meta").text
+    # The key's usage is shown after the answer (GET /api/usage).
+    wait.until(EC.text_to_be_present_in_element((By.ID, "usage"), "today"))
+    assert "tokens" in browser.find_element(By.ID, "usage").text
     assert severe_logs(browser) == []
 
 
