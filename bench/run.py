@@ -6,6 +6,7 @@ Scenarios (issue: benchmark suite):
   1. GET /health: gateway vs a minimal C libfcgi responder behind the same nginx
   2. POST /v1/chat/completions (non-stream) to a free upstream (nginx `return`):
      gateway vs nginx proxy_pass to that upstream
+  2b. the same, usage ledger + token limit on vs off (issue #12: <= 5 % fewer req/s)
   3. a 200-chunk stream: gateway vs reading the simulator directly (TTFB, total)
   4. 1,000 concurrent streams (50 chunks, 20 ms apart): completeness, RSS, CPU
   5. the shared rate limiter: cost of one check, 1 and 4 processes contending
@@ -54,6 +55,7 @@ def run() -> int:
     try:
         r["health"] = scenarios.scenario_health(s, ports)
         r["completion"] = scenarios.scenario_completion(s, ports)
+        r["accounting"] = scenarios.scenario_accounting(s)
         r["leak"] = scenarios.scenario_leak(s)
     finally:
         stop_baseline(s)

@@ -18,6 +18,7 @@ def write_report(r: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
+    acc = r["accounting"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
     lines = [
         "# kimi-gateway benchmark report", "",
@@ -29,6 +30,8 @@ def write_report(r: dict) -> None:
         f"| 1 | GET /health p99 ms | {f(h['gateway']['p99_ms'])} | {f(h['baseline']['p99_ms'])} | {f(h['p99_ratio'])} | ≤ 1.5 | {verdict(h['p99_ratio'], '<= 1.5')} |",
         f"| 2 | POST /v1/chat/completions req/s | {f(c['gateway']['rps'], 0)} | {f(c['baseline']['rps'], 0)} (nginx proxy_pass) | {f(c['rps_ratio'])} | ≥ 0.5 | {verdict(c['rps_ratio'], '>= 0.5')} |",
         f"| 2 | POST /v1/chat/completions p99 ms | {f(c['gateway']['p99_ms'])} | {f(c['baseline']['p99_ms'])} | {f(c['p99_ratio'])} | ≤ 2 | {verdict(c['p99_ratio'], '<= 2')} |",
+        f"| 2b | same, usage ledger + token limit on vs off, req/s | {f(acc['on']['rps'], 0)} | {f(acc['off']['rps'], 0)} (both off) | {f(acc['rps_ratio'])} | ≥ 0.95 | {verdict(acc['rps_ratio'], '>= 0.95')} |",
+        f"| 2b | same, p99 ms | {f(acc['on']['p99_ms'])} | {f(acc['off']['p99_ms'])} | {f(acc['p99_ratio'])} | reported | — |",
         f"| 3 | 200-chunk stream, median TTFB ms | {f(st['gateway_ttfb_ms'])} | {f(st['direct_ttfb_ms'])} (simulator direct) | +{f(st['ttfb_added_ms'])} ms | ≤ +1 ms | {verdict(st['ttfb_added_ms'], '<= 1')} |",
         f"| 3 | 200-chunk stream, median total ms | {f(st['gateway_total_ms'], 1)} | {f(st['direct_total_ms'], 1)} | +{f(st['total_added_pct'], 1)} % | ≤ +10 % | {verdict(st['total_added_pct'], '<= 10')} |",
         f"| 4 | 1,000 concurrent streams complete | {cs['complete']} / {cs['streams']} ({cs['errors']} errors) | | | all, no errors | {verdict(cs['complete'], '>= ' + str(cs['streams']))} |",
@@ -42,6 +45,7 @@ def write_report(r: dict) -> None:
         "Notes:",
         "- Scenarios 1, 2 and 6 run the gateway as 2 processes (`spawn-fcgi -F 2`), the C baseline as 2 processes; nginx has 2 workers and no access log.",
         "- Scenario 2's upstream is nginx answering a fixed completion (`return 200`); the rate limiter is on (with a limit never reached), as in production.",
+        f"- Scenario 2b alternates off, on, off, on on the same stack (the config reloads in place) and keeps each side's best run; {acc['ledger_rows']:,} ledger rows were written for {acc['requests_while_on']:,} requests while on.",
         f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
         f"- Scenario 4 runs 4 gateway processes; the 1,000 streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",
         "- Scenario 5 hashes the client key and does the GCRA compare-and-swap on the shared file, on 64 hot keys.",

@@ -35,6 +35,49 @@ def scenario_completion(s, ports) -> dict:
             "targets": {"rps_ratio": ">= 0.5", "p99_ratio": "<= 2"}}
 
 
+def scenario_accounting(s) -> dict:
+    """2b: the same completion with the usage ledger and a token limit on vs
+    off, alternating in one run (the config reloads in place)."""
+    log("2b: POST /v1/chat/completions, usage ledger + token limit on vs off")
+    base_cfg = json.loads(s.config_path.read_text())
+
+    def configure(on: bool) -> None:
+        cfg = json.loads(json.dumps(base_cfg))
+        cfg.setdefault("usage", {})["enabled"] = on
+        cfg.setdefault("rateLimit", {})["tokensPerMinute"] = 1_000_000_000 if on else 0
+        s.write_config(cfg)
+        want = 1_000_000_000 if on else None
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            f = json.loads(subprocess.run(["curl", "-s", s.base + "/api/info"], capture_output=True, text=True).stdout)["data"]["features"]
+            if f["rateLimit"]["tokensPerMinute"] == want and f["usageLedger"] == on:
+                time.sleep(1.2)  # every process has seen it (each checks once a second)
+                return
+            time.sleep(0.2)
+        raise BenchError("the gateway did not pick up the accounting config")
+
+    url = s.base + "/v1/chat/completions"
+    runs = {False: [], True: []}
+    for on in (False, True, False, True):
+        configure(on)
+        if not runs[on]:
+            warm_up((url, "post.lua"))
+        runs[on].append(wrk(url, script="post.lua"))
+    configure(False)
+    best = {on: max((r for r in rs if r["errors"] == 0), key=lambda r: r["rps"], default=None) for on, rs in runs.items()}
+    if not best[False] or not best[True]:
+        raise BenchError(f"accounting runs had errors: {[(on, [r['errors'] for r in rs]) for on, rs in runs.items()]}")
+    import sqlite3
+    db = sqlite3.connect(f"file:{s.run / 'gateway.db'}?mode=ro", uri=True, timeout=10)
+    rows = db.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
+    db.close()
+    recorded = sum(r["requests"] for r in runs[True])
+    return {"off": best[False], "on": best[True], "rps_ratio": ratio(best[True]["rps"], best[False]["rps"], "req/s"),
+            "p99_ratio": ratio(best[True]["p99_ms"], best[False]["p99_ms"], "p99"),
+            "ledger_rows": rows, "requests_while_on": recorded,
+            "targets": {"rps_ratio": ">= 0.95"}}
+
+
 def scenario_leak(s) -> dict:
     log("6: leak check, RSS and fds after 10,000 and after 200,000 requests")
     pids = s.worker_pids()

@@ -30,6 +30,7 @@ extension Gateway {
                         ? ["windowMs": .number(c.rateLimit.policy.windowMs), "maxRequests": .number(c.rateLimit.policy.maxRequests), "algorithm": "GCRA", "shared": true,
                            "tokensPerMinute": c.rateLimit.tokensPerMinute > 0 ? .number(c.rateLimit.tokensPerMinute) : .null]
                         : .bool(false),
+                    "usageLedger": .bool(c.usage.enabled && services.usage != nil),
                     "streaming": true,
                     "openAICompatible": true,
                     "simulatedUpstream": .bool(c.upstream.simulated),

@@ -55,6 +55,8 @@ public final class Services: @unchecked Sendable {
     /// write; SQLite is the drain thread's business) and settles its token
     /// reservation with what it used.
     func recordUsage(_ capture: UsageCapture, ctx: RequestContext, status: Int, clientLeft: Bool, startNanos: UInt64) {
+        let recording = ctx.config.usage.enabled && usage != nil
+        guard recording || capture.reservation != nil else { return }
         let now = Clock.monotonicNanos()
         let nowMicros = Clock.wallMicros()
         let startMs = nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
@@ -64,7 +66,7 @@ public final class Services: @unchecked Sendable {
         if let r = capture.reservation {
             limiter.settle(key: r.key, delta: record.totalTokens - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
         }
-        usage?.record(record)
+        if recording { usage?.record(record) }
     }
 
     func documentCache() throws -> DocumentCache {

@@ -11,7 +11,8 @@ extension GatewayConfig {
         if let u = root["usage"] {
             let r = ConfigReader(prefix: "usage.")
             let o = try r.object(u)
-            try r.check(o, known: ["database", "drainIntervalMs"])
+            try r.check(o, known: ["enabled", "database", "drainIntervalMs"])
+            if let v = u["enabled"] { c.usage.enabled = try r.bool(v, "enabled") }
             if let v = u["database"] { c.usage.database = try r.string(v, "database") }
             if let v = u["drainIntervalMs"] { c.usage.drainIntervalMs = try r.int(v, "drainIntervalMs", min: 1) }
         }

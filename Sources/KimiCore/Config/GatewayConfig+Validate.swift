@@ -32,6 +32,9 @@ extension GatewayConfig {
                 throw ConfigError("auth.keys[\(i)].models", "\"\(HeaderSafety.printable(m, max: 60))\" is not in upstream.models")
             }
         }
+        for (i, k) in auth.keys.enumerated() where k.budget != nil && !usage.enabled {
+            throw ConfigError("auth.keys[\(i)].budget", "budgets are counted from the usage ledger: usage.enabled must be true")
+        }
         var c = self
         if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: [:]) + "/ratelimit.bin" }
         guard c.rateLimit.file.hasPrefix("/") else {
@@ -72,7 +75,7 @@ extension GatewayConfig {
             "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",
             "cors.allowedOrigins = \(cors.allowedOrigins.joined(separator: ", "))",
             "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms\(rateLimit.tokensPerMinute > 0 ? ", \(rateLimit.tokensPerMinute) tokens per minute" : ""), file \(rateLimit.file)" : "off")",
-            "usage.database = \(usage.database.isEmpty ? storage.database : usage.database)",
+            "usage = \(usage.enabled ? "recorded in \(usage.database.isEmpty ? storage.database : usage.database)" : "not recorded (usage.enabled false)")",
             "limits = \(limits.maxMessages) messages, \(limits.maxChars) characters, max_tokens \(limits.maxTokens)",
         ]
         if !server.trustedProxies.isEmpty { lines.append("server.trustedProxies = \(server.trustedProxies.joined(separator: ", "))") }

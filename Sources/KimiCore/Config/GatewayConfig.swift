@@ -187,6 +187,9 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     public struct Usage: Sendable, Equatable {
+        /// Whether chat requests are recorded (budgets need it). Read per
+        /// request, so a reload turns the ledger on or off at once.
+        public var enabled = true
         /// The ledger's SQLite database. Empty: `storage.database`.
         public var database = ""
         /// How often each process moves its journal into the ledger.
