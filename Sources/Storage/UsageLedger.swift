@@ -81,23 +81,19 @@ public final class UsageLedger: @unchecked Sendable {
         return out
     }
 
-    public struct Row: Equatable, Sendable {
-        public var rowID: Int64
-        public var keyFingerprint: String
-        public var at: Int64
-        public var counts: UsageCounts
-    }
-
-    /// Rows added after `rowID`, oldest first (what another process drained since the last look).
-    public func rows(after rowID: Int64, limit: Int = 10_000) throws -> [Row] {
+    /// What rows `(after, upTo]` add to each key's day and month, summed by
+    /// SQLite: one result row per key (and day or not), however many
+    /// requests the other processes stored (per-row reading was the book's
+    /// whole cost at thousands of requests a second).
+    public func added(after: Int64, upTo: Int64, day: UsagePeriod, month: UsagePeriod) throws -> [(fingerprint: String, inDay: Bool, counts: UsageCounts)] {
         try db.query("""
-            SELECT rowid, key_fingerprint, at, prompt_tokens, completion_tokens, total_tokens FROM usage
-            WHERE rowid > ?1 ORDER BY rowid LIMIT ?2
-            """, [.int(rowID), .int(Int64(limit))]).compactMap { r in
-            guard r.count == 6, let id = r[0].int else { return nil }
-            return Row(rowID: id, keyFingerprint: r[1].text ?? "", at: r[2].int ?? 0,
-                       counts: UsageCounts(requests: 1, promptTokens: Int(r[3].int ?? 0), completionTokens: Int(r[4].int ?? 0),
-                                           totalTokens: Int(r[5].int ?? 0)))
+            SELECT key_fingerprint, at >= ?3 AND at < ?4, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens)
+            FROM usage WHERE rowid > ?1 AND rowid <= ?2 AND at >= ?5 AND at < ?6 GROUP BY 1, 2
+            """, [.int(after), .int(upTo), .int(day.from), .int(day.to), .int(month.from), .int(month.to)]).compactMap { r in
+            guard r.count == 6 else { return nil }
+            return (r[0].text ?? "", r[1].int == 1,
+                    UsageCounts(requests: Int(r[2].int ?? 0), promptTokens: Int(r[3].int ?? 0), completionTokens: Int(r[4].int ?? 0),
+                                totalTokens: Int(r[5].int ?? 0)))
         }
     }
 

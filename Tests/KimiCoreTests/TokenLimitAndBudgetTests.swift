@@ -129,7 +129,7 @@ import Testing
         let r = record("a", 50, at: now)
         book.addPending(r)
         #expect(book.spent("a", now: now).day.totalTokens == 150 && book.spent("a", now: now).month.totalTokens == 450)
-        book.addStored(rowID: 6, fingerprint: "a", at: now, counts: UsageCounts(r)) // the drain stored it
+        book.addStored(upTo: 6, [("a", true, UsageCounts(r))]) // the drain stored it
         #expect(book.spent("a", now: now).day.totalTokens == 200) // briefly twice: the safe direction
         book.removePending(r)
         #expect(book.spent("a", now: now).day == UsageCounts(requests: 2, promptTokens: 25, completionTokens: 25, totalTokens: 150))

@@ -25,32 +25,47 @@ import Testing
             #expect(UsageRecord(journalLine: Array(r.journalLine.dropLast())) == r)
         }
         #expect(!Self.record(1).journalLine.dropLast().contains(0x0A)) // one line each
+        // Text with tabs, newlines, backslashes and non-ASCII comes back as it was.
+        var odd = Self.record(4)
+        odd.route = "/v1/x\t\ty\\n\n\r\\"
+        odd.model = "模型\tkimi\n"
+        odd.cachedTokens = 7
+        odd.keyName = ""
+        let line = odd.journalLine
+        #expect(line.filter { $0 == 0x0A }.count == 1 && line.last == 0x0A)
+        #expect(UsageRecord(journalLine: Array(line.dropLast())) == odd)
+        // A torn line (a process killed mid-write) is not a record.
+        #expect(UsageRecord(journalLine: Array(line.dropLast(9))) == nil)
     }
 
-    @Test func drainingStoresEveryRecordAndTrimsTheJournal() throws {
+    @Test func drainingStoresEveryRecordAndClearsTheJournal() throws {
         let (dir, ledger) = try Self.fresh()
         let journal = try UsageJournal(directory: dir + "/journal")
         for n in 1...3 { #expect(journal.append(Self.record(n))) }
+        // The records are in the file (the mapping is shared) before any drain.
+        let before = UsageJournal.read(journal.path, from: 0) ?? []
+        #expect(JournalLines.records(in: before[..<(before.firstIndex(of: 0) ?? before.count)]).records.count == 3)
         #expect(try journal.drain(into: ledger) == 3)
         let t = try ledger.totals(from: Self.everything.0, to: Self.everything.1)
         #expect(t.requests == 3 && t.promptTokens == 60 && t.completionTokens == 6 && t.totalTokens == 66)
-        var st = stat()
-        #expect(stat(journal.path, &st) == 0 && st.st_size == 0)
+        #expect((UsageJournal.read(journal.path, from: 0) ?? [1]).allSatisfy { $0 == 0 })
         #expect(try journal.drain(into: ledger) == 0)
+        journal.closeIfEmpty()
+        #expect(access(journal.path, F_OK) != 0)
     }
 
-    @Test func aTornLastLineWaitsUntilItIsWhole() throws {
+    @Test func theJournalGrowsWhileRecordsWait() throws {
         let (dir, ledger) = try Self.fresh()
         let journal = try UsageJournal(directory: dir + "/journal")
-        _ = journal.append(Self.record(1))
-        let line = Self.record(2).journalLine
-        let fd = open(journal.path, O_WRONLY | O_APPEND)
-        _ = Array(line.prefix(20)).withUnsafeBytes { FileIO.writeAll(fd, $0) }
-        #expect(try journal.drain(into: ledger) == 1)
-        _ = Array(line.dropFirst(20)).withUnsafeBytes { FileIO.writeAll(fd, $0) }
-        close(fd)
-        #expect(try journal.drain(into: ledger) == 1)
-        #expect(try ledger.totals(from: Self.everything.0, to: Self.everything.1).requests == 2)
+        let n = UsageJournal.initialBytes / Self.record(1).journalLine.count + 100
+        for i in 1...n {
+            var r = Self.record(i)
+            r.recordID = "grow-\(i)"
+            #expect(journal.append(r))
+        }
+        var st = stat()
+        #expect(stat(journal.path, &st) == 0 && Int(st.st_size) == 2 * UsageJournal.initialBytes)
+        #expect(try journal.drain(into: ledger) == n)
     }
 
     @Test func aDeadProcessesJournalIsReplayedExactlyOnce() throws {
@@ -60,7 +75,9 @@ import Testing
         // A worker that was SIGKILLed after its records reached its journal (pid 0 is never a process).
         let leftover = journalDir + "/journal-0-12345.log"
         let fd = open(leftover, O_WRONLY | O_CREAT, 0o600)
-        let lines = (1...4).flatMap { Self.record($0).journalLine } + Array("{\"torn\":".utf8)
+        // As a mapped journal looks after a kill mid-copy: lines, a torn one, zeros.
+        let lines = (1...4).flatMap { Self.record($0).journalLine } + Array(Self.record(5).journalLine.prefix(30))
+            + [UInt8](repeating: 0, count: 4096)
         _ = lines.withUnsafeBytes { FileIO.writeAll(fd, $0) }
         close(fd)
         // One of them had already been stored before the kill.

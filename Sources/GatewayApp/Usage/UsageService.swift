@@ -10,6 +10,7 @@ public final class UsageService: @unchecked Sendable {
     public let ledger: UsageLedger
     public let journal: UsageJournal
     private let lock = Lock()
+    private let drainLock = Lock()
     private var book = UsageBook(now: Clock.wallMicros() / 1000)
     private let log = IntervalGate(intervalNanos: 10_000_000_000)
 
@@ -60,17 +61,21 @@ public final class UsageService: @unchecked Sendable {
 
     /// One drain: store the journal, follow the ledger, and only then stop
     /// counting the stored records as pending (so they never count zero times).
+    /// One at a time (the drain thread and the admin report): two drains
+    /// of the same bytes would take the same records off pending twice.
     func drainOnce() throws {
-        let stored = try journal.drainRecords(into: ledger)
-        try refreshBook()
-        if !stored.isEmpty { lock.withLock { for r in stored { book.removePending(r) } } }
+        try drainLock.withLock {
+            let stored = try journal.drainRecords(into: ledger)
+            try refreshBook()
+            if !stored.isEmpty { lock.withLock { for r in stored { book.removePending(r) } } }
+        }
     }
 
     /// Rows added since the last look; the whole period again when a UTC day began.
     func refreshBook() throws {
         let nowMs = Clock.wallMicros() / 1000
-        let (stale, after) = lock.withLock { (book.isStale(now: nowMs), book.lastRowID) }
-        if stale || after == 0 {
+        let (stale, seen) = lock.withLock { (book.isStale(now: nowMs), book.lastRowID) }
+        if stale || seen == 0 {
             let last = try ledger.lastRowID()
             let day = UsagePeriod.day(containing: nowMs)
             let month = UsagePeriod.month(containing: nowMs)
@@ -79,17 +84,24 @@ public final class UsageService: @unchecked Sendable {
             lock.withLock { book.reload(now: nowMs, lastRowID: last, day: dayTotals, month: monthTotals) }
             if last > 0 { return }
         }
-        while true {
-            let rows = try ledger.rows(after: lock.withLock { book.lastRowID })
-            guard !rows.isEmpty else { return }
-            lock.withLock { for r in rows { book.addStored(rowID: r.rowID, fingerprint: r.keyFingerprint, at: r.at, counts: r.counts) } }
-            if rows.count < 10_000 { return }
+        let (after, day, month) = lock.withLock { (book.lastRowID, book.day, book.month) }
+        let last = try ledger.lastRowID()
+        guard last > after else { return }
+        let sums = try ledger.added(after: after, upTo: last, day: day, month: month)
+        lock.withLock {
+            // A reload in between (a new day) already counted these rows.
+            if book.lastRowID == after { book.addStored(upTo: last, sums) }
         }
     }
 
     /// Stores what the journal holds now (at shutdown, after the drain).
     public func flush() {
-        do { try journal.drain(into: ledger) } catch { Log.error("usage: final ledger write failed (\(error)); records wait in \(journal.path)") }
+        do {
+            try drainOnce()
+            journal.closeIfEmpty()
+        } catch {
+            Log.error("usage: final ledger write failed (\(error)); records wait in \(journal.path) for the next start")
+        }
     }
 }
 

@@ -75,10 +75,15 @@ public struct UsageBook: Sendable {
         for (k, v) in dayTotals { stored[k, default: Spent()].day = v }
     }
 
-    /// A ledger row past `lastRowID` (any process's).
-    public mutating func addStored(rowID: Int64, fingerprint: String, at: Int64, counts: UsageCounts) {
+    /// What ledger rows `(lastRowID, upTo]` added (any process's), summed
+    /// per key: `inDay` sums count in today and this month, the others in
+    /// this month only.
+    public mutating func addStored(upTo rowID: Int64, _ sums: [(fingerprint: String, inDay: Bool, counts: UsageCounts)]) {
         lastRowID = max(lastRowID, rowID)
-        add(&stored, fingerprint, at, counts)
+        for s in sums {
+            stored[s.fingerprint, default: Spent()].month = stored[s.fingerprint, default: Spent()].month + s.counts
+            if s.inDay { stored[s.fingerprint, default: Spent()].day = stored[s.fingerprint, default: Spent()].day + s.counts }
+        }
     }
 
     /// A record this process journalled.
