@@ -45,7 +45,7 @@ def write_report(r: dict) -> None:
         "Notes:",
         "- Scenarios 1, 2 and 6 run the gateway as 2 processes (`spawn-fcgi -F 2`), the C baseline as 2 processes; nginx has 2 workers and no access log.",
         "- Scenario 2's upstream is nginx answering a fixed completion (`return 200`); the rate limiter is on (with a limit never reached), as in production.",
-        f"- Scenario 2b alternates off, on, off, on on the same stack (the config reloads in place) and keeps each side's best run; {acc['ledger_rows']:,} ledger rows were written for {acc['requests_while_on']:,} requests while on.",
+        f"- Scenario 2b alternates off and on three times each on the same stack (the config reloads in place) and keeps each side's best run (req/s off {', '.join(f(x, 0) for x in acc['runs']['off'])}; on {', '.join(f(x, 0) for x in acc['runs']['on'])}); {acc['ledger_rows']:,} ledger rows were written for the {acc['requests_while_on']:,} requests wrk counted while on (it does not count those cut at the end of a run).",
         f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
         f"- Scenario 4 runs 4 gateway processes; the 1,000 streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",
         "- Scenario 5 hashes the client key and does the GCRA compare-and-swap on the shared file, on 64 hot keys.",

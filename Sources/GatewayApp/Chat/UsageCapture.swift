@@ -44,6 +44,22 @@ final class UsageCapture {
         return false
     }
 
+    /// A record id that sorts by time: 12 hex digits of the end's Unix ms,
+    /// then 16 of a per-process random sequence (`RequestID.fresh`, unique
+    /// per process). The ledger's primary-key index then grows at its end;
+    /// with random ids every insert touched its own B-tree page, and the
+    /// drain wrote a WAL page per row (perf: SQLite and the kernel's copying
+    /// were most of the ledger's cost).
+    static func recordID(endUnixMs: Int64) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        let ms = UInt64(max(0, endUnixMs))
+        let head = String(unsafeUninitializedCapacity: 12) { buf in
+            for i in 0..<12 { buf[i] = hex[Int((ms >> UInt64(44 - i * 4)) & 0xF)] }
+            return 12
+        }
+        return head + RequestID.fresh()
+    }
+
     init(model: String, stream: Bool, promptCharacters: Int) {
         self.model = model
         self.stream = stream
@@ -75,7 +91,7 @@ final class UsageCapture {
             estimated = true
         }
         return UsageRecord(
-            recordID: "u" + RequestID.fresh() + RequestID.fresh(), at: startUnixMs, requestID: requestID,
+            recordID: Self.recordID(endUnixMs: startUnixMs + Int64((endNanos &- startNanos) / 1_000_000)), at: startUnixMs, requestID: requestID,
             keyName: key?.name ?? "", keyFingerprint: key.map { String($0.sha256.prefix(16)) } ?? "",
             client: client, route: route, model: model, promptTokens: prompt, completionTokens: completion,
             cachedTokens: cached, status: status, stream: stream, outcome: outcome, estimated: estimated,
