@@ -153,3 +153,49 @@ import Testing
         #expect(run("POST", "//health").header("Allow") == "GET, HEAD, OPTIONS")
     }
 }
+
+@Suite struct UsageCaptureTests {
+    func record(_ c: UsageCapture, status: Int = 200, clientLeft: Bool = false) -> UsageRecord {
+        c.record(requestID: "rid", key: GatewayConfig.APIKey(sha256: String(repeating: "ab", count: 32), name: "team"), client: "key:abab",
+                 route: "/v1/chat/completions", status: status, clientLeft: clientLeft, startNanos: 1_000_000_000,
+                 endNanos: 1_250_000_000, startUnixMs: 1_800_000_000_000)
+    }
+
+    @Test func aCompletedRequestCarriesTheUpstreamsUsage() throws {
+        let c = UsageCapture(model: "kimi-k2", stream: false, promptCharacters: 400)
+        c.usage = ["prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150, "cached_tokens": 100]
+        let r = record(c)
+        #expect(r.outcome == .completed && !r.estimated && r.promptTokens == 120 && r.completionTokens == 30 && r.cachedTokens == 100)
+        #expect(r.keyName == "team" && r.keyFingerprint == String(repeating: "ab", count: 8) && r.durationMs == 250)
+    }
+
+    @Test func aStreamTheClientLeftIsEstimatedFromWhatWasRelayed() throws {
+        let c = UsageCapture(model: "kimi-k2", stream: true, promptCharacters: 401)
+        c.relayedDeltas = 17
+        let r = record(c, clientLeft: true)
+        #expect(r.outcome == .clientLeft && r.estimated && r.promptTokens == 101 && r.completionTokens == 17)
+    }
+
+    @Test func aStreamTheClientLeftAfterTheUsageCameIsExact() throws {
+        let c = UsageCapture(model: "kimi-k2", stream: true, promptCharacters: 401)
+        c.usage = ["prompt_tokens": 90, "completion_tokens": 12]
+        let r = record(c, clientLeft: true)
+        #expect(r.outcome == .clientLeft && !r.estimated && r.totalTokens == 102)
+    }
+
+    @Test func anUpstreamErrorWithoutUsageIsNotBilled() throws {
+        let c = UsageCapture(model: "kimi-k2", stream: false, promptCharacters: 400)
+        let r = record(c, status: 502)
+        #expect(r.outcome == .upstreamError && !r.estimated && r.totalTokens == 0)
+        let failedStream = UsageCapture(model: "kimi-k2", stream: true, promptCharacters: 400)
+        failedStream.failed = true
+        #expect(record(failedStream).outcome == .upstreamError)
+    }
+
+    @Test func recordIDsSortByTimeAndNeverRepeat() throws {
+        let a = UsageCapture.recordID(endUnixMs: 1_800_000_000_000)
+        let b = UsageCapture.recordID(endUnixMs: 1_800_000_000_001)
+        #expect(a.count == 28 && a < b && a.prefix(12) == "01a3185c5000")
+        #expect(Set((0..<1000).map { _ in UsageCapture.recordID(endUnixMs: 5) }).count == 1000)
+    }
+}

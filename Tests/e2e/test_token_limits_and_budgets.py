@@ -14,7 +14,7 @@ import kimistack
 import openai
 import pytest
 
-from conftest import http, make_stack, wait_for
+from conftest import RUNS, http, make_stack, wait_for
 
 BURST = "tk-burst-" + "b" * 24
 SMALL = "tk-small-" + "s" * 24
@@ -29,6 +29,8 @@ def tstack():
     config = {
         "rateLimit": {"enabled": True, "windowMs": 60000, "maxRequests": 100000, "tokensPerMinute": LIMIT},
         "upstream": {"prices": {"moonshot-v1-8k": {"input": 2.0, "output": 10.0}}},
+        # The ledger in a database of its own (usage.database), its journals beside it.
+        "usage": {"database": str(RUNS / "tokens" / "ledger" / "usage.db")},
         "auth": {"required": True, "keys": [
             {"key": BURST, "name": "burst"},
             {"key": SMALL, "name": "small", "rateLimit": {"tokensPerMinute": 300}},
@@ -39,6 +41,8 @@ def tstack():
     }
     with make_stack("tokens", workers=4, config=config) as s:
         yield s
+    assert (RUNS / "tokens" / "ledger" / "usage.db").exists()
+    assert not list((RUNS / "tokens" / "ledger" / "journal").glob("journal-*.log"))  # drained and removed at a clean stop
 
 
 def chat(s, key, content, max_tokens=None, stream=False, face="v1"):
