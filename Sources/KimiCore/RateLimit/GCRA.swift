@@ -24,16 +24,24 @@ public struct GCRA: Sendable, Equatable {
         tolerance = windowMicros - interval
     }
 
+    /// A limiter's answer (this one's and `TokenGCRA`'s, in requests or tokens).
     public struct Decision: Equatable, Sendable {
         public let allowed: Bool
         /// The TAT to store when allowed.
         public let newTAT: Int64
-        /// Requests still allowed right now after this one.
+        /// Requests (tokens) still allowed right now after this one.
         public let remaining: Int
         /// Seconds until the client is back to a full quota.
         public let resetSeconds: Int
         /// Seconds until the next request would be admitted (when refused).
         public let retryAfterSeconds: Int
+        /// The request can never fit: it costs more than the limit itself (tokens only).
+        public var tooLarge = false
+
+        public init(allowed: Bool, newTAT: Int64, remaining: Int, resetSeconds: Int, retryAfterSeconds: Int, tooLarge: Bool = false) {
+            (self.allowed, self.newTAT, self.remaining) = (allowed, newTAT, remaining)
+            (self.resetSeconds, self.retryAfterSeconds, self.tooLarge) = (resetSeconds, retryAfterSeconds, tooLarge)
+        }
     }
 
     public func decide(tat storedTAT: Int64, now: Int64) -> Decision {

@@ -31,19 +31,7 @@ public struct TokenGCRA: Sendable, Equatable {
         limit = min(max(1, tokensPerMinute), 1_000_000_000)
     }
 
-    public struct Decision: Equatable, Sendable {
-        public let allowed: Bool
-        /// The TAT to store when allowed.
-        public let newTAT: Int64
-        /// Tokens still available right now after this reservation.
-        public let remaining: Int
-        /// Seconds until the client is back to a full window.
-        public let resetSeconds: Int
-        /// Seconds until this reservation would fit (when refused).
-        public let retryAfterSeconds: Int
-        /// The reservation can never fit: it is larger than the limit itself.
-        public let tooLarge: Bool
-    }
+    public typealias Decision = GCRA.Decision
 
     /// A TAT within [now, now + W]: older words mean a full window, larger
     /// ones come from a corrupt or foreign file (or an old config).
