@@ -117,6 +117,39 @@ public final class SQLiteDatabase: @unchecked Sendable {
         }
         /// Rows changed by the last statement.
         public var changes: Int { database.changes }
+        /// A statement to run many times in this transaction, bound field by
+        /// field: no `[Value]` per row, no lookup of the SQL text per row,
+        /// strings bound from their UTF-8 storage (the ledger's drain).
+        public func statement(_ sql: String) throws -> Statement {
+            Statement(stmt: try database.prepared(sql), database: database)
+        }
+    }
+
+    /// A prepared statement inside a transaction (see `Transaction.statement`).
+    public struct Statement {
+        let stmt: OpaquePointer
+        let database: SQLiteDatabase
+        private static let empty: StaticString = ""
+
+        public func bind(_ i: Int32, _ v: Int64) { sqlite3_bind_int64(stmt, i, v) }
+        public func bind(_ i: Int32, _ v: Int?) {
+            if let v { sqlite3_bind_int64(stmt, i, Int64(v)) } else { sqlite3_bind_null(stmt, i) }
+        }
+        public func bind(_ i: Int32, _ s: String) {
+            var s = s
+            s.withUTF8 { b in
+                // An empty buffer may have no address, and a NULL pointer binds NULL, not ''.
+                let p = b.baseAddress.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(Self.empty.utf8Start)
+                _ = kimi_sqlite_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(b.count))
+            }
+        }
+        /// Runs the statement with the bound values; returns the rows it changed.
+        @discardableResult
+        public func run() throws -> Int {
+            defer { sqlite3_reset(stmt) }
+            guard sqlite3_step(stmt) == SQLITE_DONE else { throw database.failure() }
+            return database.changes
+        }
     }
 
     /// Rows changed by the last statement.
@@ -157,7 +190,7 @@ public final class SQLiteDatabase: @unchecked Sendable {
         return rows
     }
 
-    private func prepared(_ sql: String) throws -> OpaquePointer {
+    fileprivate func prepared(_ sql: String) throws -> OpaquePointer {
         if let s = statements[sql] { return s }
         var stmt: OpaquePointer?
         guard sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil) == SQLITE_OK, let stmt else { throw failure() }
@@ -165,5 +198,5 @@ public final class SQLiteDatabase: @unchecked Sendable {
         return stmt
     }
 
-    private func failure() -> Failure { Failure(description: String(cString: sqlite3_errmsg(db))) }
+    fileprivate func failure() -> Failure { Failure(description: String(cString: sqlite3_errmsg(db))) }
 }

@@ -8,8 +8,8 @@ import KimiCore
 /// journal was drained leaves the file behind — the kernel keeps every
 /// byte written to a `MAP_SHARED` mapping, exactly as it keeps a `write()`
 /// (neither survives a power cut without fsync) — and the next process to
-/// start replays it (`replayLeftovers`) exactly once, because the ledger
-/// ignores a record id it already holds.
+/// start replays it (`replayLeftovers`) exactly once: a replayed record
+/// the ledger already holds (same time and id) is skipped.
 ///
 /// Why a mapping: one `write()` per request was 8 % of the gateway's CPU
 /// on a relayed completion (perf, bench scenario 2b); a copy under a lock
@@ -146,7 +146,7 @@ public final class UsageJournal: @unchecked Sendable {
             guard let bytes = Self.read(file, from: 0) else { continue }
             // A mapped journal is its lines, then zeros.
             let (records, _, _) = JournalLines.records(in: bytes[..<(bytes.firstIndex(of: 0) ?? bytes.count)])
-            stored += try ledger.insert(records)
+            stored += try ledger.insert(records, replayed: true)
             unlink(file)
         }
         return stored

@@ -10,26 +10,34 @@ public final class UsageLedger: @unchecked Sendable {
         try Schema.migrate(db)
     }
 
-    /// Stores the records in one transaction; a record already stored
-    /// (same `recordID`: a replayed journal line) is ignored. Returns how
-    /// many were new.
+    /// Stores the records in one transaction. `replayed`: records from a
+    /// journal a dead process left, some of which it may have stored
+    /// before it died — each is checked (by time and id, through
+    /// `usage_at`) and stored only if absent. A live process's own drain
+    /// never offers a record twice (`UsageJournal.drain` is serialized and
+    /// moves past what it stored), so it skips the check. Returns how many
+    /// were new.
     @discardableResult
-    public func insert(_ records: [UsageRecord]) throws -> Int {
+    public func insert(_ records: [UsageRecord], replayed: Bool = false) throws -> Int {
         guard !records.isEmpty else { return 0 }
         return try db.transaction { tx in
+            let columns = """
+                record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
+                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms
+                """
+            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18"
+            let insert = try tx.statement(replayed
+                ? "INSERT INTO usage (\(columns)) SELECT \(values) WHERE NOT EXISTS (SELECT 1 FROM usage WHERE at = ?2 AND record_id = ?1)"
+                : "INSERT INTO usage (\(columns)) VALUES (\(values))")
             var added = 0
             for r in records {
-                try tx.query("""
-                    INSERT OR IGNORE INTO usage (record_id, at, request_id, key_name, key_fingerprint, client, route, model,
-                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, status, stream, outcome, estimated,
-                        duration_ms, first_token_ms)
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-                    """, [.text(r.recordID), .int(r.at), .text(r.requestID), .text(r.keyName), .text(r.keyFingerprint),
-                          .text(r.client), .text(r.route), .text(r.model), .int(Int64(r.promptTokens)),
-                          .int(Int64(r.completionTokens)), .int(Int64(r.totalTokens)), r.cachedTokens.map { .int(Int64($0)) } ?? .null,
-                          .int(Int64(r.status)), .int(r.stream ? 1 : 0), .text(r.outcome.rawValue), .int(r.estimated ? 1 : 0),
-                          .int(Int64(r.durationMs)), r.firstTokenMs.map { .int(Int64($0)) } ?? .null])
-                added += tx.changes
+                insert.bind(1, r.recordID); insert.bind(2, r.at); insert.bind(3, r.requestID); insert.bind(4, r.keyName)
+                insert.bind(5, r.keyFingerprint); insert.bind(6, r.client); insert.bind(7, r.route); insert.bind(8, r.model)
+                insert.bind(9, r.promptTokens); insert.bind(10, r.completionTokens); insert.bind(11, r.totalTokens)
+                insert.bind(12, r.cachedTokens); insert.bind(13, r.status); insert.bind(14, r.stream ? 1 : 0)
+                insert.bind(15, r.outcome.rawValue); insert.bind(16, r.estimated ? 1 : 0); insert.bind(17, r.durationMs)
+                insert.bind(18, r.firstTokenMs)
+                added += try insert.run()
             }
             return added
         }

@@ -100,7 +100,26 @@ import Testing
         #expect(try ledger.totals(from: 0, to: .max, keyFingerprint: "abcd1234").requests == 2)
         #expect(try ledger.totals(from: 0, to: .max, keyFingerprint: "abcd1234").estimatedRequests == 1)
         #expect(try ledger.totals(from: 1_700_000_000_002, to: .max).requests == 2) // at ≥ …002: records 2 and 5
-        #expect(try ledger.insert([Self.record(1)]) == 0) // stored once
+        #expect(try ledger.insert([Self.record(1)], replayed: true) == 0) // a replay stores it once
+    }
+
+    @Test func rowsOfTheFirstLedgerSchemaSurviveTheMigration() throws {
+        var template = Array("/tmp/kimi-usage-XXXXXX".utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        let db = try SQLiteDatabase(path: dir + "/gateway.db")
+        try db.transaction { tx in
+            for step in Schema.migrations.prefix(2) {
+                for statement in step.split(separator: ";") where !statement.allSatisfy({ $0.isWhitespace }) { try tx.query(String(statement)) }
+            }
+            try tx.query("PRAGMA user_version = 2")
+            try tx.query("""
+                INSERT INTO usage VALUES ('old', 5, 'rid', 'app', 'abcd1234', 'c', '/v1/chat/completions', 'm', 3, 4, 7, NULL, 200, 0,
+                                          'completed', 0, 9, NULL)
+                """)
+        }
+        let ledger = try UsageLedger(database: db)
+        #expect(try ledger.totals(from: 0, to: 10).totalTokens == 7)
+        #expect(try ledger.insert([Self.record(1)]) == 1 && ledger.lastRowID() == 2)
     }
 
     @Test func aCompleteLineThatDoesNotParseIsSkippedNotBlocking() {

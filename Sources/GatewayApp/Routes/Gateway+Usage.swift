@@ -5,8 +5,9 @@ extension Gateway {
     /// `GET /api/usage`: the calling key's usage today and this month (UTC),
     /// its budget and what remains of it, and its limits. Without a key (auth
     /// not required) the figures are those of all requests made without one.
-    /// From this process's usage book: other processes' last 100 ms may be
-    /// missing (see `UsageBook`).
+    /// From this process's usage book, which trails the ledger by at most
+    /// one drain (`usage.drainIntervalMs`); for a key with a budget it also
+    /// holds this process's own records at once (see `UsageBook`).
     func usage(_ ctx: RequestContext) throws {
         guard let book = services.usage else {
             throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem))")

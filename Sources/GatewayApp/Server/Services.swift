@@ -66,7 +66,7 @@ public final class Services: @unchecked Sendable {
         if let r = capture.reservation {
             limiter.settle(key: r.key, delta: record.totalTokens - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
         }
-        if recording { usage?.record(record) }
+        if recording { usage?.record(record, pending: ctx.apiKey?.budget != nil) }
     }
 
     func documentCache() throws -> DocumentCache {

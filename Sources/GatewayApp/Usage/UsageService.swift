@@ -21,13 +21,16 @@ public final class UsageService: @unchecked Sendable {
         journal = try UsageJournal(directory: SharedFiles.directory(of: path) + "/journal")
     }
 
-    /// Appends the record to this process's journal (one write) and counts it as pending.
-    func record(_ record: UsageRecord) {
+    /// Appends the record to this process's journal (a copy into the
+    /// mapping) and, for a key with a budget, counts it as pending: its next
+    /// request must see it before any drain (`pending` takes a lock every
+    /// request shares, so it is only for the keys that need it).
+    func record(_ record: UsageRecord, pending: Bool) {
         guard journal.append(record) else {
             if log.tryEnter() { Log.error("usage: cannot append to \(journal.path): \(String(cString: strerror(errno)))") }
             return
         }
-        lock.withLock { book.addPending(record) }
+        if pending { lock.withLock { book.addPending(record) } }
     }
 
     /// What the key used today and this month, as this process knows it.

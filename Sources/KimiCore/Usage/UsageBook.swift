@@ -21,6 +21,11 @@ public struct UsageCounts: Equatable, Sendable {
                     completionTokens: a.completionTokens + b.completionTokens, totalTokens: a.totalTokens + b.totalTokens)
     }
 
+    var clampedAtZero: UsageCounts {
+        UsageCounts(requests: max(0, requests), promptTokens: max(0, promptTokens), completionTokens: max(0, completionTokens),
+                    totalTokens: max(0, totalTokens))
+    }
+
     public static func - (a: UsageCounts, b: UsageCounts) -> UsageCounts {
         UsageCounts(requests: a.requests - b.requests, promptTokens: a.promptTokens - b.promptTokens,
                     completionTokens: a.completionTokens - b.completionTokens, totalTokens: a.totalTokens - b.totalTokens)
@@ -30,8 +35,9 @@ public struct UsageCounts: Equatable, Sendable {
 /// Each process's view of every key's usage today and this month (issue
 /// #12), for budgets and `GET /api/usage` without SQLite on the request
 /// path: what the ledger holds (loaded once per period, then followed row
-/// by row as any process adds to it) plus what this process has journalled
-/// but not yet stored. A record moves from pending to stored when its
+/// by row as any process adds to it) plus, for keys with a budget, what this
+/// process has journalled but not yet stored (for the others the book
+/// trails by one drain, like every process's view of every other). A record moves from pending to stored when its
 /// drain commits; for the moment between the ledger scan and the removal
 /// it counts twice (the safe direction for a budget). What other processes
 /// have not yet drained is not seen: at most one drain interval (100 ms).
@@ -89,8 +95,15 @@ public struct UsageBook: Sendable {
     /// A record this process journalled.
     public mutating func addPending(_ r: UsageRecord) { add(&pending, r.keyFingerprint, r.at, UsageCounts(r)) }
 
-    /// A record of this process that the ledger now holds.
-    public mutating func removePending(_ r: UsageRecord) { add(&pending, r.keyFingerprint, r.at, UsageCounts() - UsageCounts(r)) }
+    /// A record of this process that the ledger now holds. Records that
+    /// were never pending (keys without a budget are not counted twice
+    /// over) change nothing; counts never go below zero.
+    public mutating func removePending(_ r: UsageRecord) {
+        guard pending[r.keyFingerprint] != nil else { return }
+        add(&pending, r.keyFingerprint, r.at, UsageCounts() - UsageCounts(r))
+        pending[r.keyFingerprint]!.day = pending[r.keyFingerprint]!.day.clampedAtZero
+        pending[r.keyFingerprint]!.month = pending[r.keyFingerprint]!.month.clampedAtZero
+    }
 
     /// What the key with this fingerprint used today and this month, at `now`.
     public func spent(_ fingerprint: String, now ms: Int64) -> Spent {

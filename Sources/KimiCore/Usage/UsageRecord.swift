@@ -98,16 +98,25 @@ public struct UsageRecord: Equatable, Sendable {
 
     /// A journal line back (without its newline); nil for a torn or foreign line.
     public init?(journalLine line: [UInt8]) {
-        var fields: [ArraySlice<UInt8>] = []
+        guard let r = line.withUnsafeBufferPointer({ Self(journalLine: $0) }) else { return nil }
+        self = r
+    }
+
+    /// The same over the drain's bytes, without copying the line.
+    public init?(journalLine line: UnsafeBufferPointer<UInt8>) {
+        typealias Field = UnsafeBufferPointer<UInt8>
+        var fields: [Field] = []
         fields.reserveCapacity(18)
         var start = 0
         for i in 0...line.count where i == line.count || line[i] == 0x09 {
-            fields.append(line[start..<i])
+            fields.append(Field(rebasing: line[start..<i]))
             start = i + 1
         }
         guard fields.count == 18, fields[0].elementsEqual(Self.version) else { return nil }
-        func text(_ f: ArraySlice<UInt8>) -> String? {
-            guard f.contains(0x5C) else { return String(validating: f, as: UTF8.self) }
+        func text(_ f: Field) -> String? {
+            // Our own bytes: decoding (which would repair) rather than the
+            // generic validating initializer (a metadata lookup per call).
+            guard f.contains(0x5C) else { return String(decoding: f, as: UTF8.self) }
             var out: [UInt8] = []
             var escaped = false
             for b in f {
@@ -126,9 +135,9 @@ public struct UsageRecord: Equatable, Sendable {
                     out.append(b)
                 }
             }
-            return String(validating: out, as: UTF8.self)
+            return String(decoding: out, as: UTF8.self)
         }
-        func number(_ f: ArraySlice<UInt8>) -> Int64? {
+        func number(_ f: Field) -> Int64? {
             guard !f.isEmpty, f.count <= 18 else { return nil }
             var v: Int64 = 0
             var negative = false
@@ -139,7 +148,7 @@ public struct UsageRecord: Equatable, Sendable {
             }
             return negative ? -v : v
         }
-        func int(_ f: ArraySlice<UInt8>) -> Int? { number(f).map { Int($0) } }
+        func int(_ f: Field) -> Int? { number(f).map { Int($0) } }
         guard let id = text(fields[1]), let at = number(fields[2]), let rid = text(fields[3]), let key = text(fields[4]),
               let fp = text(fields[5]), let client = text(fields[6]), let route = text(fields[7]), let model = text(fields[8]),
               let prompt = int(fields[9]), let completion = int(fields[10]), let status = int(fields[12]),
@@ -157,15 +166,17 @@ public struct UsageRecord: Equatable, Sendable {
 /// that does not parse is skipped (counted) rather than blocking the rest.
 public enum JournalLines {
     public static func records(in bytes: ArraySlice<UInt8>) -> (records: [UsageRecord], consumed: Int, skipped: Int) {
-        var records: [UsageRecord] = []
-        var skipped = 0
-        var start = bytes.startIndex
-        var consumed = 0
-        while let nl = bytes[start...].firstIndex(of: 0x0A) {
-            if let r = UsageRecord(journalLine: Array(bytes[start..<nl])) { records.append(r) } else { skipped += 1 }
-            start = nl + 1
-            consumed = start - bytes.startIndex
+        bytes.withUnsafeBufferPointer { buf in
+            var records: [UsageRecord] = []
+            var skipped = 0
+            var start = 0
+            var consumed = 0
+            while let nl = buf[start...].firstIndex(of: 0x0A) {
+                if let r = UsageRecord(journalLine: UnsafeBufferPointer(rebasing: buf[start..<nl])) { records.append(r) } else { skipped += 1 }
+                start = nl + 1
+                consumed = start
+            }
+            return (records, consumed, skipped)
         }
-        return (records, consumed, skipped)
     }
 }
