@@ -9,6 +9,8 @@ public final class FastCGIExchange: ResponseWriter {
     public let params: [String: String]
     private let out: UnsafeMutablePointer<FCGX_Stream>
     private let input: UnsafeMutablePointer<FCGX_Stream>
+    /// The FastCGI connection (to watch for the web server closing it).
+    private let fd: Int32
     /// Header lines written after the status on every response, already
     /// serialized (the gateway's constant security headers): validated once,
     /// not per response.
@@ -45,6 +47,7 @@ public final class FastCGIExchange: ResponseWriter {
         params = p
         out = request.pointee.out
         input = request.pointee.in
+        fd = request.pointee.ipcFd
     }
 
     /// The params a responder reads (RFC 3875 names) and every `HTTP_*`
@@ -134,5 +137,30 @@ public final class FastCGIExchange: ResponseWriter {
         guard !clientGone else { return false }
         if FCGX_FFlush(out) != 0 || FCGX_GetError(out) != 0 { clientGone = true }
         return !clientGone
+    }
+
+    /// Polls the connection: nginx closes it when its client leaves
+    /// (`fastcgi_ignore_client_abort off`), which shows as POLLRDHUP or a
+    /// zero-byte peek. Anything else readable (a record nginx sent) ends
+    /// the watching, not the wait.
+    public func waitWhileConnected(milliseconds: Int) -> Bool {
+        guard !clientGone else { return false }
+        let end = Clock.monotonicNanos() &+ UInt64(max(0, milliseconds)) * 1_000_000
+        while true {
+            let now = Clock.monotonicNanos()
+            guard now < end else { return true }
+            let left = Int32(min(UInt64(Int32.max), (end - now + 999_999) / 1_000_000))
+            var p = pollfd(fd: fd, events: Int16(POLLIN) | 0x2000 /* POLLRDHUP */, revents: 0)
+            let n = fd >= 0 ? poll(&p, 1, left) : { usleep(useconds_t(left) * 1000); return 0 }()
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return n == 0 ? true : !clientGone }
+            var byte: UInt8 = 0
+            if p.revents & (0x2000 | Int16(POLLHUP) | Int16(POLLERR)) != 0 || recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0 {
+                clientGone = true
+                return false
+            }
+            usleep(useconds_t(left) * 1000)
+            return true
+        }
     }
 }

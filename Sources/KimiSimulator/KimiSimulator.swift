@@ -29,6 +29,7 @@ public final class KimiSimulator: @unchecked Sendable {
         router.add("POST", "/v1/chat/completions", access: .client) { [unowned self] ex, req, _ in self.chat(ex, req) }
         router.add("GET", "/v1/models", access: .client) { [unowned self] ex, req, _ in self.modelList(ex, req) }
         router.add("GET", "/sim/stats", access: .open) { [unowned self] ex, req, _ in self.statsRoute(ex, req) }
+        router.add("POST", "/sim/keys", access: .open) { [unowned self] ex, req, _ in self.keyRule(ex, req) }
         router.add("POST", "/sim/models", access: .open) { [unowned self] ex, req, _ in self.addModel(ex, req) }
         registerFileRoutes()
     }
@@ -49,6 +50,24 @@ public final class KimiSimulator: @unchecked Sendable {
                 let auth = req.header("authorization") ?? ""
                 guard auth.hasPrefix("Bearer "), auth.count > 7 else {
                     return error(ex, 401, "invalid_authentication_error", "Invalid Authentication")
+                }
+                let key = String(auth.dropFirst(7))
+                stats.update { $0.byKey[SHA256.fingerprint(key), default: 0] += 1 }
+                // Keys whose name says so fail the way Kimi's do (issue #13's
+                // pool tests), and so do keys a `POST /sim/keys` rule names.
+                let rule = stats.get().keyRules.first { key.contains($0.key) }?.value
+                if rule == "healthy" { return r.handler(ex, req, parameters) }
+                let failure = rule ?? ["refused", "noquota", "overloaded", "ratelimited"].first { key.contains($0) } ?? ""
+                if failure == "refused" { return error(ex, 401, "invalid_authentication_error", "Invalid Authentication") }
+                if failure == "noquota" {
+                    return error(ex, 403, "exceeded_current_quota_error", "Your account is suspended, please check your plan and billing details")
+                }
+                if failure == "overloaded" {
+                    return error(ex, 429, "engine_overloaded_error", "The engine is currently overloaded, please try again later")
+                }
+                if failure == "ratelimited" {
+                    return error(ex, 429, "rate_limit_reached_error", "Your account org-sim request reached max request: 3, please try again after 2 seconds",
+                                 headers: [("Retry-After", "2")])
                 }
             }
             r.handler(ex, req, parameters)
@@ -79,6 +98,15 @@ public final class KimiSimulator: @unchecked Sendable {
         ex.respondJSON(status: 200, ["id": .string(id)])
     }
 
+    /// `POST /sim/keys {"match": "part-of-a-key", "failure": "ratelimited"|"refused"|"noquota"|"overloaded"|"healthy"|""}`:
+    /// from now on keys containing `match` fail that way ("" removes the rule).
+    func keyRule(_ ex: FastCGIExchange, _ req: Request) {
+        guard let body = try? JSON.parse(req.body), let match = body["match"]?.stringValue, !match.isEmpty,
+              let failure = body["failure"]?.stringValue else { return error(ex, 400, "invalid_request_error", "match and failure are required") }
+        stats.update { if failure.isEmpty { $0.keyRules[match] = nil } else { $0.keyRules[match] = failure } }
+        ex.respondJSON(status: 200, ["match": .string(match), "failure": .string(failure)])
+    }
+
     func statsRoute(_ ex: FastCGIExchange, _ req: Request) {
         let s = stats.get()
         var byID: [(String, JSON)] = []
@@ -88,6 +116,8 @@ public final class KimiSimulator: @unchecked Sendable {
             "streamsStarted": .number(s.streamsStarted), "streamsCompleted": .number(s.streamsCompleted),
             "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID), "modelLists": .number(s.modelLists), "chatRequests": .number(s.chatRequests),
             "uploads": .number(s.uploads), "contentReads": .number(s.contentReads),
+            "byKey": .object(s.byKey.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) }),
+            "overloadedAnswers": .number(s.overloadedAnswers),
             "requestIds": .object(s.requestIDs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
         ])
     }
@@ -110,6 +140,17 @@ public final class KimiSimulator: @unchecked Sendable {
         if let id = d.id {
             let rid = req.header("x-request-id")
             stats.update { $0.byID[id] = "received"; if let rid { $0.requestIDs[id] = rid } }
+        }
+        if d.overloaded > 0 {
+            let rid = req.header("x-request-id") ?? ""
+            let seen = stats.update { s -> Int in
+                s.attemptsByRequest[rid, default: 0] += 1
+                return s.attemptsByRequest[rid]!
+            }
+            if seen <= d.overloaded {
+                stats.update { $0.overloadedAnswers += 1 }
+                return error(ex, 429, "engine_overloaded_error", "The engine is currently overloaded, please try again later")
+            }
         }
         if let hang = d.hangMs { sleepMs(hang) }
         if let code = d.error {
@@ -262,4 +303,11 @@ struct SimulatorStats {
     /// Files uploaded, and file contents read.
     var uploads = 0
     var contentReads = 0
+    /// Requests per upstream key fingerprint (authenticated routes).
+    var byKey: [String: Int] = [:]
+    /// `[sim:overloaded=N]`: attempts seen per X-Request-Id, and the 429s given.
+    var attemptsByRequest: [String: Int] = [:]
+    var overloadedAnswers = 0
+    /// `POST /sim/keys` rules: a part of a key → how it fails.
+    var keyRules: [String: String] = [:]
 }

@@ -9,6 +9,9 @@ import KimiCore
 /// - error=CODE answer with that upstream error (400, 401, 403, 429, 500, 503)
 /// - hang=MS    send nothing for MS (default 60000), then answer
 /// - cut=N      end a stream after N content chunks, with no usage and no [DONE]
+/// - overloaded=N  the first N attempts of this request (by X-Request-Id)
+///              answer 429 `engine_overloaded_error`, as Kimi does when out
+///              of capacity; the next one answers
 /// - id=NAME    record this request's fate under NAME in /sim/stats
 /// - tool=NAME  call the request's tool NAME (its first tool when NAME is
 ///              not among them) instead of answering: `tool_calls`, the
@@ -25,6 +28,7 @@ struct SimulatorDirectives: Equatable {
     var cut: Int?
     var id: String?
     var tool: String?
+    var overloaded = 0
 
     static func parse(_ text: String, defaults: SimulatorDirectives) -> SimulatorDirectives {
         var d = defaults
@@ -47,6 +51,7 @@ struct SimulatorDirectives: Equatable {
                 case "cut": d.cut = n
                 case "id": d.id = String(value.prefix(64))
                 case "tool": d.tool = String(value.prefix(64))
+                case "overloaded": if let n, n >= 0 { d.overloaded = min(n, 100) }
                 default: break
                 }
             }

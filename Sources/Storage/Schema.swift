@@ -77,6 +77,12 @@ public enum Schema {
         ALTER TABLE usage_v3 RENAME TO usage;
         CREATE INDEX usage_at ON usage(at);
         """,
+        // 4: the upstream key (fingerprint) an answer came with and the
+        // attempts it took (issue #13's key pool and retries).
+        """
+        ALTER TABLE usage ADD COLUMN upstream_key TEXT NOT NULL DEFAULT '';
+        ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+        """,
     ]
 
     public static var version: Int { migrations.count }

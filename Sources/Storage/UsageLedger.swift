@@ -23,9 +23,9 @@ public final class UsageLedger: @unchecked Sendable {
         return try db.transaction { tx in
             let columns = """
                 record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
-                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms
+                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts
                 """
-            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18"
+            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20"
             let insert = try tx.statement(replayed
                 ? "INSERT INTO usage (\(columns)) SELECT \(values) WHERE NOT EXISTS (SELECT 1 FROM usage WHERE at = ?2 AND record_id = ?1)"
                 : "INSERT INTO usage (\(columns)) VALUES (\(values))")
@@ -36,7 +36,7 @@ public final class UsageLedger: @unchecked Sendable {
                 insert.bind(9, r.promptTokens); insert.bind(10, r.completionTokens); insert.bind(11, r.totalTokens)
                 insert.bind(12, r.cachedTokens); insert.bind(13, r.status); insert.bind(14, r.stream ? 1 : 0)
                 insert.bind(15, r.outcome.rawValue); insert.bind(16, r.estimated ? 1 : 0); insert.bind(17, r.durationMs)
-                insert.bind(18, r.firstTokenMs)
+                insert.bind(18, r.firstTokenMs); insert.bind(19, r.upstreamKey); insert.bind(20, r.attempts)
                 added += try insert.run()
             }
             return added

@@ -15,6 +15,9 @@ public struct UpstreamRequest {
     /// Longest whole transfer, however steadily bytes arrive (a 1-byte drip
     /// never trips the idle timeout). 0 = none.
     public var totalTimeoutMs = 0
+    /// No byte of the answer within this long from the start: the attempt
+    /// failed with `.firstByteTimeout` (retried by the caller). 0 = none.
+    public var firstByteTimeoutMs = 0
     /// A CA bundle for TLS verification; empty = the system store.
     public var caFile = ""
     /// Sent as `X-Request-Id`, so one id names the request at the client,
@@ -81,6 +84,9 @@ public final class UpstreamClient {
     fileprivate var aborted = false
     fileprivate var idleTimedOut = false
     fileprivate var totalTimedOut = false
+    fileprivate var firstByteTimedOut = false
+    fileprivate var sawByte = false
+    fileprivate var firstByteDeadline: UInt64 = .max
     fileprivate var deadline: UInt64 = .max
     fileprivate var lastActivity: UInt64 = 0
     fileprivate var idleTimeoutNanos: UInt64 = 0
@@ -162,7 +168,10 @@ public final class UpstreamClient {
         aborted = false
         idleTimedOut = false
         totalTimedOut = false
+        firstByteTimedOut = false
+        sawByte = false
         lastActivity = Clock.monotonicNanos()
+        firstByteDeadline = req.firstByteTimeoutMs > 0 ? lastActivity &+ UInt64(req.firstByteTimeoutMs) * 1_000_000 : .max
         deadline = req.totalTimeoutMs > 0 ? lastActivity &+ UInt64(req.totalTimeoutMs) * 1_000_000 : .max
         idleTimeoutNanos = UInt64(req.idleTimeoutMs) * 1_000_000
         defer { self.receiver = nil }
@@ -222,7 +231,8 @@ public final class UpstreamClient {
             return .completed
         }
         if aborted { return .abortedByReceiver }
-        if idleTimedOut { return .failed(.timeout("no data for \(req.idleTimeoutMs) ms")) }
+        if firstByteTimedOut { return .failed(.firstByteTimeout("no answer within \(req.firstByteTimeoutMs) ms (upstream.firstByteTimeoutMs)")) }
+        if idleTimedOut { return .failed(sawByte ? .timeout("no data for \(req.idleTimeoutMs) ms") : .firstByteTimeout("no answer within \(req.idleTimeoutMs) ms")) }
         if totalTimedOut { return .failed(.timeout("the answer took longer than \(req.totalTimeoutMs) ms (upstream.totalTimeoutMs)")) }
         let text = String(cString: curl_easy_strerror(rc))
         switch rc {
@@ -246,6 +256,7 @@ public final class UpstreamClient {
 
     fileprivate func header(_ line: UnsafeBufferPointer<UInt8>) {
         lastActivity = Clock.monotonicNanos()
+        sawByte = true
         // A new status line (after a 1xx) starts a new header block.
         if line.count > 5, line[0] == 0x48, line[1] == 0x54, line[2] == 0x54, line[3] == 0x50, line[4] == 0x2F { headers = [:]; return }
         if line.count <= 2 {
@@ -304,6 +315,10 @@ private let xferCallback: kimi_curl_xfer_cb = { ud, _, _, _, _ in
     let now = Clock.monotonicNanos()
     if now &- c.lastActivity > c.idleTimeoutNanos {
         c.idleTimedOut = true
+        return 1
+    }
+    if !c.sawByte, now > c.firstByteDeadline {
+        c.firstByteTimedOut = true
         return 1
     }
     if now > c.deadline {

@@ -14,10 +14,7 @@ import Testing
         var now: UInt64 = 1_000
 
         mutating func head(_ status: Int = 200, headers: [String: String] = [:]) {
-            if machine.upstreamHead(status: status, headers: headers, now: now) == .writeStreamHead {
-                headWritten = true
-                if machine.written(ok: clientAlive, now: now) == .stopUpstream { upstreamStopped = true }
-            }
+            _ = machine.upstreamHead(status: status, headers: headers, now: now)
         }
 
         mutating func feed(_ text: String) {
@@ -26,6 +23,7 @@ import Testing
             case .keepReceiving: break
             case .stopUpstream: upstreamStopped = true
             case let .relay(events):
+                headWritten = true
                 relayed += events.map(\.data)
                 if machine.written(ok: clientAlive, now: now) == .stopUpstream { upstreamStopped = true }
             }
@@ -114,13 +112,15 @@ import Testing
         #expect(e.message.contains("over 1024 bytes"))
     }
 
-    @Test func aClientGoneDuringTheHeadStopsTheUpstreamBeforeAnyEvent() {
+    @Test func aClientGoneBeforeTheFirstEventIsNoticedAtItsWriteAndStopsTheUpstream() {
         var r = Run()
         r.clientAlive = false
         r.head()
-        #expect(r.upstreamStopped)
+        #expect(!r.upstreamStopped) // nothing written yet: our head goes with the first event
         r.feed("data: a\n\n")
-        #expect(r.relayed.isEmpty && r.end() == .clientLeft)
+        #expect(r.upstreamStopped)
+        r.feed("data: b\n\n")
+        #expect(r.relayed == ["a"] && r.end() == .clientLeft)
     }
 
     @Test func aClientGoneDuringTheStreamStopsTheUpstream() {
@@ -143,7 +143,6 @@ import Testing
         var m = SSERelayStateMachine(keepAliveNanos: 100)
         #expect(m.tick(now: 10_000) == .nothing) // no head yet
         _ = m.upstreamHead(status: 200, headers: [:], now: 1_000)
-        _ = m.written(ok: true, now: 1_000)
         #expect(m.tick(now: 1_050) == .nothing)
         #expect(m.tick(now: 1_100) == .sendKeepAlive)
         #expect(m.written(ok: true, now: 1_100) == .keepReceiving)
@@ -151,5 +150,20 @@ import Testing
         #expect(m.tick(now: 1_250) == .sendKeepAlive)
         #expect(m.written(ok: false, now: 1_250) == .stopUpstream) // the client left during the silence
         #expect(m.tick(now: 9_999) == .nothing)
+    }
+
+    @Test func theClientSeesNothingUntilTheFirstEventSoAFailureBeforeItCanBeRetried() {
+        var r = Run()
+        r.head()
+        #expect(!r.headWritten && !r.machine.clientSawBytes)
+        let e = GatewayError.upstreamFailed("reset")
+        #expect(r.end(.failed(e)) == .failed(e))
+        #expect(!r.machine.clientSawBytes) // retryable: nothing reached the client
+
+        var after = Run()
+        after.head()
+        after.feed("data: \(Self.chunk)\n\n")
+        #expect(after.headWritten && after.machine.clientSawBytes)
+        #expect(after.end(.failed(e)) == .failed(e)) // the client saw an event: an error event, no retry
     }
 }

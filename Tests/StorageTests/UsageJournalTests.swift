@@ -19,6 +19,18 @@ import Testing
 
     static let everything: (Int64, Int64) = (0, .max)
 
+    @Test func aLineCarriesTheUpstreamKeyAndAttemptsAndAnOlderLineStillReads() {
+        var r = Self.record(5)
+        r.upstreamKey = "sha256:0123abcd"
+        r.attempts = 3
+        #expect(UsageRecord(journalLine: Array(r.journalLine.dropLast())) == r)
+        // A U1 line (a journal an older process left): no key, one attempt.
+        let u1 = "U1\tid1\t1700000000000\trid\tapp\tabcd\tkey:abcd\t/v1/chat/completions\tmoonshot-v1-8k\t10\t2\t\t200\t0\tcompleted\t0\t5\t"
+        let old = UsageRecord(journalLine: Array(u1.utf8))
+        #expect(old?.upstreamKey == "" && old?.attempts == 1 && old?.promptTokens == 10 && old?.recordID == "id1")
+        #expect(UsageRecord(journalLine: Array(("U3" + u1.dropFirst(2)).utf8)) == nil)
+    }
+
     @Test func aJournalLineIsTheRecordBack() {
         for outcome in UsageRecord.Outcome.allCases {
             let r = Self.record(3, outcome: outcome)

@@ -21,7 +21,26 @@ def make_stack(name: str, **kw) -> kimistack.Stack:
 @pytest.fixture(scope="session")
 def stack():
     """The shared stack: nginx and lighttpd in front of spawn-fcgi -F 2."""
-    s = make_stack("shared", workers=2, lighttpd=True, config={"rateLimit": {"enabled": False}})
+    # Tests here inject upstream errors ([sim:error=401], 429) that mark its
+    # one key refused or cooling (issue #13): out for a second, no retries
+    # (those have their own stacks in test_upstream_resilience.py).
+    s = make_stack("shared", workers=2, lighttpd=True,
+                   config={"rateLimit": {"enabled": False}, "upstream": {"retries": 0, "disabledKeySeconds": 1}})
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture(autouse=True)
+def shared_key_ready(request):
+    """Before a test on the shared stack: its upstream key is back from
+    whatever an earlier test's injected error did to it (cooling ends by
+    itself; a refused key whose time is up is probed by the next request)."""
+    if "stack" in request.fixturenames:
+        s = request.getfixturevalue("stack")
+
+        def ready():
+            keys = http("GET", s.base + "/health").json().get("keys", {})
+            return not keys.get("cooling") and all(k["retryInSeconds"] == 0 for k in keys.get("disabled", []))
+        wait_for(ready, timeout=5, step=0.1)
+    yield

@@ -50,26 +50,36 @@ final class BufferedCall: UpstreamReceiver {
 
     func upstreamTick() -> Bool { true }
 
-    /// Runs the call; a transport failure or a non-2xx answer becomes the
-    /// mapped `GatewayError`. A 2xx answer shorter than its Content-Length
-    /// is a 502, never passed on.
-    static func run(_ req: UpstreamRequest, apiKey: String, budget: BufferBudget, maxBytes: Int = defaultMaxBytes,
-                    ctx: RequestContext? = nil) throws(GatewayError) -> BufferedCall
+    /// One attempt through the pool (`RequestContext.withUpstreamKey`):
+    /// the answer, or the failure classified for the retry rules.
+    static func attempt(_ req: UpstreamRequest, key: UpstreamKey, budget: BufferBudget, maxBytes: Int,
+                        ctx: RequestContext?) -> RequestContext.Attempt<BufferedCall>
     {
         let call = BufferedCall(maxBytes: maxBytes, budget: budget)
         let client = UpstreamClient.forCurrentThread()
         defer { ctx?.noteUpstreamVersion(client) }
         switch client.perform(req, receiver: call) {
         case .completed: break
-        case .abortedByReceiver: throw call.refusal ?? .upstreamFailed("Upstream transfer aborted")
-        case let .failed(f): throw UpstreamErrorMapping.map(f)
+        case .abortedByReceiver: return .failed(.final, call.refusal ?? .upstreamFailed("Upstream transfer aborted"))
+        case let .failed(f): return .failed(UpstreamAttempts.classify(f), UpstreamErrorMapping.map(f))
         }
         guard (200..<300).contains(call.status) else {
-            throw UpstreamErrorMapping.map(status: call.status, body: call.body, retryAfter: call.headers["retry-after"], apiKey: apiKey)
+            let retryAfter = call.headers["retry-after"]
+            return .failed(UpstreamAttempts.classify(status: call.status, type: UpstreamErrorMapping.errorType(call.body), retryAfter: retryAfter),
+                           UpstreamErrorMapping.map(status: call.status, body: call.body, retryAfter: retryAfter, apiKey: key.key))
         }
         if let announced = call.headers["content-length"].flatMap({ Int($0) }), announced != call.body.count {
-            throw .upstreamFailed("Upstream answer has \(call.body.count) bytes, its Content-Length says \(announced)")
+            return .failed(.dropped, .upstreamFailed("Upstream answer has \(call.body.count) bytes, its Content-Length says \(announced)"))
         }
-        return call
+        return .done(call)
+    }
+
+    /// One call without the pool's health or retries (the model list,
+    /// fetched in the background): the answer or the mapped error.
+    static func run(_ req: UpstreamRequest, key: UpstreamKey, budget: BufferBudget, maxBytes: Int = defaultMaxBytes) throws(GatewayError) -> BufferedCall {
+        switch attempt(req, key: key, budget: budget, maxBytes: maxBytes, ctx: nil) {
+        case let .done(call): return call
+        case let .failed(_, e): throw e
+        }
     }
 }

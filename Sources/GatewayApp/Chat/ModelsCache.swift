@@ -25,7 +25,11 @@ public final class ModelsCache: @unchecked Sendable {
     static let retryFailedNanos: UInt64 = 10_000_000_000
     static let unknownModelRefreshNanos: UInt64 = 60_000_000_000
 
-    public init() {}
+    /// Whether a key may be asked now (the pool's shared health): a key
+    /// every process knows is refused is not asked for the list either.
+    private let usable: (UpstreamKey, GatewayConfig) -> Bool
+
+    public init(usable: @escaping (UpstreamKey, GatewayConfig) -> Bool = { _, _ in true }) { self.usable = usable }
 
     func catalogue(config: GatewayConfig, budget: BufferBudget) -> ModelCatalogue {
         let now = Clock.monotonicNanos()
@@ -53,13 +57,17 @@ public final class ModelsCache: @unchecked Sendable {
     }
 
     private func refresh(config: GatewayConfig, budget: BufferBudget, now: UInt64) -> ModelCatalogue {
-        let req = config.upstreamRequest("GET", "/models", idleMs: min(config.upstream.idleTimeoutMs, 10_000))
         var list: JSON?
-        if let call = try? BufferedCall.run(req, apiKey: config.upstream.apiKey, budget: budget),
-           let parsed = try? JSON.parse(call.body), parsed["data"]?.arrayValue != nil
-        {
-            list = parsed
-            lastGood.set(parsed)
+        // The first key that answers (the list is the same for every account).
+        for key in config.upstream.keys where usable(key, config) {
+            let req = config.upstreamRequest("GET", "/models", idleMs: min(config.upstream.idleTimeoutMs, 10_000), key: key)
+            if let call = try? BufferedCall.run(req, key: key, budget: budget),
+               let parsed = try? JSON.parse(call.body), parsed["data"]?.arrayValue != nil
+            {
+                list = parsed
+                lastGood.set(parsed)
+                break
+            }
         }
         fetched.set(Fetched(at: now, list: list))
         return ModelCatalogue.make(upstreamList: list ?? lastGood.get(), config: config)

@@ -19,20 +19,23 @@ final class StreamRelay: UpstreamReceiver {
     /// asked for `stream_options.include_usage` and the upstream sent none.
     var finalUsageChunk: JSON?
 
+    private let keepAliveNanos: UInt64
+
     init(ctx: RequestContext, keepAliveSeconds: Int, transform: @escaping Transform) {
         self.ctx = ctx
         self.transform = transform
-        machine = SSERelayStateMachine(keepAliveNanos: UInt64(keepAliveSeconds) * 1_000_000_000)
+        keepAliveNanos = UInt64(keepAliveSeconds) * 1_000_000_000
+        machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos)
     }
 
     func upstreamHead(status: Int, headers: [String: String]) -> Bool {
-        switch machine.upstreamHead(status: status, headers: headers, now: Clock.monotonicNanos()) {
-        case .writeStreamHead:
-            ctx.writer.writeHead(status: 200, headers: ctx.responseHeaders + SSEFrame.headers)
-            return flushed()
-        case .collectErrorBody:
-            return true
-        }
+        _ = machine.upstreamHead(status: status, headers: headers, now: Clock.monotonicNanos())
+        return true // our head waits for the first event (`SSERelayStateMachine`)
+    }
+
+    /// Our SSE head, once, in front of the first thing the client gets.
+    private func headFirst() {
+        if !ctx.writer.headWritten { ctx.writer.writeHead(status: 200, headers: ctx.responseHeaders + SSEFrame.headers) }
     }
 
     func upstreamData(_ bytes: UnsafeRawBufferPointer) -> Bool {
@@ -42,6 +45,7 @@ final class StreamRelay: UpstreamReceiver {
         case .stopUpstream:
             return false
         case let .relay(events):
+            headFirst()
             for e in events {
                 let frames = transform(e, self)
                 for frame in frames { ctx.writer.write(frame) }
@@ -57,6 +61,7 @@ final class StreamRelay: UpstreamReceiver {
     func upstreamTick() -> Bool {
         switch machine.tick(now: Clock.monotonicNanos()) {
         case .sendKeepAlive:
+            headFirst()
             ctx.writer.write(SSEFrame.keepAlive)
             return flushed()
         case .nothing:
@@ -69,27 +74,37 @@ final class StreamRelay: UpstreamReceiver {
         machine.written(ok: ctx.writer.flush(), now: Clock.monotonicNanos()) == .keepReceiving
     }
 
-    /// Runs the relay to its end and settles what the client sees: errors
-    /// before our head become the face's error response, after it one error
-    /// event (`Gateway.finish`); a gone client is logged by `Gateway.handle`.
-    func run(_ req: UpstreamRequest) throws(GatewayError) {
-        let client = UpstreamClient.forCurrentThread()
-        let outcome: SSERelayStateMachine.TransferOutcome = switch client.perform(req, receiver: self) {
-        case .completed: .completed
-        case .abortedByReceiver: .abortedByReceiver
-        case let .failed(f): .failed(UpstreamErrorMapping.map(f))
-        }
-        ctx.noteUpstreamVersion(client)
-        defer { if let usage { ctx.usage?.usage = usage } }
-        switch machine.upstreamFinished(outcome) {
-        case .finished:
-            if let usage { ctx.logNotes.append(Usage.logWord(usage)) }
-        case .clientLeft:
-            break
-        case let .rejected(status, body, retryAfter):
-            throw UpstreamErrorMapping.map(status: status, body: body, retryAfter: retryAfter, apiKey: ctx.config.upstream.apiKey)
-        case let .failed(e):
-            throw e
+    /// Runs the relay to its end through the key pool, and settles what
+    /// the client sees: a failure before anything reached the client is
+    /// retried like a buffered call (`RequestContext.withUpstreamKey`), and
+    /// if it stays a failure becomes the face's error response; after the
+    /// first event it is one error event (`Gateway.finish`), never retried.
+    func run(_ services: Services, _ request: (UpstreamKey) -> UpstreamRequest) throws(GatewayError) {
+        try ctx.withUpstreamKey(services) { key in
+            machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos)
+            (usage, finalUsageChunk) = (nil, nil)
+            let client = UpstreamClient.forCurrentThread()
+            var transport: UpstreamAttempts.Failure = .final
+            let outcome: SSERelayStateMachine.TransferOutcome = switch client.perform(request(key), receiver: self) {
+            case .completed: { transport = .dropped; return .completed }()
+            case .abortedByReceiver: .abortedByReceiver
+            case let .failed(f): { transport = UpstreamAttempts.classify(f); return .failed(UpstreamErrorMapping.map(f)) }()
+            }
+            ctx.noteUpstreamVersion(client)
+            if let usage { ctx.usage?.usage = usage }
+            let retryable = !machine.clientSawBytes
+            switch machine.upstreamFinished(outcome) {
+            case .finished:
+                if let usage { ctx.logNotes.append(Usage.logWord(usage)) }
+                return .done(())
+            case .clientLeft:
+                return .done(())
+            case let .rejected(status, body, retryAfter):
+                let failure = UpstreamAttempts.classify(status: status, type: UpstreamErrorMapping.errorType(body), retryAfter: retryAfter)
+                return .failed(retryable ? failure : .final, UpstreamErrorMapping.map(status: status, body: body, retryAfter: retryAfter, apiKey: key.key))
+            case let .failed(e):
+                return .failed(retryable ? transport : .final, e)
+            }
         }
     }
 }

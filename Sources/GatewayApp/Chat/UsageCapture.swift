@@ -73,7 +73,8 @@ final class UsageCapture {
     /// `estimated: true`. An upstream error without usage is not billed by
     /// Kimi: zero tokens.
     func record(requestID: String, key: GatewayConfig.APIKey?, client: String, route: String, status: Int,
-                clientLeft: Bool, startNanos: UInt64, endNanos: UInt64, startUnixMs: Int64) -> UsageRecord
+                clientLeft: Bool, startNanos: UInt64, endNanos: UInt64, startUnixMs: Int64,
+                upstreamKey: String = "", attempts: Int = 1) -> UsageRecord
     {
         let outcome: UsageRecord.Outcome = clientLeft && stream ? .clientLeft
             : (failed || status >= 400 ? .upstreamError : .completed)
@@ -96,6 +97,6 @@ final class UsageCapture {
             client: client, route: route, model: model, promptTokens: prompt, completionTokens: completion,
             cachedTokens: cached, status: status, stream: stream, outcome: outcome, estimated: estimated,
             durationMs: Int((endNanos &- startNanos) / 1_000_000),
-            firstTokenMs: firstTokenNanos.map { Int(($0 &- startNanos) / 1_000_000) })
+            firstTokenMs: firstTokenNanos.map { Int(($0 &- startNanos) / 1_000_000) }, upstreamKey: upstreamKey, attempts: attempts)
     }
 }

@@ -11,8 +11,7 @@ extension Gateway {
     private func appChat(_ ctx: RequestContext, kind: AppChatRequest.Kind) throws {
         let openAI = try AppChatRequest.openAIBody(from: try ctx.jsonBody(), kind: kind)
         let chat = try ctx.validatedChat(openAI, services: services)
-        let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/chat/completions", body: chat.body.serializedBytes()),
-                                        apiKey: ctx.config.upstream.apiKey, budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
+        let call = try ctx.upstreamCall(services, "POST", "/chat/completions", body: chat.body.serializedBytes(), maxBytes: chat.answerByteCap)
         try respondAppAnswer(ctx, call: call, model: chat.model)
     }
 
@@ -65,7 +64,7 @@ extension Gateway {
                 return frames + [SSEFrame.done]
             }
             guard let chunk = try? JSON.parse(event.data) else { return frames }
-            if let e = UpstreamErrorMapping.streamError(chunk, apiKey: ctx.config.upstream.apiKey) {
+            if let e = UpstreamErrorMapping.streamError(chunk, apiKey: ctx.upstreamKey?.key ?? "") {
                 return frames + [SSEFrame.json(["error": .string(e.message)])]
             }
             if let u = Usage.find(in: chunk) { relay.usage = u }
@@ -76,6 +75,7 @@ extension Gateway {
             if let c = delta?["content"]?.stringValue, !c.isEmpty { frames.append(SSEFrame.json(["content": .string(c)])) }
             return frames
         }
-        try relay.run(ctx.upstreamRequest("POST", "/chat/completions", body: body.serializedBytes(), stream: true))
+        let bytes = body.serializedBytes()
+        try relay.run(services) { ctx.upstreamRequest("POST", "/chat/completions", body: bytes, stream: true, key: $0) }
     }
 }

@@ -76,7 +76,7 @@ extension Gateway {
             if let hit = cache.get("file-" + id) {
                 (document, cached) = (hit, true)
             } else {
-                let meta = try BufferedCall.run(ctx.upstreamRequest("GET", "/files/\(id)"), apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+                let meta = try ctx.upstreamCall(services, "GET", "/files/\(id)", pinned: true)
                 let filename = (try? JSON.parse(meta.body))?["filename"]?.stringValue ?? ""
                 document = .init(content: try extractedText(id, ctx: ctx), filename: filename, fileID: id)
                 cache.put("file-" + id, document)
@@ -120,9 +120,8 @@ extension Gateway {
         if question.stream {
             try streamAnswer(ctx, body: body.setting("stream", true), lead: ["document": info, "model": .string(model)], extras: question.include)
         } else {
-            let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/chat/completions", body: body.serializedBytes()), apiKey: ctx.config.upstream.apiKey,
-                                            budget: services.buffers,
-                                            maxBytes: ChatRequest.answerByteCap(maxTokens: question.maxTokens ?? ctx.config.limits.maxTokens, choices: 1), ctx: ctx)
+            let call = try ctx.upstreamCall(services, "POST", "/chat/completions", body: body.serializedBytes(),
+                                            maxBytes: ChatRequest.answerByteCap(maxTokens: question.maxTokens ?? ctx.config.limits.maxTokens, choices: 1))
             try respondAppAnswer(ctx, call: call, model: model, extra: [("document", info), ("estimate", .number(estimate))])
         }
     }
@@ -240,11 +239,11 @@ extension Gateway {
     /// The spooled file to `POST /files` (`purpose=file-extract`), recorded as this client's.
     func uploadSpool(_ spool: Spool, ctx: RequestContext, registry: FileRegistry, owner: String) throws -> String {
         let stream = try SpoolUpload(spool)
-        var req = ctx.upstreamRequest("POST", "/files")
-        req.bodyStream = stream
-        req.bodyLength = stream.length
-        req.contentType = "multipart/form-data; boundary=\(stream.boundary)"
-        let call = try BufferedCall.run(req, apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+        let call = try ctx.upstreamCall(services, "POST", "/files", pinned: true, retries: 0) { req in
+            req.bodyStream = stream
+            req.bodyLength = stream.length
+            req.contentType = "multipart/form-data; boundary=\(stream.boundary)"
+        }
         guard let file = try? JSON.parse(call.body), let id = file["id"]?.stringValue, !id.isEmpty else {
             throw GatewayError.upstreamFailed("Upstream answer is not a file object")
         }
@@ -253,8 +252,7 @@ extension Gateway {
     }
 
     func extractedText(_ id: String, ctx: RequestContext) throws -> String {
-        let call = try BufferedCall.run(ctx.upstreamRequest("GET", "/files/\(id)/content"), apiKey: ctx.config.upstream.apiKey,
-                                        budget: services.buffers, maxBytes: 64 << 20, ctx: ctx)
+        let call = try ctx.upstreamCall(services, "GET", "/files/\(id)/content", maxBytes: 64 << 20, pinned: true)
         guard let content = (try? JSON.parse(call.body))?["content"]?.stringValue else {
             throw GatewayError.upstreamFailed("Upstream file content has no text")
         }
@@ -264,8 +262,7 @@ extension Gateway {
     /// The upstream tokenizer's count for these messages.
     func estimateTokens(_ messages: [JSON], model: String, ctx: RequestContext) throws -> Int {
         let body: JSON = ["model": .string(model), "messages": .array(messages)]
-        let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/tokenizers/estimate-token-count", body: body.serializedBytes()),
-                                        apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+        let call = try ctx.upstreamCall(services, "POST", "/tokenizers/estimate-token-count", body: body.serializedBytes())
         guard let n = (try? JSON.parse(call.body))?["data"]?["total_tokens"]?.intValue else {
             throw GatewayError.upstreamFailed("Upstream tokenizer answer has no total_tokens")
         }

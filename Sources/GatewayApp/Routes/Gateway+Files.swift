@@ -19,13 +19,15 @@ extension Gateway {
         }
         guard let source = ctx.bodySource, source.remaining > 0 else { throw GatewayError.badRequest("Request body is required (multipart/form-data)") }
         let stream = UploadStream(source)
-        var req = ctx.upstreamRequest("POST", "/files")
-        req.bodyStream = stream
-        req.bodyLength = source.remaining
-        req.contentType = type
         let call: BufferedCall
         do {
-            call = try BufferedCall.run(req, apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+            // Files belong to the account that uploaded them: the pool's first
+            // key (pinned), and no retry (the body is the client's stream, read once).
+            call = try ctx.upstreamCall(services, "POST", "/files", pinned: true, retries: 0) { req in
+                req.bodyStream = stream
+                req.bodyLength = source.remaining
+                req.contentType = type
+            }
         } catch {
             if stream.broken { throw GatewayError.badRequest("Request body is shorter than its Content-Length") }
             throw error
@@ -38,7 +40,7 @@ extension Gateway {
                                       bytes: file["bytes"]?.intValue ?? 0, purpose: file["purpose"]?.stringValue ?? ""))
         } catch {
             // Never leave a file nobody may see: take it back upstream.
-            _ = try? BufferedCall.run(ctx.upstreamRequest("DELETE", "/files/\(id)"), apiKey: ctx.config.upstream.apiKey, budget: services.buffers)
+            _ = try? ctx.upstreamCall(services, "DELETE", "/files/\(id)", pinned: true)
             throw GatewayError.storageUnavailable("The upload could not be recorded: \(error)")
         }
         ctx.logNotes.append("file=\(HeaderSafety.printable(id, max: 64))")
@@ -50,8 +52,7 @@ extension Gateway {
     /// until they see it, and `after` is honoured).
     func listFiles(_ ctx: RequestContext) throws {
         let registry = try services.fileRegistry()
-        let call = try BufferedCall.run(ctx.upstreamRequest("GET", "/files"), apiKey: ctx.config.upstream.apiKey,
-                                        budget: services.buffers, maxBytes: 16 << 20, ctx: ctx)
+        let call = try ctx.upstreamCall(services, "GET", "/files", maxBytes: 16 << 20, pinned: true)
         guard let list = try? JSON.parse(call.body), let data = list["data"]?.arrayValue else {
             throw GatewayError.upstreamFailed("Upstream answer is not a file list")
         }
@@ -87,8 +88,7 @@ extension Gateway {
         if !admin, try registry.owner(of: id) != owner(ctx) { throw GatewayError.fileNotFound(id) }
         let call: BufferedCall
         do {
-            call = try BufferedCall.run(ctx.upstreamRequest(method, "/files/\(id)\(suffix)"), apiKey: ctx.config.upstream.apiKey,
-                                        budget: services.buffers, maxBytes: maxBytes, ctx: ctx)
+            call = try ctx.upstreamCall(services, method, "/files/\(id)\(suffix)", maxBytes: maxBytes, pinned: true)
         } catch {
             // The upstream's own "not found" looks exactly like ours.
             if error.type == "resource_not_found_error" { throw GatewayError.fileNotFound(id) }
@@ -110,15 +110,14 @@ extension Gateway {
     /// token count from the upstream (`data.total_tokens`).
     func estimateTokens(_ ctx: RequestContext) throws {
         _ = try ctx.jsonBody()
-        let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/tokenizers/estimate-token-count", body: ctx.request.body),
-                                        apiKey: ctx.config.upstream.apiKey, budget: services.buffers, ctx: ctx)
+        let call = try ctx.upstreamCall(services, "POST", "/tokenizers/estimate-token-count", body: ctx.request.body)
         passThrough(ctx, call.body)
     }
 
     /// `GET /v1/users/me/balance`: the account's money, for admin keys only.
     func balance(_ ctx: RequestContext) throws {
-        let call = try BufferedCall.run(ctx.upstreamRequest("GET", "/users/me/balance"), apiKey: ctx.config.upstream.apiKey,
-                                        budget: services.buffers, ctx: ctx)
+        // The balance of the account the files live in (the pool's first key).
+        let call = try ctx.upstreamCall(services, "GET", "/users/me/balance", pinned: true)
         passThrough(ctx, call.body)
     }
 }

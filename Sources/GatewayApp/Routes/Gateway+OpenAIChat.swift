@@ -10,8 +10,7 @@ extension Gateway {
         // Unchanged requests go upstream byte for byte as the client sent them.
         let body = chat.modified ? chat.body.serializedBytes() : ctx.request.body
         guard chat.stream else {
-            let call = try BufferedCall.run(ctx.upstreamRequest("POST", "/chat/completions", body: body), apiKey: ctx.config.upstream.apiKey,
-                                            budget: services.buffers, maxBytes: chat.answerByteCap, ctx: ctx)
+            let call = try ctx.upstreamCall(services, "POST", "/chat/completions", body: body, maxBytes: chat.answerByteCap)
             // Passed on byte for byte, so it must be what it claims: JSON.
             guard JSON.isValid(call.body) else { throw GatewayError.upstreamFailed("Upstream answer is not JSON") }
             if let u = Usage.scan(call.body) {
@@ -22,12 +21,11 @@ extension Gateway {
             return
         }
         let includeUsage = chat.includeUsage
-        let apiKey = ctx.config.upstream.apiKey
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
             if event.data == "[DONE]" { return (relay.finalUsageChunk.map { [SSEFrame.json($0)] } ?? []) + [SSEFrame.done] }
             // An upstream error event is rebuilt, never relayed: its text may echo the key.
             if event.data.contains("\"error\""), let chunk = try? JSON.parse(event.data),
-               let e = UpstreamErrorMapping.streamError(chunk, apiKey: apiKey)
+               let e = UpstreamErrorMapping.streamError(chunk, apiKey: ctx.upstreamKey?.key ?? "")
             {
                 return [SSEFrame.json(["error": ["message": .string(e.message), "type": .string(e.type), "code": .null]])]
             }
@@ -44,6 +42,6 @@ extension Gateway {
             }
             return [SSEFrame.data(event.data)]
         }
-        try relay.run(ctx.upstreamRequest("POST", "/chat/completions", body: body, stream: true))
+        try relay.run(services) { ctx.upstreamRequest("POST", "/chat/completions", body: body, stream: true, key: $0) }
     }
 }

@@ -19,7 +19,7 @@ public final class MachineRateLimiter: @unchecked Sendable {
 
     private let lock = Lock() // only to build a new state
     private var state: AtomicReference<State>?
-    private let fallback = RateLimiter(store: MemoryRateLimitStore())
+    fileprivate let fallback = RateLimiter(store: MemoryRateLimitStore())
     private let fallbackLog = IntervalGate(intervalNanos: 10_000_000_000)
 
     public init() {}
@@ -57,5 +57,14 @@ public final class MachineRateLimiter: @unchecked Sendable {
         if !limiter(for: config).settle(key: key, delta: delta, policy: policy, now: now) {
             fallback.settle(key: key, delta: delta, policy: policy, now: now)
         }
+    }
+}
+
+extension MachineRateLimiter {
+    /// A read-decide-CAS on any word of the table (the upstream keys' health
+    /// lives beside the limits), falling back to the per-process store.
+    public func update<R>(key: UInt64, config: GatewayConfig, now: Int64, _ decide: (Int64) -> (Int64?, R)) -> R {
+        if let r = limiter(for: config).update(key: key, now: now, decide) { return r }
+        return fallback.update(key: key, now: now, decide)!
     }
 }

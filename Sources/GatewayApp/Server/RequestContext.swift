@@ -18,6 +18,11 @@ public final class RequestContext {
     public var apiKey: GatewayConfig.APIKey?
     /// Extra words for the access log line (`client-left`, `key=…`).
     public var logNotes: [String] = []
+    /// The upstream key the answer came with, and the attempts it took (issue #13).
+    var upstreamKey: UpstreamKey?
+    var upstreamAttempts = 0
+    /// When the request came (monotonic ns): retries start no later than `upstream.retryDeadlineMs` after.
+    public let startNanos = Clock.monotonicNanos()
 
     public init(request: Request, writer: ResponseWriter, config: GatewayConfig) {
         self.request = request

@@ -5,8 +5,10 @@ import Upstream
 
 /// Long-lived collaborators of the pipeline, shared by all worker threads.
 public final class Services: @unchecked Sendable {
-    public let models = ModelsCache()
-    public let limiter = MachineRateLimiter()
+    public let models: ModelsCache
+    public let limiter: MachineRateLimiter
+    /// The upstream keys' shared health (issue #13), in the limiter's table.
+    public let pool: UpstreamPool
     /// Upstream answers buffered at once by this process.
     public let buffers: BufferBudget
     /// Who uploaded which file; nil when the database cannot be opened
@@ -24,6 +26,12 @@ public final class Services: @unchecked Sendable {
                 usageDatabase: String? = nil, documents: GatewayConfig.Documents? = nil)
     {
         buffers = BufferBudget(limit: maxBufferedBytes)
+        limiter = MachineRateLimiter()
+        pool = UpstreamPool(limiter: limiter)
+        models = ModelsCache { [pool] key, config in
+            if case .out = KeyHealth.use(pool.word(key, config: config, now: Clock.wallMicros()), now: Clock.wallMicros()) { return false }
+            return true
+        }
         self.documents = documents.map { DocumentCache(directory: $0.cacheDir, maxBytes: $0.cacheBytes) }
         var opened: SQLiteDatabase?
         (files, storageProblem, opened) = Self.open(database) { try FileRegistry(database: $0) }
@@ -62,7 +70,8 @@ public final class Services: @unchecked Sendable {
         let startMs = nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
         let client = ctx.apiKey.map { "key:" + $0.fingerprint } ?? ctx.request.remoteAddr
         let record = capture.record(requestID: ctx.request.requestID, key: ctx.apiKey, client: client, route: ctx.request.path,
-                                    status: status, clientLeft: clientLeft, startNanos: startNanos, endNanos: now, startUnixMs: startMs)
+                                    status: status, clientLeft: clientLeft, startNanos: startNanos, endNanos: now, startUnixMs: startMs,
+                                    upstreamKey: ctx.upstreamKey?.fingerprint ?? "", attempts: ctx.upstreamAttempts)
         if let r = capture.reservation {
             limiter.settle(key: r.key, delta: record.totalTokens - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
         }

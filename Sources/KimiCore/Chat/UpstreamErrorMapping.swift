@@ -5,6 +5,11 @@
 /// `type` is kept for the `/v1` body when it is a known Kimi type. The
 /// message passes through `Redaction.scrub`: the upstream key never appears.
 public enum UpstreamErrorMapping {
+    /// The `error.type` of an upstream error body ("" when it has none).
+    public static func errorType(_ body: [UInt8]) -> String {
+        (try? JSON.parse(body))?["error"]?["type"]?.stringValue ?? ""
+    }
+
     public static func map(status: Int, body: [UInt8], retryAfter: String?, apiKey: String) -> GatewayError {
         let parsed = try? JSON.parse(body)
         let raw = parsed?["error"]?["message"]?.stringValue ?? parsed?["message"]?.stringValue ?? ""
@@ -26,13 +31,15 @@ public enum UpstreamErrorMapping {
     public enum TransportFailure: Sendable, Equatable {
         case connect(String)
         case timeout(String)
+        /// Nothing of the answer came in time (retryable: the client saw nothing).
+        case firstByteTimeout(String)
         case other(String)
     }
 
     public static func map(_ f: TransportFailure) -> GatewayError {
         switch f {
         case let .connect(d): return .upstreamUnavailable("Cannot reach the upstream: \(HeaderSafety.printable(d, max: 200))")
-        case let .timeout(d): return .upstreamTimeout("The upstream timed out: \(HeaderSafety.printable(d, max: 200))")
+        case let .timeout(d), let .firstByteTimeout(d): return .upstreamTimeout("The upstream timed out: \(HeaderSafety.printable(d, max: 200))")
         case let .other(d): return .upstreamFailed("Upstream transfer failed: \(HeaderSafety.printable(d, max: 200))")
         }
     }

@@ -29,7 +29,21 @@ extension GatewayConfig {
         func list(_ k: String) -> [String]? {
             env[k].map { $0.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty } }
         }
-        if let v = env["KIMI_API_KEY"] { c.upstream.apiKey = v.trimmingSpaces() }
+        if let v = env["KIMI_API_KEY"] {
+            // One key, or a pool as a comma-separated list (which replaces upstream.keys).
+            c.upstream.apiKey = v.trimmingSpaces()
+            if c.upstream.apiKey.contains(",") || c.upstream.keysConfigured && !c.upstream.apiKey.isEmpty {
+                c.upstream.keys = []
+                c.upstream.keysConfigured = false
+            }
+        }
+        for (i, k) in c.upstream.keys.enumerated() {
+            guard let name = k.keyEnv else { continue }
+            guard let v = env[name]?.trimmingSpaces(), !v.isEmpty else {
+                throw ConfigError("upstream.keys[\(i)].keyEnv", "the environment variable \(HeaderSafety.printable(name, max: 60)) is not set")
+            }
+            c.upstream.keys[i] = k.with(key: v)
+        }
         if let v = env["KIMI_BASE_URL"], !v.isEmpty { c.upstream.baseURL = v.trimmingSpaces() }
         if let v = env["KIMI_DEFAULT_MODEL"], !v.isEmpty { c.upstream.defaultModel = v.trimmingSpaces() }
         if let v = try bool("KIMI_SIMULATED") { c.upstream.simulated = v }

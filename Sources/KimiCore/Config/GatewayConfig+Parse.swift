@@ -34,7 +34,31 @@ extension GatewayConfig {
             let r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
             try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
-                                   "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs", "prices"])
+                                   "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs", "prices", "keys", "retries",
+                                   "retryDeadlineMs", "retryBackoffMs", "firstByteTimeoutMs", "disabledKeySeconds"])
+            if let v = u["keys"] {
+                guard let items = v.arrayValue else { throw ConfigError("upstream.keys", "must be an array, got \(v.typeName)") }
+                c.upstream.keysConfigured = true
+                c.upstream.keys = try items.enumerated().map { (i, item) throws(ConfigError) -> UpstreamKey in
+                    let kr = ConfigReader(prefix: "upstream.keys[\(i)].")
+                    let o = try kr.object(item)
+                    try kr.check(o, known: ["key", "keyEnv", "name", "weight", "baseURL"])
+                    let key = try item["key"].map { v throws(ConfigError) in try kr.string(v, "key") }
+                    let keyEnv = try item["keyEnv"].map { v throws(ConfigError) in try kr.string(v, "keyEnv") }
+                    guard (key == nil) != (keyEnv == nil) else { throw ConfigError("upstream.keys[\(i)]", "needs exactly one of key and keyEnv") }
+                    let weight = try item["weight"].map { v throws(ConfigError) in try kr.int(v, "weight", min: 1) } ?? 1
+                    guard weight <= 1000 else { throw ConfigError("upstream.keys[\(i)].weight", "must be at most 1000, got \(weight)") }
+                    return UpstreamKey(name: try item["name"].map { v throws(ConfigError) in try kr.string(v, "name") } ?? "key-\(i + 1)",
+                                       key: key ?? "", weight: weight,
+                                       baseURL: try item["baseURL"].map { v throws(ConfigError) in try kr.string(v, "baseURL") } ?? "", keyEnv: keyEnv)
+                }
+                guard !c.upstream.keys.isEmpty else { throw ConfigError("upstream.keys", "must list at least one key (or leave it out)") }
+            }
+            if let v = u["retries"] { c.upstream.retries = try r.int(v, "retries", min: 0) }
+            if let v = u["retryDeadlineMs"] { c.upstream.retryDeadlineMs = try r.int(v, "retryDeadlineMs", min: 0) }
+            if let v = u["retryBackoffMs"] { c.upstream.retryBackoffMs = try r.int(v, "retryBackoffMs", min: 1) }
+            if let v = u["firstByteTimeoutMs"] { c.upstream.firstByteTimeoutMs = try r.int(v, "firstByteTimeoutMs", min: 0) }
+            if let v = u["disabledKeySeconds"] { c.upstream.disabledKeySeconds = try r.int(v, "disabledKeySeconds", min: 1) }
             if let v = u["prices"] {
                 for (model, p) in try r.object(v) {
                     let pr = ConfigReader(prefix: "upstream.prices.\(HeaderSafety.printable(model, max: 60)).")

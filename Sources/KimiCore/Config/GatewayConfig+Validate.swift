@@ -10,6 +10,7 @@ extension GatewayConfig {
         if !upstream.caFile.isEmpty, FileIO.read(upstream.caFile, limit: 4 << 20) == nil {
             throw ConfigError("upstream.caFile", "cannot read \(HeaderSafety.printable(upstream.caFile, max: 120))")
         }
+        let pool = try Self.pool(upstream)
         guard !upstream.models.isEmpty else { throw ConfigError("upstream.models", "must list at least one model") }
         // Without configured models the upstream's list decides, at run time.
         guard !upstream.modelsConfigured || model(upstream.defaultModel) != nil else {
@@ -36,6 +37,7 @@ extension GatewayConfig {
             throw ConfigError("auth.keys[\(i)].budget", "budgets are counted from the usage ledger: usage.enabled must be true")
         }
         var c = self
+        c.upstream.keys = pool
         if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: [:]) + "/ratelimit.bin" }
         guard c.rateLimit.file.hasPrefix("/") else {
             throw ConfigError("rateLimit.file", "must be an absolute path")
@@ -55,11 +57,32 @@ extension GatewayConfig {
         return c
     }
 
+    /// The key pool: `upstream.keys`, else one key per comma-separated item
+    /// of `apiKey` (one key "" when it is empty: the simulator, or every
+    /// chat fails with 502 as before). Each key's base URL defaults to
+    /// `upstream.baseURL` and is checked like it.
+    static func pool(_ upstream: Upstream) throws(ConfigError) -> [UpstreamKey] {
+        var keys = upstream.keysConfigured ? upstream.keys
+            : upstream.apiKey.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }.enumerated()
+                .map { UpstreamKey(name: "key-\($0.offset + 1)", key: $0.element) }
+        if keys.isEmpty { keys = [UpstreamKey(name: "key-1", key: "")] }
+        for (i, k) in keys.enumerated() {
+            if k.baseURL.isEmpty { keys[i] = k.with(baseURL: upstream.baseURL) }
+            guard let u = URLParts(keys[i].baseURL), u.scheme == "https" || u.isLoopback else {
+                throw ConfigError("upstream.keys[\(i)].baseURL", "must be an absolute https URL (http only for loopback), got \"\(HeaderSafety.printable(keys[i].baseURL, max: 80))\"")
+            }
+            guard HeaderSafety.isSafe(keys[i].key), !keys[i].key.contains(" ") else {
+                throw ConfigError("upstream.keys[\(i)].key", "holds characters a key cannot have (spaces, control characters)")
+            }
+        }
+        return keys
+    }
+
     /// What is valid but almost certainly not meant: `check-config` and the
     /// start-up log print these as warnings.
     public func warnings() -> [String] {
         var out: [String] = []
-        if upstream.apiKey.isEmpty && !upstream.simulated {
+        if upstream.apiKey.isEmpty && upstream.secrets.isEmpty && !upstream.simulated {
             out.append("upstream.apiKey is not set (KIMI_API_KEY) and the upstream is not the simulator: every chat will fail with 502")
         }
         return out
@@ -69,7 +92,8 @@ extension GatewayConfig {
     public func summary() -> [String] {
         var lines = [
             "upstream.baseURL = \(upstream.baseURL)\(upstream.simulated ? " (simulator)" : "")",
-            "upstream.apiKey = \(upstream.apiKey.isEmpty ? "(not set)" : "set, fingerprint \(SHA256.fingerprint(upstream.apiKey))")",
+            "upstream.keys = \(upstream.secrets.isEmpty ? "(not set)" : upstream.keys.map { "\($0.name) (fingerprint \($0.fingerprint), weight \($0.weight), \($0.baseURL))" }.joined(separator: "; "))",
+            "upstream retries = \(upstream.retries) within \(upstream.retryDeadlineMs) ms; refused keys out for \(upstream.disabledKeySeconds) s",
             "upstream.defaultModel = \(upstream.defaultModel); models: \(upstream.modelsConfigured ? upstream.models.map(\.id).joined(separator: ", ") : "the upstream's list")",
             "server.maxBodyBytes = \(server.maxBodyBytes); threads \(server.minThreads)...\(server.maxThreads) per process",
             "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",

@@ -37,6 +37,25 @@ public struct GatewayConfig: Sendable, Equatable {
         public var label = "kimi-api (api.moonshot.cn)"
         /// Prices per model, to report cost in the usage views (optional).
         public var prices: [String: Price] = [:]
+        /// The key pool (issue #13): `upstream.keys`, else the comma-separated
+        /// `apiKey` (`KIMI_API_KEY`), one key per item; `validated()` fills it,
+        /// never empty after (one key "" when none is set).
+        public var keys: [UpstreamKey] = []
+        /// Whether the config file names `upstream.keys`.
+        public var keysConfigured = false
+        /// More attempts after the first, before the client has seen a byte.
+        public var retries = 2
+        /// No attempt starts later than this after the request came.
+        public var retryDeadlineMs = 30_000
+        /// First backoff (doubles per attempt, up to 4 s, jittered).
+        public var retryBackoffMs = 200
+        /// No answer head within this long: the attempt failed (retried). 0: `idleTimeoutMs`.
+        public var firstByteTimeoutMs = 0
+        /// How long a refused key (401, 403) stays out before one request probes it.
+        public var disabledKeySeconds = 600
+
+        /// Every secret the pool holds, for scrubbing upstream messages.
+        public var secrets: [String] { keys.map(\.key).filter { !$0.isEmpty } }
     }
 
     /// A model's price per million tokens, in the operator's currency.

@@ -1,3 +1,4 @@
+import Glibc
 /// Where a handler writes its response. The FastCGI layer implements it over
 /// libfcgi streams; tests use `BufferedResponse`.
 public protocol ResponseWriter: AnyObject {
@@ -10,6 +11,10 @@ public protocol ResponseWriter: AnyObject {
     @discardableResult func flush() -> Bool
     var headWritten: Bool { get }
     var clientGone: Bool { get }
+    /// Waits up to `milliseconds` (a retry's backoff) and returns early,
+    /// false, when the client leaves meanwhile (the web server closes the
+    /// connection); true after the whole wait.
+    func waitWhileConnected(milliseconds: Int) -> Bool
 }
 
 extension ResponseWriter {
@@ -46,6 +51,10 @@ public final class BufferedResponse: ResponseWriter {
     }
     public func write(_ bytes: [UInt8]) -> Bool { body += bytes; return !clientGone }
     public func flush() -> Bool { !clientGone }
+    public func waitWhileConnected(milliseconds: Int) -> Bool {
+        if milliseconds > 0, !clientGone { usleep(useconds_t(milliseconds) * 1000) }
+        return !clientGone
+    }
 
     public func header(_ name: String) -> String? {
         headers.first(where: { $0.0.lowercased() == name.lowercased() })?.1

@@ -7,6 +7,10 @@
 ///
 /// States and legal transitions:
 ///
+/// Our own head goes out with the first event (or the first keep-alive),
+/// not with the upstream's: until then the client has seen nothing, and a
+/// failed attempt can be retried invisibly (`clientSawBytes`, issue #13).
+///
 ///     waitingForHead ──200──▶ streaming ──[DONE] written──▶ finished
 ///           │                    │  └─ a write failed ─────▶ clientGone
 ///           │                    └─ oversized event, cut ──▶ failed
@@ -29,6 +33,9 @@ public struct SSERelayStateMachine {
     public private(set) var state = State.waitingForHead
     /// Events relayed (for tests and the log).
     public private(set) var events = 0
+    /// Whether anything was written to the client (head, event, keep-alive):
+    /// from then on a failure is the client's to see, never retried.
+    public private(set) var clientSawBytes = false
     public let keepAliveNanos: UInt64
     /// How much of an error answer is kept for the error mapping.
     public static let maxErrorBody = 64 << 10
@@ -42,8 +49,9 @@ public struct SSERelayStateMachine {
     // MARK: the upstream's head
 
     public enum HeadAction: Equatable {
-        /// Write our SSE head and flush, then report with `written(ok:now:)`.
-        case writeStreamHead
+        /// The stream is open; nothing to write yet (our head goes with the
+        /// first `.relay` or `.sendKeepAlive`).
+        case openStream
         /// An error answer: its body is collected, the client sees it mapped at the end.
         case collectErrorBody
     }
@@ -55,7 +63,7 @@ public struct SSERelayStateMachine {
         }
         if status == 200 {
             state = .streaming(parser: SSEParser(maxEventBytes: maxEventBytes), lastWriteNanos: now, finishing: false)
-            return .writeStreamHead
+            return .openStream
         }
         state = .rejected(status: status, headers: headers, body: [])
         return .collectErrorBody
@@ -123,9 +131,10 @@ public struct SSERelayStateMachine {
         case stopUpstream
     }
 
-    /// After `.writeStreamHead`, `.relay` or `.sendKeepAlive`: whether the
-    /// flush reached the client.
+    /// After `.relay` or `.sendKeepAlive` (with our head first, the first
+    /// time): whether the flush reached the client.
     public mutating func written(ok: Bool, now: UInt64) -> WriteOutcome {
+        clientSawBytes = true
         guard case let .streaming(parser, _, finishing) = state else {
             assertionFailure("a write outcome in \(state)")
             return .stopUpstream

@@ -32,13 +32,20 @@ public struct UsageRecord: Equatable, Sendable {
     public var estimated: Bool
     public var durationMs: Int
     public var firstTokenMs: Int?
+    /// The fingerprint of the upstream key the answer came with ("" when none was tried; issue #13).
+    public var upstreamKey: String
+    /// Upstream attempts it took (0 when nothing went upstream).
+    public var attempts: Int
 
     public var totalTokens: Int { promptTokens + completionTokens }
 
     public init(recordID: String, at: Int64, requestID: String, keyName: String, keyFingerprint: String, client: String,
                 route: String, model: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil,
-                status: Int, stream: Bool, outcome: Outcome, estimated: Bool, durationMs: Int, firstTokenMs: Int? = nil)
+                status: Int, stream: Bool, outcome: Outcome, estimated: Bool, durationMs: Int, firstTokenMs: Int? = nil,
+                upstreamKey: String = "", attempts: Int = 1)
     {
+        self.upstreamKey = upstreamKey
+        self.attempts = attempts
         self.recordID = recordID
         self.at = at
         self.requestID = requestID
@@ -70,7 +77,7 @@ public struct UsageRecord: Equatable, Sendable {
     /// from nested functions took 2.4 µs a line (a boxed capture, a String
     /// per number), this 0.5 µs (StorageTests timing, release build).
     public var journalLine: [UInt8] {
-        var bound = Self.version.count + 1 + 9 * 21 + 8 + 2 * outcome.rawValue.utf8.count
+        var bound = Self.version.count + 1 + 10 * 21 + 9 + 2 * (outcome.rawValue.utf8.count + upstreamKey.utf8.count)
         bound += 2 * (recordID.utf8.count + requestID.utf8.count + keyName.utf8.count + keyFingerprint.utf8.count)
         bound += 2 * (client.utf8.count + route.utf8.count + model.utf8.count)
         return [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
@@ -80,6 +87,7 @@ public struct UsageRecord: Equatable, Sendable {
             w.text(route); w.text(model); w.number(Int64(promptTokens)); w.number(Int64(completionTokens))
             w.number(cachedTokens.map(Int64.init)); w.number(Int64(status)); w.number(stream ? 1 : 0); w.text(outcome.rawValue)
             w.number(estimated ? 1 : 0); w.number(Int64(durationMs)); w.number(firstTokenMs.map(Int64.init))
+            w.text(upstreamKey); w.number(Int64(attempts))
             w.put(0x0A)
             count = w.count
         }
@@ -131,7 +139,10 @@ public struct UsageRecord: Equatable, Sendable {
         }
     }
 
-    static let version: [UInt8] = Array("U1".utf8)
+    /// U2 adds the upstream key and the attempts (issue #13); U1 lines (a
+    /// journal left by an older process) still read, with "" and 1.
+    static let version: [UInt8] = Array("U2".utf8)
+    static let version1: [UInt8] = Array("U1".utf8)
 
     /// A journal line back (without its newline); nil for a torn or foreign line.
     public init?(journalLine line: [UInt8]) {
@@ -143,13 +154,14 @@ public struct UsageRecord: Equatable, Sendable {
     public init?(journalLine line: UnsafeBufferPointer<UInt8>) {
         typealias Field = UnsafeBufferPointer<UInt8>
         var fields: [Field] = []
-        fields.reserveCapacity(18)
+        fields.reserveCapacity(20)
         var start = 0
         for i in 0...line.count where i == line.count || line[i] == 0x09 {
             fields.append(Field(rebasing: line[start..<i]))
             start = i + 1
         }
-        guard fields.count == 18, fields[0].elementsEqual(Self.version) else { return nil }
+        let current = fields.count == 20 && fields[0].elementsEqual(Self.version)
+        guard current || fields.count == 18 && fields[0].elementsEqual(Self.version1) else { return nil }
         func text(_ f: Field) -> String? {
             // Our own bytes: decoding (which would repair) rather than the
             // generic validating initializer (a metadata lookup per call).
@@ -193,7 +205,8 @@ public struct UsageRecord: Equatable, Sendable {
               let estimated = int(fields[15]), let ms = int(fields[16]) else { return nil }
         self.init(recordID: id, at: at, requestID: rid, keyName: key, keyFingerprint: fp, client: client, route: route, model: model,
                   promptTokens: prompt, completionTokens: completion, cachedTokens: int(fields[11]), status: status,
-                  stream: stream == 1, outcome: outcome, estimated: estimated == 1, durationMs: ms, firstTokenMs: int(fields[17]))
+                  stream: stream == 1, outcome: outcome, estimated: estimated == 1, durationMs: ms, firstTokenMs: int(fields[17]),
+                  upstreamKey: current ? text(fields[18]) ?? "" : "", attempts: current ? int(fields[19]) ?? 1 : 1)
     }
 }
 
