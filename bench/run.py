@@ -56,6 +56,7 @@ def run() -> int:
         r["health"] = scenarios.scenario_health(s, ports)
         r["completion"] = scenarios.scenario_completion(s, ports)
         r["accounting"] = scenarios.scenario_accounting(s)
+        r["key_pool"] = scenarios.scenario_key_pool(s)
         r["leak"] = scenarios.scenario_leak(s)
     finally:
         stop_baseline(s)

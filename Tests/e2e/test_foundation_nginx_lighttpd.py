@@ -216,7 +216,7 @@ def test_sighup_reopens_the_log_file_for_logrotate():
         rotated = log.with_suffix(".log.1")
         os.rename(log, rotated)  # what logrotate does
         os.kill(s.gateway_pids()[0], signal.SIGHUP)  # the supervisor passes it on
-        assert wait_for(lambda: log.exists() and log.read_text().count("log file reopened") == 3, timeout=5)
+        assert wait_for(lambda: log.exists() and log.read_text().count("log file reopened") == 3, timeout=15)
         http("GET", s.base + "/api/info", headers={"X-Request-Id": "after-rotate"})
         assert wait_for(lambda: "rid=after-rotate" in log.read_text())
         assert "rid=after-rotate" not in rotated.read_text()

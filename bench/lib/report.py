@@ -18,7 +18,7 @@ def write_report(r: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
-    acc = r["accounting"]
+    acc, kp = r["accounting"], r["key_pool"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
     lines = [
         "# kimi-gateway benchmark report", "",
@@ -33,6 +33,8 @@ def write_report(r: dict) -> None:
         f"| 2b | same, usage ledger + token limit on vs off, req/s | {f(acc['on']['rps'], 0)} | {f(acc['off']['rps'], 0)} (both off) | {f(acc['rps_ratio'])} | ≥ 0.95 | {verdict(acc['rps_ratio'], '>= 0.95')} |",
         f"| 2b | same, p99 ms | {f(acc['on']['p99_ms'])} | {f(acc['off']['p99_ms'])} | {f(acc['p99_ratio'])} | reported | — |",
         f"| 2b | same, gateway CPU µs per request | {f(acc['on']['cpu_us_per_request'], 1)} | {f(acc['off']['cpu_us_per_request'], 1)} | +{f(acc['cpu_added_us_per_request'], 1)} µs | reported | — |",
+        f"| 2c | same, a pool of 3 upstream keys vs one key, req/s | {f(kp['on']['rps'], 0)} | {f(kp['off']['rps'], 0)} (one key) | {f(kp['rps_ratio'])} | ≥ 0.97 | {verdict(kp['rps_ratio'], '>= 0.97')} |",
+        f"| 2c | same, gateway CPU µs per request | {f(kp['on']['cpu_us_per_request'], 1)} | {f(kp['off']['cpu_us_per_request'], 1)} | +{f(kp['cpu_added_us_per_request'], 1)} µs | reported | — |",
         f"| 3 | 200-chunk stream, median TTFB ms | {f(st['gateway_ttfb_ms'])} | {f(st['direct_ttfb_ms'])} (simulator direct) | +{f(st['ttfb_added_ms'])} ms | ≤ +1 ms | {verdict(st['ttfb_added_ms'], '<= 1')} |",
         f"| 3 | 200-chunk stream, median total ms | {f(st['gateway_total_ms'], 1)} | {f(st['direct_total_ms'], 1)} | +{f(st['total_added_pct'], 1)} % | ≤ +10 % | {verdict(st['total_added_pct'], '<= 10')} |",
         f"| 4 | 1,000 concurrent streams complete | {cs['complete']} / {cs['streams']} ({cs['errors']} errors) | | | all, no errors | {verdict(cs['complete'], '>= ' + str(cs['streams']))} |",
@@ -47,6 +49,7 @@ def write_report(r: dict) -> None:
         "- Scenarios 1, 2 and 6 run the gateway as 2 processes (`spawn-fcgi -F 2`), the C baseline as 2 processes; nginx has 2 workers and no access log.",
         "- Scenario 2's upstream is nginx answering a fixed completion (`return 200`); the rate limiter is on (with a limit never reached), as in production.",
         f"- Scenario 2b measures {len(acc['pairs'])} pairs of runs, off and on back to back on the same stack (the config reloads in place; the order flips each pair), and reports medians; the ratio is the median of the pairs' ratios ({', '.join(f(p['ratio']) for p in acc['pairs'])}). CPU is the gateway processes' user + system time (the ledger's drain thread included) over wrk's requests. {acc['ledger_rows']:,} ledger rows were written for the {acc['requests_while_on']:,} requests wrk counted while on (it does not count those cut at the end of a run).",
+        f"- Scenario 2c measures the same way with `upstream.keys` of 3 keys vs 1 (pair ratios {', '.join(f(p['ratio']) for p in kp['pairs'])}); the upstream accepts every key, so it measures the pick and the keys' shared health words, not failover.",
         f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
         f"- Scenario 4 runs 4 gateway processes; the 1,000 streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",
         "- Scenario 5 hashes the client key and does the GCRA compare-and-swap on the shared file, on 64 hot keys.",

@@ -68,8 +68,26 @@ def scenario_accounting(s) -> dict:
         finally:
             db.close()
 
-    pids = s.worker_pids()
     url = s.base + "/v1/chat/completions"
+    configure(False)
+    warm_up((url, "post.lua"))
+    rows_before = ledger_rows()
+    out = paired(s, url, configure, "accounting")
+    time.sleep(1)  # the last drains
+    out["ledger_rows"] = ledger_rows() - rows_before
+    out["requests_while_on"] = out.pop("requests_on")
+    out["targets"] = {"rps_ratio": ">= 0.95"}
+    return out
+
+
+def paired(s, url: str, configure, what: str) -> dict:
+    """Pairs of wrk runs, off and on back to back, the order flipping each
+    time (so a drift of the shared machine counts against both sides
+    alike); the verdict is the median of the pairs' ratios. One best-of
+    per side swung ±8 % from run to run here, more than the effects
+    measured. CPU: the gateway processes' user + system time over wrk's
+    requests (every thread, the ledger's drain thread included)."""
+    pids = s.worker_pids()
 
     def measured(on: bool) -> dict:
         configure(on)
@@ -78,13 +96,6 @@ def scenario_accounting(s) -> dict:
         r["cpu_us_per_request"] = (sum(cpu_seconds(p) for p in pids) - cpu0) / max(1, r["requests"]) * 1e6
         return r
 
-    # Pairs measured back to back, the order flipping each time (so a drift
-    # of the shared machine counts against both sides alike); the verdict is
-    # the median of the pairs' ratios. One best-of per side swung ±8 % from
-    # run to run here, more than the effect measured.
-    configure(False)
-    warm_up((url, "post.lua"))
-    rows_before = ledger_rows()
     pairs = []
     for i in range(PAIRS):
         first = measured(i % 2 == 1)
@@ -94,18 +105,49 @@ def scenario_accounting(s) -> dict:
     configure(False)
     errors = [(p["off"]["errors"], p["on"]["errors"]) for p in pairs]
     if any(a or b for a, b in errors):
-        raise BenchError(f"accounting runs had errors (off, on): {errors}")
-    time.sleep(1)  # the last drains
-    rows = ledger_rows() - rows_before
+        raise BenchError(f"{what} runs had errors (off, on): {errors}")
     med = lambda side, key: statistics.median(p[side][key] for p in pairs)  # noqa: E731
-    rps_ratio = statistics.median(p["on"]["rps"] / p["off"]["rps"] for p in pairs)
-    return {"off": {"rps": med("off", "rps"), "p99_ms": med("off", "p99_ms"), "cpu_us_per_request": med("off", "cpu_us_per_request")},
-            "on": {"rps": med("on", "rps"), "p99_ms": med("on", "p99_ms"), "cpu_us_per_request": med("on", "cpu_us_per_request")},
-            "rps_ratio": rps_ratio, "p99_ratio": ratio(med("on", "p99_ms"), med("off", "p99_ms"), "p99"),
+    side = lambda name: {"rps": med(name, "rps"), "p99_ms": med(name, "p99_ms"), "cpu_us_per_request": med(name, "cpu_us_per_request")}  # noqa: E731
+    return {"off": side("off"), "on": side("on"),
+            "rps_ratio": statistics.median(p["on"]["rps"] / p["off"]["rps"] for p in pairs),
+            "p99_ratio": ratio(med("on", "p99_ms"), med("off", "p99_ms"), "p99"),
             "cpu_added_us_per_request": med("on", "cpu_us_per_request") - med("off", "cpu_us_per_request"),
-            "ledger_rows": rows, "requests_while_on": sum(p["on"]["requests"] for p in pairs),
-            "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": p["on"]["rps"] / p["off"]["rps"]} for p in pairs],
-            "targets": {"rps_ratio": ">= 0.95"}}
+            "requests_on": sum(p["on"]["requests"] for p in pairs),
+            "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": p["on"]["rps"] / p["off"]["rps"]} for p in pairs]}
+
+
+def scenario_key_pool(s) -> dict:
+    """2c: the same completion through a pool of 3 upstream keys vs one key
+    (issue #13: a pick by weight over the keys' shared health words per
+    request), alternating in one run."""
+    log("2c: POST /v1/chat/completions, a pool of 3 upstream keys vs one")
+    base_cfg = json.loads(s.config_path.read_text())
+    keys = [{"key": f"sk-bench-pool-{i}-" + "k" * 24, "name": f"pool-{i}"} for i in range(3)]
+
+    def configure(on: bool) -> None:
+        cfg = json.loads(json.dumps(base_cfg))
+        cfg["upstream"]["keys"] = keys if on else keys[:1]
+        s.write_config(cfg)
+        want = 3 if on else 1
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            h = json.loads(subprocess.run(["curl", "-s", s.base + "/health"], capture_output=True, text=True).stdout)
+            if len(h["keys"]["healthy"]) == want:
+                time.sleep(1.2)  # every process has seen it (each checks once a second)
+                return
+            time.sleep(0.2)
+        raise BenchError("the gateway did not pick up the key pool config")
+
+    url = s.base + "/v1/chat/completions"
+    configure(False)
+    warm_up((url, "post.lua"))
+    out = paired(s, url, configure, "key pool")
+    out.pop("requests_on")
+    out["targets"] = {"rps_ratio": ">= 0.97"}
+    try:
+        return out
+    finally:
+        s.write_config(base_cfg)
 
 
 def scenario_leak(s) -> dict:

@@ -35,7 +35,7 @@ extension GatewayConfig {
             let o = try r.object(u)
             try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
                                    "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs", "prices", "keys", "retries",
-                                   "retryDeadlineMs", "retryBackoffMs", "firstByteTimeoutMs", "disabledKeySeconds"])
+                                   "retryDeadlineMs", "retryBackoffMs", "firstByteTimeoutMs", "disabledKeySeconds", "$comment"])
             if let v = u["keys"] {
                 guard let items = v.arrayValue else { throw ConfigError("upstream.keys", "must be an array, got \(v.typeName)") }
                 c.upstream.keysConfigured = true
