@@ -57,6 +57,7 @@ public final class KimiSimulator: @unchecked Sendable {
                 // pool tests), and so do keys a `POST /sim/keys` rule names.
                 let rule = stats.get().keyRules.first { key.contains($0.key) }?.value
                 if rule == "healthy" { return r.handler(ex, req, parameters) }
+                if rule == "hang" { sleepMs(5_000) } // answers, but late: a first-byte timeout
                 let failure = rule ?? ["refused", "noquota", "overloaded", "ratelimited"].first { key.contains($0) } ?? ""
                 if failure == "refused" { return error(ex, 401, "invalid_authentication_error", "Invalid Authentication") }
                 if failure == "noquota" {

@@ -196,3 +196,20 @@ def test_a_key_whose_endpoint_refuses_connections_fails_over_to_another_key():
         assert [r.status for r in results] == [200] * 20
         log = s.log("gateway").read_text()
         assert "upstream-key=b" in log and "attempts=2" in log
+
+
+def test_a_key_that_does_not_answer_in_time_is_a_first_byte_timeout_retried_on_another_key():
+    config = {"rateLimit": {"enabled": False},
+              "upstream": {"keys": [{"key": "sk-slow-" + "a" * 24, "name": "slow", "weight": 1000},
+                                    {"key": "sk-quick-" + "b" * 24, "name": "quick"}],
+                           "retries": 1, "retryBackoffMs": 20, "firstByteTimeoutMs": 500}}
+    with make_stack("first-byte", workers=1, config=config) as s:
+        sim_rule(s, "sk-slow-", "hang")  # answers after 5 s
+        start = time.time()
+        results = [chat(s, f"slow or quick {i}", stream=i % 2 == 1) for i in range(6)]
+        assert [r.status for r in results] == [200] * 6, [(r.status, r.text[:100]) for r in results]
+        # At most one 0.5 s wait per request, never the 5 s answer.
+        assert time.time() - start < 6 * 1.5
+        log = s.log("gateway").read_text()
+        assert "upstream-key=quick" in log and "upstream-key=slow" not in log
+        assert log.count("attempts=2") >= 5  # the slow key (weight 1000) is nearly always picked first
