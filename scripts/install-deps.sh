@@ -9,6 +9,7 @@ APT_PACKAGES=(
   nginx-light lighttpd spawn-fcgi openssl       # run: web servers, process spawner, TLS cert
   chromium chromium-driver nodejs               # tests: the browser page and the JS SDK
   wrk apache2-utils valgrind                    # benchmarks (wrk, ab) and profiling
+  prometheus                                    # tests: a real Prometheus scrapes /metrics; promtool checks it
   python3 python3-pip curl procps
 )
 PY_MODULES=(openai selenium pytest matplotlib)

@@ -29,6 +29,7 @@ extension RequestContext {
             let nowMs = Clock.wallMicros() / 1000
             if let (message, retryAfter) = BudgetCheck.refusal(budget: budget, spent: book.spent(fingerprint: key.fingerprint, nowMs: nowMs), now: nowMs) {
                 logNotes.append("budget-exhausted")
+                metricsNotes.rateLimited = "budget"
                 throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
             }
         }
@@ -45,6 +46,7 @@ extension RequestContext {
             if d.tooLarge { throw GatewayError.tooLargeForTokenLimit(tokens: tokens, limit: policy.limit) }
             guard d.allowed else {
                 logNotes.append("token-limited")
+                metricsNotes.rateLimited = "tokens"
                 throw GatewayError.tokensLimited(retryAfter: d.retryAfterSeconds, tokens: tokens, limit: policy.limit)
             }
             capture.reservation = .init(key: key, tokens: tokens, policy: policy)

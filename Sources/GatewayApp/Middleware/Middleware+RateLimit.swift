@@ -22,6 +22,7 @@ extension Middleware {
         ctx.responseHeaders += RateLimitHeaders.headers(gcra: gcra, decision: decision, nowMicros: now)
         if !decision.allowed {
             ctx.logNotes.append("limited")
+            ctx.metricsNotes.rateLimited = "requests"
             throw GatewayError.rateLimited(retryAfter: decision.retryAfterSeconds)
         }
     }

@@ -26,6 +26,13 @@ enum Middleware {
             case .admin:
                 try authenticateAdmin(ctx)
                 try rateLimit(ctx, limiter: gateway.services.limiter)
+            case .monitor:
+                if !ctx.config.metrics.allowFromRanges.contains(where: { $0.contains(req.remoteAddr) }) {
+                    guard case let .valid(key) = APIKeyAuth.check(headers: req.headers, keys: ctx.config.auth.keys), key.role == .admin else {
+                        throw GatewayError.notFound(req.path)
+                    }
+                    ctx.apiKey = key
+                }
             }
             try route.handler(ctx)
         }

@@ -5,6 +5,7 @@ extension Gateway {
     /// must show (`Access`); the middleware asks the matched route.
     func registerRoutes() {
         add("GET", "/health", access: .open, servesWhenSaturated: true, health)
+        add("GET", "/metrics", access: .monitor, servesWhenSaturated: true, metrics)
         add("GET", "/api/info", access: .client, info)
         add("POST", "/api/chat/completion", access: .client, appCompletion)
         add("POST", "/api/chat/history", access: .client, appHistory)

@@ -29,6 +29,7 @@ public final class Gateway: @unchecked Sendable {
         let start = Clock.monotonicNanos()
         let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
         let config = configCache.current()
+        services.metrics.gauge(config, "in_flight_requests", by: 1)
         // The body is read (or refused) before the context is built, so there is one.
         var request = exchange.head(requestID: requestID)
         var refusal: GatewayError?
@@ -64,8 +65,37 @@ public final class Gateway: @unchecked Sendable {
         // connection: close it rather than read megabytes nobody wants.
         if let bodySource, bodySource.remaining > 0 { exchange.closeConnection = true }
         // No flush here: FCGX_Finish_r flushes with the end-of-request record (one write, not two).
+        let nanos = Clock.monotonicNanos() &- start
         AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,
-                        nanos: Clock.monotonicNanos() &- start, notes: ctx.logNotes + (exchange.clientGone ? ["client-left"] : []))
+                        nanos: nanos, notes: ctx.logNotes + (exchange.clientGone ? ["client-left"] : []))
+        count(ctx, status: exchange.status, nanos: nanos, clientLeft: exchange.clientGone)
+    }
+
+    /// The request in the machine's metrics (issue #14). Labels are bounded:
+    /// the route's pattern (`unmatched` for none), a known method, the status.
+    private func count(_ ctx: RequestContext, status: Int, nanos: UInt64, clientLeft: Bool) {
+        let m = services.metrics
+        let c = ctx.config
+        guard c.metrics.enabled else { return }
+        m.gauge(c, "in_flight_requests", by: -1)
+        let route = router.anyRoute(path: ctx.request.path)?.path ?? "unmatched"
+        let method = ["GET", "POST", "DELETE", "OPTIONS", "PUT", "PATCH", "HEAD"].contains(ctx.request.method) ? ctx.request.method : "other"
+        m.add(c, "requests_total", [("route", route), ("method", method), ("status", String(status))])
+        m.observe(c, "request_duration_seconds", [("route", route)], seconds: Double(nanos) / 1e9)
+        if let policy = ctx.metricsNotes.rateLimited { m.add(c, "rate_limited_total", [("policy", policy)]) }
+        for e in ctx.metricsNotes.upstreamErrors { m.add(c, "upstream_errors_total", [("type", e)]) }
+        if ctx.metricsNotes.retries > 0 { m.add(c, "upstream_retries_total", [], UInt64(ctx.metricsNotes.retries)) }
+        guard let capture = ctx.usage else { return }
+        let model = [("model", capture.model)]
+        if clientLeft && capture.stream { m.add(c, "stream_client_left_total") }
+        if ctx.metricsNotes.upstreamNanos > 0 { m.observe(c, "upstream_duration_seconds", model, seconds: Double(ctx.metricsNotes.upstreamNanos) / 1e9) }
+        if let first = capture.firstTokenNanos, capture.stream {
+            m.observe(c, "time_to_first_token_seconds", model, seconds: Double(first &- ctx.startNanos) / 1e9)
+        }
+        if let u = capture.usage {
+            if let p = u["prompt_tokens"]?.intValue, p > 0 { m.add(c, "tokens_total", model + [("kind", "prompt")], UInt64(p)) }
+            if let k = u["completion_tokens"]?.intValue, k > 0 { m.add(c, "tokens_total", model + [("kind", "completion")], UInt64(k)) }
+        }
     }
 
     /// Routing, middleware and the handler, for a request whose body is read.

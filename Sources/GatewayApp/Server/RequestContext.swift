@@ -21,6 +21,16 @@ public final class RequestContext {
     /// The upstream key the answer came with, and the attempts it took (issue #13).
     var upstreamKey: UpstreamKey?
     var upstreamAttempts = 0
+    /// What the metrics record at the end beyond status and time (issue #14).
+    struct MetricsNotes {
+        /// The policy that refused the request: requests, tokens, budget.
+        var rateLimited: String?
+        /// Upstream attempts that failed, by class; retries made; the upstream's time.
+        var upstreamErrors: [String] = []
+        var retries = 0
+        var upstreamNanos: UInt64 = 0
+    }
+    var metricsNotes = MetricsNotes()
     /// When the request came (monotonic ns): retries start no later than `upstream.retryDeadlineMs` after.
     public let startNanos = Clock.monotonicNanos()
 

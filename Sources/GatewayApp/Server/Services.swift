@@ -7,6 +7,8 @@ import Upstream
 public final class Services: @unchecked Sendable {
     public let models: ModelsCache
     public let limiter: MachineRateLimiter
+    /// The machine's metrics (issue #14), in their own shared table.
+    public let metrics = GatewayMetrics()
     /// The upstream keys' shared health (issue #13), in the limiter's table.
     public let pool: UpstreamPool
     /// Upstream answers buffered at once by this process.

@@ -23,7 +23,9 @@ extension RequestContext {
                                     baseBackoffMs: up.retryBackoffMs)
         var tried = Array(repeating: false, count: keys.count)
         var last: GatewayError?
+        let began = Clock.monotonicNanos()
         defer {
+            metricsNotes.upstreamNanos &+= Clock.monotonicNanos() &- began
             if plan.attempts > 1 { logNotes.append("attempts=\(plan.attempts)") }
             if keys.count > 1, let k = upstreamKey { logNotes.append("upstream-key=\(k.name)") }
             upstreamAttempts = plan.attempts
@@ -55,12 +57,14 @@ extension RequestContext {
                     return r
                 case let .failed(failure, error):
                     services.pool.learn(failure.lesson, key: key, config: config, now: Clock.wallMicros())
+                    metricsNotes.upstreamErrors.append(failure.metricLabel)
                     last = error
                     guard !writer.clientGone else { throw error }
                     switch plan.next(after: failure, now: Clock.monotonicNanos(), random: services.pool.nextRandom()) {
                     case .stop:
                         throw error
                     case let .retry(afterMs):
+                        metricsNotes.retries += 1
                         guard writer.waitWhileConnected(milliseconds: afterMs) else {
                             logNotes.append("client-left-in-backoff")
                             throw error

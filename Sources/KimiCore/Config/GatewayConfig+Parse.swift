@@ -7,7 +7,7 @@ extension GatewayConfig {
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
         let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "$comment"])
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "metrics", "$comment"])
         if let u = root["usage"] {
             let r = ConfigReader(prefix: "usage.")
             let o = try r.object(u)
@@ -15,6 +15,14 @@ extension GatewayConfig {
             if let v = u["enabled"] { c.usage.enabled = try r.bool(v, "enabled") }
             if let v = u["database"] { c.usage.database = try r.string(v, "database") }
             if let v = u["drainIntervalMs"] { c.usage.drainIntervalMs = try r.int(v, "drainIntervalMs", min: 1) }
+        }
+        if let m = root["metrics"] {
+            let r = ConfigReader(prefix: "metrics.")
+            let o = try r.object(m)
+            try r.check(o, known: ["enabled", "allowFrom", "file"])
+            if let v = m["enabled"] { c.metrics.enabled = try r.bool(v, "enabled") }
+            if let v = m["allowFrom"] { c.metrics.allowFrom = try r.strings(v, "allowFrom") }
+            if let v = m["file"] { c.metrics.file = try r.string(v, "file") }
         }
         if let d = root["documents"] {
             let r = ConfigReader(prefix: "documents.")

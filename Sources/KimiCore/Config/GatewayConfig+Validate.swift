@@ -38,10 +38,16 @@ extension GatewayConfig {
         }
         var c = self
         c.upstream.keys = pool
+        c.metrics.allowFromRanges = try metrics.allowFrom.enumerated().map { (i, s) throws(ConfigError) -> CIDR in
+            guard let r = CIDR(s) else { throw ConfigError("metrics.allowFrom[\(i)]", "must be an address or CIDR range, got \"\(HeaderSafety.printable(s, max: 60))\"") }
+            return r
+        }
         if c.rateLimit.file.isEmpty { c.rateLimit.file = SharedFiles.defaultDirectory(env: [:]) + "/ratelimit.bin" }
         guard c.rateLimit.file.hasPrefix("/") else {
             throw ConfigError("rateLimit.file", "must be an absolute path")
         }
+        if c.metrics.file.isEmpty { c.metrics.file = SharedFiles.directory(of: c.rateLimit.file) + "/metrics.bin" }
+        guard c.metrics.file.hasPrefix("/") else { throw ConfigError("metrics.file", "must be an absolute path") }
         if c.storage.database.isEmpty { c.storage.database = SharedFiles.stateDirectory(env: [:]) + "/gateway.db" }
         if c.documents.cacheDir.isEmpty { c.documents.cacheDir = SharedFiles.stateDirectory(env: [:]) + "/documents" }
         guard c.documents.cacheDir.hasPrefix("/") else { throw ConfigError("documents.cacheDir", "must be an absolute path") }

@@ -215,7 +215,19 @@ public struct GatewayConfig: Sendable, Equatable {
         public var drainIntervalMs = 100
     }
 
+    /// `GET /metrics` (issue #14).
+    public struct Metrics: Sendable, Equatable {
+        /// Whether requests are counted (read per request).
+        public var enabled = true
+        /// Who may scrape without an admin key: addresses or CIDR ranges.
+        public var allowFrom: [String] = ["127.0.0.0/8", "::1/128"]
+        public var allowFromRanges: [CIDR] = []
+        /// The shared table. Empty: `metrics.bin` beside `rateLimit.file`.
+        public var file = ""
+    }
+
     public var upstream = Upstream()
+    public var metrics = Metrics()
     public var storage = Storage()
     public var usage = Usage()
     public var documents = Documents()

@@ -9,6 +9,9 @@ public enum Access: String, Sendable {
     /// A key whose role is `admin`, whether or not `auth.required`;
     /// rate-limited. With no admin key configured the route answers 403.
     case admin
+    /// Operators' tools (`/metrics`): a caller in `metrics.allowFrom` or
+    /// with an admin key; anyone else gets 404, as if nothing were there.
+    case monitor
 }
 
 /// Method + normalised path → route. Paths are exact, or patterns whose

@@ -26,6 +26,20 @@ public struct UpstreamAttempts: Sendable {
         /// Not worth another attempt (the request itself is at fault, or bytes reached the client).
         case final
 
+        /// The `type` label of `upstream_errors_total`.
+        public var metricLabel: String {
+            switch self {
+            case .connect: "connect"
+            case .firstByteTimeout: "first_byte_timeout"
+            case .dropped: "dropped"
+            case .server: "server_error"
+            case .overloaded: "engine_overloaded"
+            case .keyRateLimited: "rate_limit_reached"
+            case .keyRefused: "key_refused"
+            case .final: "rejected"
+            }
+        }
+
         /// What the failure says about the key used.
         public var lesson: KeyHealth.Lesson {
             switch self {

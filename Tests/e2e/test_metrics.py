@@ -1,0 +1,139 @@
+"""Issue #14: `GET /metrics` counts every process of the machine (one shared
+table), passes promtool, keeps its series bounded, survives a killed worker,
+is only for operators, and a real Prometheus scrapes it through nginx."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from kimistack import free_ports
+
+from conftest import RUNS, http, make_stack, wait_for
+
+ADMIN = "mt-admin-" + "a" * 24
+
+
+@pytest.fixture(scope="module")
+def mstack():
+    config = {"rateLimit": {"enabled": False}, "auth": {"keys": [{"key": ADMIN, "name": "ops", "role": "admin"}]}}
+    with make_stack("metrics", workers=4, supervised=True, config=config) as s:
+        yield s
+
+
+def scrape(s) -> str:
+    r = http("GET", s.base + "/metrics")
+    assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), (r.status, r.text[:200])
+    return r.text
+
+
+def value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+INFO_200 = 'kimi_gateway_requests_total{route="/api/info",method="GET",status="200"}'
+
+
+def test_requests_total_is_the_whole_machine_in_one_scrape(mstack):
+    s = mstack
+    before = value(scrape(s), INFO_200)
+    n = 400
+    with ThreadPoolExecutor(max_workers=16) as ex:
+        statuses = list(ex.map(lambda _: http("GET", s.base + "/api/info").status, range(n)))
+    assert statuses == [200] * n
+    # Any process answers the scrape, and every one says the machine's total.
+    for _ in range(8):
+        assert value(scrape(s), INFO_200) - before == n
+    text = scrape(s)
+    assert 'kimi_gateway_build_info{version="' in text
+    assert re.search(r'kimi_gateway_request_duration_seconds_count\{route="/api/info"\} \d+', text)
+    assert "kimi_gateway_in_flight_requests " in text
+
+
+def test_promtool_accepts_the_exposition(mstack):
+    s = mstack
+    http("POST", s.base + "/v1/chat/completions", body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "count my tokens"}]})
+    text = scrape(s)
+    assert 'kimi_gateway_tokens_total{model="moonshot-v1-8k",kind="prompt"}' in text
+    assert 'kimi_gateway_upstream_duration_seconds_bucket{model="moonshot-v1-8k",le="+Inf"}' in text
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_random_paths_do_not_add_series(mstack):
+    s = mstack
+    http("GET", s.base + "/api/nothing-" + uuid.uuid4().hex)  # the unmatched series exist from here on
+    http("GET", s.base + "/v1/nothing-" + uuid.uuid4().hex)
+    count = lambda: len([l for l in scrape(s).splitlines() if l and not l.startswith("#")])  # noqa: E731
+    before = count()
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        list(ex.map(lambda i: http("GET", s.base + f"/{'api' if i % 2 else 'v1'}/x{uuid.uuid4().hex}/{i}"), range(1000)))
+    assert count() == before
+    text = scrape(s)
+    assert 'route="unmatched"' in text
+    assert not [l for l in text.splitlines() if 'route="/api/x' in l or 'route="/v1/x' in l]
+
+
+def test_a_killed_worker_keeps_the_machines_totals(mstack):
+    s = mstack
+    for _ in range(50):
+        assert http("GET", s.base + "/api/info").status == 200
+    before = value(scrape(s), INFO_200)
+    victim = s.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_for(lambda: "starting a new one" in s.log("gateway").read_text(), timeout=10)
+    assert wait_for(lambda: len(s.worker_pids()) == 4 and victim not in s.worker_pids(), timeout=10)
+    assert value(scrape(s), INFO_200) >= before
+    http("GET", s.base + "/api/info")
+    assert value(scrape(s), INFO_200) >= before + 1
+
+
+def test_only_operators_see_metrics():
+    config = {"metrics": {"allowFrom": ["10.9.9.9/32"]}, "auth": {"keys": [{"key": ADMIN, "name": "ops", "role": "admin"},
+                                                                          {"key": "mt-client-" + "c" * 24, "name": "app"}]}}
+    with make_stack("metrics-closed", workers=1, config=config) as s:
+        assert http("GET", s.base + "/metrics").status == 404
+        assert http("GET", s.base + "/metrics", headers={"x-api-key": "mt-client-" + "c" * 24}).status == 404
+        r = http("GET", s.base + "/metrics", headers={"x-api-key": ADMIN})
+        assert r.status == 200 and "kimi_gateway_requests_total" in r.text
+
+
+def test_a_real_prometheus_scrapes_the_gateway_through_nginx(mstack, tmp_path):
+    s = mstack
+    n = 37
+    for _ in range(n):
+        assert http("GET", s.base + "/v1/models").status == 200
+    port = free_ports(1)[0]
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: kimi-gateway
+    metrics_path: /metrics
+    static_configs: [{{targets: ["127.0.0.1:{s.ports['plain']}"]}}]
+""")
+    proc = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        query = f"http://127.0.0.1:{port}/api/v1/query?query=" + \
+            "sum(kimi_gateway_requests_total%7Broute%3D%22%2Fv1%2Fmodels%22%2Cstatus%3D%22200%22%7D)"
+
+        def answer():
+            try:
+                r = http("GET", query, timeout=5)
+            except OSError:
+                return None
+            result = r.json().get("data", {}).get("result", []) if r.status == 200 else []
+            return result and float(result[0]["value"][1])
+        assert wait_for(answer, timeout=30, step=0.5) == n
+    finally:
+        proc.terminate()
+        proc.wait(10)
