@@ -93,7 +93,7 @@ function bubble(role, text) {
   return div;
 }
 
-function meta(div, { usage, firstMs, totalMs, model, stopped }) {
+function meta(div, { usage, firstMs, totalMs, model, stopped, serverTiming }) {
   const m = document.createElement('span');
   m.className = 'meta';
   const parts = [];
@@ -101,6 +101,8 @@ function meta(div, { usage, firstMs, totalMs, model, stopped }) {
   if (usage) parts.push(`tokens: ${usage.prompt_tokens ?? '?'} in / ${usage.completion_tokens ?? '?'} out`);
   if (firstMs !== undefined) parts.push(`first token ${firstMs} ms`);
   parts.push(`total ${totalMs} ms`);
+  // The gateway's own share of the time (its Server-Timing header).
+  if (serverTiming && serverTiming.gateway !== undefined) parts.push(`gateway ${serverTiming.gateway} ms, upstream ${serverTiming.upstream} ms`);
   if (stopped) parts.push('stopped');
   m.textContent = parts.join(' · ');
   div.append(m);
@@ -222,7 +224,8 @@ async function send(text) {
     }
     out.textContent = result.message;
     history.push({ role: 'user', content: text }, { role: 'assistant', content: result.message });
-    meta(reply, { usage: result.usage, firstMs, totalMs: Math.round(performance.now() - started), model: result.model || model });
+    meta(reply, { usage: result.usage, firstMs, totalMs: Math.round(performance.now() - started), model: result.model || model,
+                  serverTiming: result.serverTiming });
     showUsage();
   } catch (e) {
     if (e && e.name === 'AbortError') {

@@ -154,7 +154,19 @@ export class KimiClient {
    */
   async chat(message, opts = {}) {
     const { signal, ...rest } = opts;
-    return (await (await this.#request('POST', '/api/chat/completion', { message, ...rest }, signal)).json()).data;
+    return KimiClient.#timed(await this.#request('POST', '/api/chat/completion', { message, ...rest }, signal));
+  }
+
+  /** The answer's data, with `serverTiming: {gateway, upstream}` (ms) from the gateway's Server-Timing header. */
+  static async #timed(res) {
+    const data = (await res.json()).data;
+    const timing = {};
+    for (const part of (res.headers.get('server-timing') || '').split(',')) {
+      const m = /^\s*(\w+);dur=([\d.]+)/.exec(part);
+      if (m) timing[m[1]] = Number(m[2]);
+    }
+    if (data && Object.keys(timing).length) data.serverTiming = timing;
+    return data;
   }
 
   /**
@@ -165,7 +177,7 @@ export class KimiClient {
    */
   async chatWithHistory(messages, opts = {}) {
     const { signal, ...rest } = opts;
-    return (await (await this.#request('POST', '/api/chat/history', { messages, ...rest }, signal)).json()).data;
+    return KimiClient.#timed(await this.#request('POST', '/api/chat/history', { messages, ...rest }, signal));
   }
 
   /**

@@ -2,6 +2,8 @@
 in a real headless Chromium (Debian's chromium + chromium-driver, selenium)."""
 from __future__ import annotations
 
+import re
+
 import time
 import uuid
 
@@ -83,6 +85,8 @@ def test_single_turn_message_gets_its_answer(browser, stack):
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.assistant .meta"))
     assert last_reply(browser) == stack.sim_answer(prompt)
     assert "tokens:" in browser.find_element(By.CSS_SELECTOR, ".msg.assistant .meta").text
+    # The gateway's own time beside the upstream's (its Server-Timing header, issue #14).
+    assert re.search(r"gateway [\d.]+ ms, upstream [\d.]+ ms", browser.find_element(By.CSS_SELECTOR, ".msg.assistant .meta").text)
     # The key's usage is shown after the answer (GET /api/usage).
     wait.until(EC.text_to_be_present_in_element((By.ID, "usage"), "today"))
     assert "tokens" in browser.find_element(By.ID, "usage").text

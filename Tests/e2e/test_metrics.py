@@ -137,3 +137,14 @@ scrape_configs:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_non_stream_answer_says_the_gateways_own_time_in_server_timing(mstack):
+    s = mstack
+    for path, body in [("/v1/chat/completions", {"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "[sim:first=200] timed"}]}),
+                       ("/api/chat/completion", {"message": "[sim:first=200] timed"})]:
+        r = http("POST", s.base + path, body=body)
+        m = re.fullmatch(r"gateway;dur=([\d.]+), upstream;dur=([\d.]+)", r.headers["Server-Timing"])
+        assert r.status == 200 and m, r.headers.get("Server-Timing")
+        gateway, upstream = float(m.group(1)), float(m.group(2))
+        assert upstream >= 200 and gateway < upstream, (gateway, upstream)  # the simulator waited 200 ms; the gateway far less

@@ -34,7 +34,7 @@ extension Gateway {
         if let r = message["reasoning_content"], !r.isNull { data = data.setting("reasoning", r) }
         if let f = answer["choices"]?[0]?["finish_reason"], !f.isNull { data = data.setting("finish_reason", f) }
         for (k, v) in extra { data = data.setting(k, v) }
-        ctx.json(200, ["success": true, "data": data])
+        ctx.json(200, ["success": true, "data": data], headers: [ctx.serverTiming])
     }
 
     /// `POST /api/chat/stream` `{messages: "text" | [...], model?, include?}` →

@@ -17,7 +17,8 @@ extension Gateway {
                 ctx.logNotes.append(Usage.logWord(u))
                 ctx.usage?.usage = u
             }
-            ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")], body: call.body)
+            ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8"), ctx.serverTiming],
+                               body: call.body)
             return
         }
         let includeUsage = chat.includeUsage

@@ -75,6 +75,19 @@ extension RequestContext {
         }
     }
 
+    /// `Server-Timing: gateway;dur=…, upstream;dur=…` (ms) for an answer
+    /// that came whole from the upstream (issue #14): the gateway's own
+    /// time so far beside the upstream's, so a client sees the overhead.
+    var serverTiming: (String, String) {
+        let total = Clock.monotonicNanos() &- startNanos
+        let upstream = min(total, metricsNotes.upstreamNanos)
+        func ms(_ n: UInt64) -> String {
+            let tenths = (n + 50_000) / 100_000
+            return "\(tenths / 10).\(tenths % 10)"
+        }
+        return ("Server-Timing", "gateway;dur=\(ms(total - upstream)), upstream;dur=\(ms(upstream))")
+    }
+
     /// A buffered upstream call through the pool (every route's non-stream call).
     func upstreamCall(_ services: Services, _ method: String, _ path: String, body: [UInt8] = [],
                       maxBytes: Int = BufferedCall.defaultMaxBytes, pinned: Bool = false, retries: Int? = nil,

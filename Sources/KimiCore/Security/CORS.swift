@@ -4,7 +4,7 @@
 public enum CORS {
     public static let allowedHeaders = "Content-Type, Authorization, x-api-key, X-Request-Id"
     /// What a browser client may read: limits, Retry-After, the request id.
-    public static let exposedHeaders = "RateLimit, RateLimit-Policy, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Request-Id"
+    public static let exposedHeaders = "RateLimit, RateLimit-Policy, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Request-Id, Server-Timing"
 
     public enum Verdict: Equatable {
         /// No Origin header: not a CORS request.
