@@ -57,6 +57,7 @@ def run() -> int:
         r["completion"] = scenarios.scenario_completion(s, ports)
         r["accounting"] = scenarios.scenario_accounting(s)
         r["key_pool"] = scenarios.scenario_key_pool(s)
+        r["metrics"] = scenarios.scenario_metrics(s)
         r["leak"] = scenarios.scenario_leak(s)
     finally:
         stop_baseline(s)

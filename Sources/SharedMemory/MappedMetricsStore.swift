@@ -43,10 +43,15 @@ public final class MappedMetricsStore: @unchecked Sendable {
         lock.withLock { current.store(Current(file.open())) }
     }
 
-    private func mapping() -> SharedTableFile.Mapping? {
+    /// The mapping in use (re-validated at most once a second): word
+    /// pointers from `word(in:key:text:)` stay valid while it is held.
+    /// Unlike the limiter's, the file's size is checked only then, not per
+    /// call (an fstat per event was most of the cost of counting): a
+    /// table truncated in place by its owner could fault within that second.
+    public func mapping() -> SharedTableFile.Mapping? {
         let m = current.load().mapping
-        let truncated = m.map { !$0.intact } ?? false
-        guard truncated || recheck.tryEnter() else { return m }
+        guard recheck.tryEnter() else { return m }
+        if let m, !m.intact { lock.withLock { current.store(Current(file.open())) } }
         lock.withLock {
             let now = current.load().mapping
             if now == nil || !file.stillCurrent(now!) { current.store(Current(file.open())) }
@@ -67,6 +72,11 @@ public final class MappedMetricsStore: @unchecked Sendable {
     /// Nil when the file cannot be used or the table is full.
     public func word(key: UInt64, text: String) -> UnsafeMutablePointer<UInt64>? {
         guard let m = mapping() else { return nil }
+        return word(in: m, key: key, text: { text })
+    }
+
+    /// As above in a mapping the caller holds; `text` is built only to claim a slot.
+    public func word(in m: SharedTableFile.Mapping, key: UInt64, text: () -> String) -> UnsafeMutablePointer<UInt64>? {
         let start = Int(key % UInt64(capacity))
         for i in 0..<min(Self.probe, capacity) {
             let w = m.slot((start + i) % capacity, bytes: Self.slotBytes).assumingMemoryBound(to: UInt64.self)
@@ -74,7 +84,7 @@ public final class MappedMetricsStore: @unchecked Sendable {
             if k == 0 {
                 var expected: UInt64 = 0
                 if kimi_atomic_cas64(w, &expected, key) {
-                    var t = Array(text.utf8.prefix(Self.maxText))
+                    var t = Array(text().utf8.prefix(Self.maxText))
                     t.withUnsafeMutableBytes { UnsafeMutableRawPointer(w + 3).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                     kimi_atomic_store64(w + 2, UInt64(t.count))
                     return w + 1

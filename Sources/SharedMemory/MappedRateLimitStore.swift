@@ -77,6 +77,15 @@ public final class MappedRateLimitStore: RateLimitStore, @unchecked Sendable {
         m.slot(slot, bytes: Self.slotBytes).assumingMemoryBound(to: UInt64.self)
     }
 
+    /// Slots holding a client (for `kimi_gateway_limiter_table_used_slots`):
+    /// one pass over the table, at a scrape.
+    public func usedSlots() -> Int {
+        guard let m = mapping() else { return 0 }
+        var n = 0
+        for i in 0..<capacity where kimi_atomic_load64(words(m, i)) != 0 { n += 1 }
+        return n
+    }
+
     public func slot(for key: UInt64, now: Int64) -> RateLimitSlot? {
         guard let m = mapping() else { return nil }
         let start = Int(key % UInt64(capacity))

@@ -56,6 +56,7 @@ def test_requests_total_is_the_whole_machine_in_one_scrape(mstack):
     assert 'kimi_gateway_build_info{version="' in text
     assert re.search(r'kimi_gateway_request_duration_seconds_count\{route="/api/info"\} \d+', text)
     assert "kimi_gateway_in_flight_requests " in text
+    assert "kimi_gateway_limiter_table_used_slots " in text
 
 
 def test_promtool_accepts_the_exposition(mstack):
@@ -148,3 +149,15 @@ def test_a_non_stream_answer_says_the_gateways_own_time_in_server_timing(mstack)
         assert r.status == 200 and m, r.headers.get("Server-Timing")
         gateway, upstream = float(m.group(1)), float(m.group(2))
         assert upstream >= 200 and gateway < upstream, (gateway, upstream)  # the simulator waited 200 ms; the gateway far less
+
+
+def test_the_shipped_prometheus_config_and_alert_rules_pass_promtool():
+    from conftest import ROOT
+    conf = ROOT / "conf" / "prometheus"
+    for args in (["check", "rules", str(conf / "kimi-gateway.rules.yml")], ["check", "config", str(conf / "prometheus.yml")]):
+        r = subprocess.run(["promtool", *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    # Every metric the rules name is one the gateway exports.
+    rules = (conf / "kimi-gateway.rules.yml").read_text()
+    names = set(re.findall(r"kimi_gateway_[a-z_]+", rules))
+    assert names <= {"kimi_gateway_requests_total", "kimi_gateway_upstream_errors_total", "kimi_gateway_limiter_table_used_slots"}, names

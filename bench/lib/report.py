@@ -18,7 +18,7 @@ def write_report(r: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
-    acc, kp = r["accounting"], r["key_pool"]
+    acc, kp, mt = r["accounting"], r["key_pool"], r["metrics"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
     lines = [
         "# kimi-gateway benchmark report", "",
@@ -35,6 +35,9 @@ def write_report(r: dict) -> None:
         f"| 2b | same, gateway CPU µs per request | {f(acc['on']['cpu_us_per_request'], 1)} | {f(acc['off']['cpu_us_per_request'], 1)} | +{f(acc['cpu_added_us_per_request'], 1)} µs | reported | — |",
         f"| 2c | same, a pool of 3 upstream keys vs one key, req/s | {f(kp['on']['rps'], 0)} | {f(kp['off']['rps'], 0)} (one key) | {f(kp['rps_ratio'])} | ≥ 0.97 | {verdict(kp['rps_ratio'], '>= 0.97')} |",
         f"| 2c | same, gateway CPU µs per request | {f(kp['on']['cpu_us_per_request'], 1)} | {f(kp['off']['cpu_us_per_request'], 1)} | +{f(kp['cpu_added_us_per_request'], 1)} µs | reported | — |",
+        f"| 2d | GET /health, metrics on vs off, req/s | {f(mt['health']['on']['rps'], 0)} | {f(mt['health']['off']['rps'], 0)} (metrics off) | {f(mt['health']['rps_ratio'])} | ≥ 0.97 | {verdict(mt['health']['rps_ratio'], '>= 0.97')} |",
+        f"| 2d | POST /v1/chat/completions, metrics on vs off, req/s | {f(mt['completion']['on']['rps'], 0)} | {f(mt['completion']['off']['rps'], 0)} (metrics off) | {f(mt['completion']['rps_ratio'])} | ≥ 0.97 | {verdict(mt['completion']['rps_ratio'], '>= 0.97')} |",
+        f"| 2d | same, gateway CPU µs per request (/health; completion) | {f(mt['health']['on']['cpu_us_per_request'], 1)}; {f(mt['completion']['on']['cpu_us_per_request'], 1)} | {f(mt['health']['off']['cpu_us_per_request'], 1)}; {f(mt['completion']['off']['cpu_us_per_request'], 1)} | +{f(mt['health']['cpu_added_us_per_request'], 1)}; +{f(mt['completion']['cpu_added_us_per_request'], 1)} µs | reported | — |",
         f"| 3 | 200-chunk stream, median TTFB ms | {f(st['gateway_ttfb_ms'])} | {f(st['direct_ttfb_ms'])} (simulator direct) | +{f(st['ttfb_added_ms'])} ms | ≤ +1 ms | {verdict(st['ttfb_added_ms'], '<= 1')} |",
         f"| 3 | 200-chunk stream, median total ms | {f(st['gateway_total_ms'], 1)} | {f(st['direct_total_ms'], 1)} | +{f(st['total_added_pct'], 1)} % | ≤ +10 % | {verdict(st['total_added_pct'], '<= 10')} |",
         f"| 4 | 1,000 concurrent streams complete | {cs['complete']} / {cs['streams']} ({cs['errors']} errors) | | | all, no errors | {verdict(cs['complete'], '>= ' + str(cs['streams']))} |",

@@ -80,7 +80,7 @@ def scenario_accounting(s) -> dict:
     return out
 
 
-def paired(s, url: str, configure, what: str) -> dict:
+def paired(s, url: str, configure, what: str, script: str | None = "post.lua") -> dict:
     """Pairs of wrk runs, off and on back to back, the order flipping each
     time (so a drift of the shared machine counts against both sides
     alike); the verdict is the median of the pairs' ratios. One best-of
@@ -92,7 +92,7 @@ def paired(s, url: str, configure, what: str) -> dict:
     def measured(on: bool) -> dict:
         configure(on)
         cpu0 = sum(cpu_seconds(p) for p in pids)
-        r = wrk(url, seconds=PAIR_SECONDS, script="post.lua")
+        r = wrk(url, seconds=PAIR_SECONDS, script=script)
         r["cpu_us_per_request"] = (sum(cpu_seconds(p) for p in pids) - cpu0) / max(1, r["requests"]) * 1e6
         return r
 
@@ -114,6 +114,39 @@ def paired(s, url: str, configure, what: str) -> dict:
             "cpu_added_us_per_request": med("on", "cpu_us_per_request") - med("off", "cpu_us_per_request"),
             "requests_on": sum(p["on"]["requests"] for p in pairs),
             "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": p["on"]["rps"] / p["off"]["rps"]} for p in pairs]}
+
+
+def scenario_metrics(s) -> dict:
+    """2d: /health and the completion with the machine's metrics on vs off
+    (issue #14: a handful of atomic adds on the shared table per request)."""
+    log("2d: GET /health and POST /v1/chat/completions, metrics on vs off")
+    base_cfg = json.loads(s.config_path.read_text())
+
+    def configure(on: bool) -> None:
+        cfg = json.loads(json.dumps(base_cfg))
+        cfg.setdefault("metrics", {})["enabled"] = on
+        s.write_config(cfg)
+        want = "200" if on else "404"
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            code = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", s.base + "/metrics"], capture_output=True, text=True).stdout
+            if code == want:
+                time.sleep(1.2)  # every process has seen it (each checks once a second)
+                return
+            time.sleep(0.2)
+        raise BenchError("the gateway did not pick up the metrics config")
+
+    out = {}
+    for name, url, script in (("health", s.base + "/health", None), ("completion", s.base + "/v1/chat/completions", "post.lua")):
+        configure(True)
+        warm_up((url, script))
+        r = paired(s, url, configure, f"metrics ({name})", script=script)
+        r.pop("requests_on")
+        out[name] = r
+    s.write_config(base_cfg)
+    time.sleep(2.5)
+    out["targets"] = {"rps_ratio": ">= 0.97"}
+    return out
 
 
 def scenario_key_pool(s) -> dict:

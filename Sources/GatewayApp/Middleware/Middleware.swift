@@ -17,6 +17,7 @@ enum Middleware {
             throw GatewayError.methodNotAllowed(req.method, allow: allow)
         case let .found(route, parameters):
             ctx.pathParameters = parameters
+            ctx.routePattern = route.path
             switch route.access {
             case .open:
                 break

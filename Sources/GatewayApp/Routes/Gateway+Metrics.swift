@@ -7,6 +7,7 @@ extension Gateway {
     func metrics(_ ctx: RequestContext) throws {
         guard ctx.config.metrics.enabled else { throw GatewayError.notFound(ctx.request.path) }
         services.metrics.set(ctx.config, "build_info", [("version", version)], 1)
+        services.metrics.set(ctx.config, "limiter_table_used_slots", [], Int64(services.limiter.usedSlots(config: ctx.config)))
         ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
                                                                          ("Cache-Control", "no-store")],
                            body: Array(services.metrics.render(ctx.config).utf8))

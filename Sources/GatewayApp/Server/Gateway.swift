@@ -78,7 +78,7 @@ public final class Gateway: @unchecked Sendable {
         let c = ctx.config
         guard c.metrics.enabled else { return }
         m.gauge(c, "in_flight_requests", by: -1)
-        let route = router.anyRoute(path: ctx.request.path)?.path ?? "unmatched"
+        let route = ctx.routePattern ?? router.anyRoute(path: ctx.request.path)?.path ?? "unmatched"
         let method = ["GET", "POST", "DELETE", "OPTIONS", "PUT", "PATCH", "HEAD"].contains(ctx.request.method) ? ctx.request.method : "other"
         m.add(c, "requests_total", [("route", route), ("method", method), ("status", String(status))])
         m.observe(c, "request_duration_seconds", [("route", route)], seconds: Double(nanos) / 1e9)

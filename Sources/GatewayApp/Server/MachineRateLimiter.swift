@@ -61,6 +61,11 @@ public final class MachineRateLimiter: @unchecked Sendable {
 }
 
 extension MachineRateLimiter {
+    /// Slots in use in the shared table (0 when it cannot be used).
+    public func usedSlots(config: GatewayConfig) -> Int {
+        (limiter(for: config).store as? MappedRateLimitStore)?.usedSlots() ?? 0
+    }
+
     /// A read-decide-CAS on any word of the table (the upstream keys' health
     /// lives beside the limits), falling back to the per-process store.
     public func update<R>(key: UInt64, config: GatewayConfig, now: Int64, _ decide: (Int64) -> (Int64?, R)) -> R {

@@ -31,6 +31,8 @@ public final class RequestContext {
         var upstreamNanos: UInt64 = 0
     }
     var metricsNotes = MetricsNotes()
+    /// The matched route's pattern (the metrics' `route` label).
+    var routePattern: String?
     /// When the request came (monotonic ns): retries start no later than `upstream.retryDeadlineMs` after.
     public let startNanos = Clock.monotonicNanos()
 
