@@ -31,11 +31,18 @@ public final class SQLiteDatabase: @unchecked Sendable {
     private let lock = Lock()
     private var statements: [String: OpaquePointer] = [:]
 
+    /// SQLite's process-wide settings, made once before its first use
+    /// (SQLITE_MISUSE after that, harmless): no malloc statistics, whose
+    /// global mutex and counters wrapped each of the ~9 allocations a
+    /// ledger row makes (callgrind, issue #12).
+    private static let configured: Int32 = kimi_sqlite_configure_once()
+
     /// Opens (creating) the database: WAL, `synchronous=NORMAL` (durable
     /// across a process crash; a power cut may lose the last transactions),
     /// a busy timeout, and a private mode for a file it creates.
     public init(path: String, busyTimeoutMs: Int32 = 5_000) throws {
         self.path = path
+        _ = Self.configured
         let previous = umask(0o077)
         defer { umask(previous) }
         var handle: OpaquePointer?
@@ -143,6 +150,19 @@ public final class SQLiteDatabase: @unchecked Sendable {
                 _ = kimi_sqlite_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(b.count))
             }
         }
+        /// Bytes SQLite reads where they are, until they are bound again or
+        /// `clearBindings` (the caller keeps them alive until then).
+        public func bindInPlace(_ i: Int32, _ b: UnsafeBufferPointer<UInt8>) {
+            let p = b.baseAddress.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(Self.empty.utf8Start)
+            _ = kimi_sqlite_bind_text_static(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(b.count))
+        }
+        public func bind(_ i: Int32, _ bytes: [UInt8]) {
+            bytes.withUnsafeBufferPointer { b in
+                let p = b.baseAddress.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(Self.empty.utf8Start)
+                _ = kimi_sqlite_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(b.count))
+            }
+        }
+        public func clearBindings() { sqlite3_clear_bindings(stmt) }
         /// Runs the statement with the bound values; returns the rows it changed.
         @discardableResult
         public func run() throws -> Int {

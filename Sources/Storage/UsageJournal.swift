@@ -99,16 +99,21 @@ public final class UsageJournal: @unchecked Sendable {
     /// Moves this process's complete records into the ledger and clears the
     /// journal when everything in it is stored. Returns the records stored.
     @discardableResult
-    public func drain(into ledger: UsageLedger) throws -> Int { try drainRecords(into: ledger).count }
+    public func drain(into ledger: UsageLedger) throws -> Int { try drainRecords(into: ledger).rows }
 
-    /// As `drain`, returning the records themselves (the usage book subtracts them from its pending counts).
-    public func drainRecords(into ledger: UsageLedger) throws -> [UsageRecord] {
+    /// As `drain`, returning what the usage book needs of each stored row
+    /// of a key (it subtracts them from its pending counts).
+    public func drainRecords(into ledger: UsageLedger) throws -> (rows: Int, ofKeys: [UsageBook.Stored]) {
         let (start, bytes): (Int, [UInt8]) = lock.withLock {
             (consumed, Array(UnsafeRawBufferPointer(start: base + consumed, count: length - consumed)))
         }
-        let (records, used, _) = JournalLines.records(in: bytes[...])
-        guard used > 0 else { return [] }
-        try ledger.insert(records)
+        let (rows, stored, used): (Int, [UsageBook.Stored], Int) = try bytes.withUnsafeBufferPointer { buf in
+            let (lines, used, _) = JournalLines.fields(in: buf)
+            guard used > 0 else { return (0, [], 0) }
+            try ledger.insert(lines)
+            return (lines.count, lines.compactMap(UsageBook.Stored.init), used)
+        }
+        guard used > 0 else { return (0, []) }
         lock.withLock {
             consumed = start + used
             // Only when no line came in meanwhile: appends share this lock.
@@ -117,7 +122,7 @@ public final class UsageJournal: @unchecked Sendable {
                 (length, consumed) = (0, 0)
             }
         }
-        return records
+        return (rows, stored)
     }
 
     /// Removes this process's journal when nothing is left in it (a clean

@@ -19,7 +19,16 @@ public final class UsageLedger: @unchecked Sendable {
     /// were new.
     @discardableResult
     public func insert(_ records: [UsageRecord], replayed: Bool = false) throws -> Int {
-        guard !records.isEmpty else { return 0 }
+        let bytes = records.flatMap(\.journalLine)
+        return try bytes.withUnsafeBufferPointer { try insert(JournalLines.fields(in: $0).lines, replayed: replayed) }
+    }
+
+    /// The same from journal lines, their text bound in place (no String,
+    /// no copy by SQLite) while the bytes they slice are alive, as they are
+    /// for this call.
+    @discardableResult
+    public func insert(_ lines: [JournalFields], replayed: Bool = false) throws -> Int {
+        guard !lines.isEmpty else { return 0 }
         return try db.transaction { tx in
             let columns = """
                 record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
@@ -29,14 +38,22 @@ public final class UsageLedger: @unchecked Sendable {
             let insert = try tx.statement(replayed
                 ? "INSERT INTO usage (\(columns)) SELECT \(values) WHERE NOT EXISTS (SELECT 1 FROM usage WHERE at = ?2 AND record_id = ?1)"
                 : "INSERT INTO usage (\(columns)) VALUES (\(values))")
+            defer { insert.clearBindings() }
+            typealias F = JournalFields
             var added = 0
-            for r in records {
-                insert.bind(1, r.recordID); insert.bind(2, r.at); insert.bind(3, r.requestID); insert.bind(4, r.keyName)
-                insert.bind(5, r.keyFingerprint); insert.bind(6, r.client); insert.bind(7, r.route); insert.bind(8, r.model)
-                insert.bind(9, r.promptTokens); insert.bind(10, r.completionTokens); insert.bind(11, r.totalTokens)
-                insert.bind(12, r.cachedTokens); insert.bind(13, r.status); insert.bind(14, r.stream ? 1 : 0)
-                insert.bind(15, r.outcome.rawValue); insert.bind(16, r.estimated ? 1 : 0); insert.bind(17, r.durationMs)
-                insert.bind(18, r.firstTokenMs); insert.bind(19, r.upstreamKey); insert.bind(20, r.attempts)
+            for f in lines {
+                // Parameters 1–10 are fields 1–10, 11 the total, 12–20 fields 11–19.
+                func text(_ parameter: Int32, _ field: Int) {
+                    if f.isPlain(field) { insert.bindInPlace(parameter, f[field]) } else { insert.bind(parameter, f.unescaped(field)) }
+                }
+                text(1, F.recordID); insert.bind(2, f.number(F.at)!); text(3, F.requestID); text(4, F.keyName)
+                text(5, F.keyFingerprint); text(6, F.client); text(7, F.route); text(8, F.model)
+                let prompt = f.number(F.promptTokens)!, completion = f.number(F.completionTokens)!
+                insert.bind(9, prompt); insert.bind(10, completion); insert.bind(11, prompt + completion)
+                insert.bind(12, f.int(F.cachedTokens)); insert.bind(13, f.number(F.status)!); insert.bind(14, f.number(F.stream)!)
+                text(15, F.outcome); insert.bind(16, f.number(F.estimated)!); insert.bind(17, f.number(F.durationMs)!)
+                insert.bind(18, f.int(F.firstTokenMs))
+                if f.current { text(19, F.upstreamKey); insert.bind(20, f.number(F.attempts) ?? 1) } else { insert.bindInPlace(19, F.Field(start: nil, count: 0)); insert.bind(20, Int64(1)) }
                 added += try insert.run()
             }
             return added

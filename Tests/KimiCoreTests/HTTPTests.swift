@@ -73,3 +73,17 @@ extension Result where Failure == GatewayError {
         #expect(!e.message.contains("\r") && !e.message.contains("\n"))
     }
 }
+
+@Suite struct ASCIITextTests {
+    @Test func writesTextAndDecimalNumbersAsStringInterpolationWould() {
+        for v in [0, 7, -7, 10, 1_000_000_007, Int.max, Int.min] {
+            #expect(ASCIIText.build(capacity: 40) { $0.text("n="); $0.number(v) } == "n=\(v)")
+        }
+        #expect(ASCIIText.build(capacity: 40) { $0.text("é\"x\""); $0.number(UInt64.max) } == "é\"x\"\(UInt64.max)")
+    }
+
+    @Test func cutsAtTheCapacityInsteadOfWritingPastIt() {
+        #expect(ASCIIText.build(capacity: 5) { $0.text("abc"); $0.number(12345) } == "abc12")
+        #expect(ASCIIText.build(capacity: 0) { $0.text("abc") } == "")
+    }
+}

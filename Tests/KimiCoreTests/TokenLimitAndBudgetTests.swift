@@ -131,7 +131,7 @@ import Testing
         #expect(book.spent("a", now: now).day.totalTokens == 150 && book.spent("a", now: now).month.totalTokens == 450)
         book.addStored(upTo: 6, [("a", true, UsageCounts(r))]) // the drain stored it
         #expect(book.spent("a", now: now).day.totalTokens == 200) // briefly twice: the safe direction
-        book.removePending(r)
+        book.removePending(.init(r))
         #expect(book.spent("a", now: now).day == UsageCounts(requests: 2, promptTokens: 25, completionTokens: 25, totalTokens: 150))
         #expect(book.lastRowID == 6 && book.spent("b", now: now) == UsageBook.Spent())
     }

@@ -66,6 +66,34 @@ import Testing
         #expect(access(journal.path, F_OK) != 0)
     }
 
+    @Test func aDrainedRowHoldsEveryFieldAsRecordedEscapesUndoneAndTheBookLearnsItsKey() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journal = try UsageJournal(directory: dir + "/journal")
+        var odd = Self.record(4)
+        odd.route = "/v1/x\t\ty\\n\n\r\\"
+        odd.model = "模型\tkimi\n"
+        odd.client = "10.0.0.1"
+        odd.cachedTokens = 7
+        odd.upstreamKey = "up\\key"
+        odd.attempts = 2
+        var keyless = Self.record(5)
+        keyless.keyFingerprint = ""
+        for r in [odd, keyless] { #expect(journal.append(r)) }
+        let drained = try journal.drainRecords(into: ledger)
+        #expect(drained.rows == 2 && drained.ofKeys == [UsageBook.Stored(odd)])
+        let rows = try ledger.db.query("""
+            SELECT record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
+            total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts
+            FROM usage ORDER BY at
+            """)
+        let r = odd
+        let want: [SQLiteDatabase.Value] = [.text(r.recordID), .int(r.at), .text(r.requestID), .text(r.keyName), .text(r.keyFingerprint),
+                                            .text(r.client), .text(r.route), .text(r.model), .int(40), .int(4), .int(44), .int(7),
+                                            .int(200), .int(1), .text("completed"), .int(0), .int(5), .int(2), .text("up\\key"), .int(2)]
+        #expect(rows.count == 2 && rows[0] == want)
+        #expect(rows[1][4] == .text("") && rows[1][11] == .null && rows[1][17] == .null)
+    }
+
     @Test func theJournalGrowsWhileRecordsWait() throws {
         let (dir, ledger) = try Self.fresh()
         let journal = try UsageJournal(directory: dir + "/journal")

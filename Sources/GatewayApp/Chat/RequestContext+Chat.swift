@@ -39,7 +39,8 @@ extension RequestContext {
             let tokens = UsageCapture.estimatedPromptTokens(characters: capture.promptCharacters)
                 + max(1, choices) * (completionTokens ?? config.rateLimit.completionReserveTokens)
             let key = RateLimiter.key(client: clientIdentity, policy: apiKey?.tokensPerMinute != nil
-                ? "tokens-key-\(apiKey!.name):\(perMinute)" : "tokens:\(perMinute)")
+                ? ASCIIText.build(capacity: apiKey!.name.utf8.count + 32) { $0.text("tokens-key-"); $0.text(apiKey!.name); $0.byte(0x3A); $0.number(perMinute) }
+                : ASCIIText.build(capacity: 32) { $0.text("tokens:"); $0.number(perMinute) })
             let now = Clock.wallMicros()
             let d = services.limiter.reserve(key: key, tokens: tokens, policy: policy, config: config, now: now)
             RateLimitHeaders.addTokens(to: &responseHeaders, policy: policy, decision: d)

@@ -76,27 +76,28 @@ final class UsageCapture {
                 clientLeft: Bool, startNanos: UInt64, endNanos: UInt64, startUnixMs: Int64,
                 upstreamKey: String = "", attempts: Int = 1) -> UsageRecord
     {
-        let outcome: UsageRecord.Outcome = clientLeft && stream ? .clientLeft
-            : (failed || status >= 400 ? .upstreamError : .completed)
-        var prompt = 0
-        var completion = 0
-        var cached: Int?
-        var estimated = false
-        if let u = usage {
-            prompt = u["prompt_tokens"]?.intValue ?? 0
-            completion = u["completion_tokens"]?.intValue ?? 0
-            cached = u["cached_tokens"]?.intValue ?? u["prompt_tokens_details"]?["cached_tokens"]?.intValue
-        } else if outcome == .clientLeft || outcome == .completed {
-            prompt = Self.estimatedPromptTokens(characters: promptCharacters)
-            completion = relayedDeltas
-            estimated = true
-        }
+        let t = tokens(status: status, clientLeft: clientLeft)
         return UsageRecord(
             recordID: Self.recordID(endUnixMs: startUnixMs + Int64((endNanos &- startNanos) / 1_000_000)), at: startUnixMs, requestID: requestID,
-            keyName: key?.name ?? "", keyFingerprint: key.map { String($0.sha256.prefix(16)) } ?? "",
-            client: client, route: route, model: model, promptTokens: prompt, completionTokens: completion,
-            cachedTokens: cached, status: status, stream: stream, outcome: outcome, estimated: estimated,
+            keyName: key?.name ?? "", keyFingerprint: key?.fingerprint ?? "",
+            client: client, route: route, model: model, promptTokens: t.prompt, completionTokens: t.completion,
+            cachedTokens: t.cached, status: status, stream: stream, outcome: t.outcome, estimated: t.estimated,
             durationMs: Int((endNanos &- startNanos) / 1_000_000),
             firstTokenMs: firstTokenNanos.map { Int(($0 &- startNanos) / 1_000_000) }, upstreamKey: upstreamKey, attempts: attempts)
+    }
+
+    /// The tokens the row and the token limit's settlement charge (see
+    /// `record`); the settlement alone needs no row, so no strings.
+    func tokens(status: Int, clientLeft: Bool) -> (outcome: UsageRecord.Outcome, prompt: Int, completion: Int, cached: Int?, estimated: Bool) {
+        let outcome: UsageRecord.Outcome = clientLeft && stream ? .clientLeft
+            : (failed || status >= 400 ? .upstreamError : .completed)
+        if let u = usage {
+            return (outcome, u["prompt_tokens"]?.intValue ?? 0, u["completion_tokens"]?.intValue ?? 0,
+                    u["cached_tokens"]?.intValue ?? u["prompt_tokens_details"]?["cached_tokens"]?.intValue, false)
+        }
+        if outcome == .clientLeft || outcome == .completed {
+            return (outcome, Self.estimatedPromptTokens(characters: promptCharacters), relayedDeltas, nil, true)
+        }
+        return (outcome, 0, 0, nil, false)
     }
 }

@@ -69,15 +69,17 @@ public final class Services: @unchecked Sendable {
         guard recording || capture.reservation != nil else { return }
         let now = Clock.monotonicNanos()
         let nowMicros = Clock.wallMicros()
+        if let r = capture.reservation {
+            let t = capture.tokens(status: status, clientLeft: clientLeft)
+            limiter.settle(key: r.key, delta: t.prompt + t.completion - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
+        }
+        guard recording else { return }
         let startMs = nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
         let client = ctx.apiKey.map { "key:" + $0.fingerprint } ?? ctx.request.remoteAddr
         let record = capture.record(requestID: ctx.request.requestID, key: ctx.apiKey, client: client, route: ctx.request.path,
                                     status: status, clientLeft: clientLeft, startNanos: startNanos, endNanos: now, startUnixMs: startMs,
                                     upstreamKey: ctx.upstreamKey?.fingerprint ?? "", attempts: ctx.upstreamAttempts)
-        if let r = capture.reservation {
-            limiter.settle(key: r.key, delta: record.totalTokens - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
-        }
-        if recording { usage?.record(record, pending: ctx.apiKey?.budget != nil) }
+        usage?.record(record, pending: ctx.apiKey?.budget != nil)
     }
 
     func documentCache() throws -> DocumentCache {

@@ -81,11 +81,13 @@ extension RequestContext {
     var serverTiming: (String, String) {
         let total = Clock.monotonicNanos() &- startNanos
         let upstream = min(total, metricsNotes.upstreamNanos)
-        func ms(_ n: UInt64) -> String {
+        func ms(_ w: inout ASCIIText, _ n: UInt64) {
             let tenths = (n + 50_000) / 100_000
-            return "\(tenths / 10).\(tenths % 10)"
+            w.number(tenths / 10); w.byte(0x2E); w.number(tenths % 10)
         }
-        return ("Server-Timing", "gateway;dur=\(ms(total - upstream)), upstream;dur=\(ms(upstream))")
+        return ("Server-Timing", ASCIIText.build(capacity: 96) { w in
+            w.text("gateway;dur="); ms(&w, total - upstream); w.text(", upstream;dur="); ms(&w, upstream)
+        })
     }
 
     /// A buffered upstream call through the pool (every route's non-stream call).

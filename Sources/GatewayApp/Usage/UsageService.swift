@@ -74,7 +74,7 @@ public final class UsageService: @unchecked Sendable {
     /// of the same bytes would take the same records off pending twice.
     func drainOnce() throws {
         try drainLock.withLock {
-            let stored = try journal.drainRecords(into: ledger)
+            let stored = try journal.drainRecords(into: ledger).ofKeys
             try refreshBook()
             if !stored.isEmpty { lock.withLock { for r in stored { book.removePending(r) } } }
         }

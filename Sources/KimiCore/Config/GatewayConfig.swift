@@ -123,7 +123,7 @@ public struct GatewayConfig: Sendable, Equatable {
         }
 
         /// The ledger's and the logs' name for the key: never the key itself.
-        public var fingerprint: String { String(sha256.prefix(16)) }
+        public var fingerprint: String { String(decoding: sha256.utf8.prefix(16), as: UTF8.self) }
 
         public enum Role: String, Sendable, CaseIterable {
             case client

@@ -95,14 +95,31 @@ public struct UsageBook: Sendable {
     /// A record this process journalled.
     public mutating func addPending(_ r: UsageRecord) { add(&pending, r.keyFingerprint, r.at, UsageCounts(r)) }
 
+    /// A row of a key that the ledger now holds: whose, when, how much.
+    public struct Stored: Equatable, Sendable {
+        public let fingerprint: String
+        public let at: Int64
+        public let counts: UsageCounts
+
+        public init(_ r: UsageRecord) { (fingerprint, at, counts) = (r.keyFingerprint, r.at, UsageCounts(r)) }
+
+        /// nil for a row of no key (nothing is pending for those).
+        public init?(_ f: JournalFields) {
+            guard !f[JournalFields.keyFingerprint].isEmpty else { return nil }
+            let prompt = f.int(JournalFields.promptTokens) ?? 0, completion = f.int(JournalFields.completionTokens) ?? 0
+            (fingerprint, at) = (f.text(JournalFields.keyFingerprint), f.number(JournalFields.at) ?? 0)
+            counts = UsageCounts(requests: 1, promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion)
+        }
+    }
+
     /// A record of this process that the ledger now holds. Records that
     /// were never pending (keys without a budget are not counted twice
     /// over) change nothing; counts never go below zero.
-    public mutating func removePending(_ r: UsageRecord) {
-        guard pending[r.keyFingerprint] != nil else { return }
-        add(&pending, r.keyFingerprint, r.at, UsageCounts() - UsageCounts(r))
-        pending[r.keyFingerprint]!.day = pending[r.keyFingerprint]!.day.clampedAtZero
-        pending[r.keyFingerprint]!.month = pending[r.keyFingerprint]!.month.clampedAtZero
+    public mutating func removePending(_ r: Stored) {
+        guard pending[r.fingerprint] != nil else { return }
+        add(&pending, r.fingerprint, r.at, UsageCounts() - r.counts)
+        pending[r.fingerprint]!.day = pending[r.fingerprint]!.day.clampedAtZero
+        pending[r.fingerprint]!.month = pending[r.fingerprint]!.month.clampedAtZero
     }
 
     /// What the key with this fingerprint used today and this month, at `now`.
