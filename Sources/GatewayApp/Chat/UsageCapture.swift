@@ -51,13 +51,7 @@ final class UsageCapture {
     /// drain wrote a WAL page per row (perf: SQLite and the kernel's copying
     /// were most of the ledger's cost).
     static func recordID(endUnixMs: Int64) -> String {
-        let hex = Array("0123456789abcdef".utf8)
-        let ms = UInt64(max(0, endUnixMs))
-        let head = String(unsafeUninitializedCapacity: 12) { buf in
-            for i in 0..<12 { buf[i] = hex[Int((ms >> UInt64(44 - i * 4)) & 0xF)] }
-            return 12
-        }
-        return head + RequestID.fresh()
+        RequestID.fresh(after: UInt64(max(0, endUnixMs)), digits: 12)
     }
 
     init(model: String, stream: Bool, promptCharacters: Int) {

@@ -21,14 +21,19 @@ public enum RequestID {
     }()
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    public static func fresh() -> String {
+    public static func fresh() -> String { fresh(after: 0, digits: 0) }
+
+    /// `digits` hex digits of `prefix` (most significant first), then a
+    /// fresh id, in one String (the usage ledger's time-sorted record ids).
+    public static func fresh(after prefix: UInt64, digits: Int) -> String {
         var z = counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         z ^= z >> 31
-        return String(unsafeUninitializedCapacity: 16) { buf in
-            for i in 0..<16 { buf[i] = hex[Int((z >> UInt64(60 - i * 4)) & 0xF)] }
-            return 16
+        return String(unsafeUninitializedCapacity: digits + 16) { buf in
+            for i in 0..<digits { buf[i] = hex[Int((prefix >> UInt64((digits - 1 - i) * 4)) & 0xF)] }
+            for i in 0..<16 { buf[digits + i] = hex[Int((z >> UInt64(60 - i * 4)) & 0xF)] }
+            return digits + 16
         }
     }
 }
