@@ -7,9 +7,10 @@ import KimiCore
 /// passed on to the workers, which drain; the parent exits 0 when all have.
 /// SIGHUP is passed on too: everyone reopens the log file.
 public enum Supervisor {
-    /// Returns in the child (true) to become a worker, or runs the parent
-    /// loop and returns false when the parent is done.
-    public static func forkWorkers(_ n: Int, onHangup: () -> Void) -> (isWorker: Bool, status: Int32) {
+    /// Returns in the child (true) to become a worker — `restarted` when it
+    /// replaces one that died (counted in `worker_restarts_total`) — or runs
+    /// the parent loop and returns false when the parent is done.
+    public static func forkWorkers(_ n: Int, onHangup: () -> Void) -> (isWorker: Bool, status: Int32, restarted: Bool) {
         var children = Set<pid_t>()
         var stopping = false
         let parent = getpid()
@@ -27,7 +28,7 @@ public enum Supervisor {
             if pid > 0 { children.insert(pid) } else { Log.error("fork failed: \(String(cString: strerror(errno)))") }
             return false
         }
-        for _ in 0..<n where spawnOne() { return (true, 0) }
+        for _ in 0..<n where spawnOne() { return (true, 0, false) }
         Log.info("supervisor pid \(getpid()): \(n) workers \(children.sorted().map(String.init).joined(separator: " "))")
         // SIGTERM/SIGINT/SIGHUP are blocked (Signals.install); SIGCHLD joins them.
         var set = sigset_t()
@@ -62,11 +63,11 @@ public enum Supervisor {
                 let now = Clock.monotonicNanos()
                 restarts = restarts.filter { now &- $0 < 10_000_000_000 } + [now]
                 if restarts.count > 10 { sleep(1) }
-                if spawnOne() { return (true, 0) }
+                if spawnOne() { return (true, 0, true) }
             }
         }
         Log.info("supervisor: all workers exited")
-        return (false, 0)
+        return (false, 0, false)
     }
 
     static func describe(_ status: Int32) -> String {

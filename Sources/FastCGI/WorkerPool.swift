@@ -80,6 +80,10 @@ public final class WorkerPool: @unchecked Sendable {
         Stats(threads: total.load(ordering: .relaxed), idle: idle.load(ordering: .relaxed), active: active.load(ordering: .relaxed))
     }
 
+    /// Called from the pool's manager thread about once a second (first
+    /// at start); set before `start` (the process's `worker_threads`).
+    public var everySecond: (() -> Void)?
+
     public func start() {
         FCGX_Init()
         for _ in 0..<minThreads { spawn() }
@@ -96,7 +100,10 @@ public final class WorkerPool: @unchecked Sendable {
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         pthread_create(&tid, &attr, { arg in
             let pool = Unmanaged<WorkerPool>.fromOpaque(arg!).takeRetainedValue()
+            var ticks = 0
             while !pool.stopping.load(ordering: .relaxed) {
+                if ticks % 500 == 0 { pool.everySecond?() }
+                ticks &+= 1
                 usleep(2_000)
                 pool.growIfSaturated(now: Clock.monotonicNanos())
             }

@@ -29,8 +29,10 @@ struct ServeCommand: ParsableCommand {
         do { try process.prepare() } catch { throw Failure("\(error)") }
         guard let cache = ConfigLoading.load(path: config) else { throw ExitCode.failure }
         let config = cache.current()
+        Log.jsonLines = config.log.format == .json // the supervisor's lines too
         let fd: Int32
         do { fd = try process.listen() } catch { throw Failure("\(error)") }
+        var restarted = false
         if let workers {
             // Fork before any thread exists: the parent stays single-threaded.
             let r = Supervisor.forkWorkers(workers) { process.reopenLog() }
@@ -38,13 +40,17 @@ struct ServeCommand: ParsableCommand {
                 process.removeSocket()
                 throw ExitCode(r.status)
             }
+            restarted = r.restarted
         }
         Signals.returnLargeBuffersToTheSystem()
         let services = Services.make(config: config, cache: cache)
         let gateway = Gateway(configCache: cache, services: services)
         let pool = WorkerPool(fd: fd, minThreads: config.server.minThreads, maxThreads: config.server.maxThreads,
                               readTimeoutMs: config.server.readTimeoutMs) { gateway.handle(exchange: $0) }
+        let metrics = services.metrics
+        pool.everySecond = { [unowned pool] in metrics.setProcessGauge(cache.current(), "worker_threads", pool.stats.threads) }
         pool.start()
+        if restarted { metrics.count(config, "worker_restarts_total") }
         Log.info("kimi-gateway \(Version.current) pid \(getpid()) serving on \(process.listeningOn), threads \(config.server.minThreads)...\(config.server.maxThreads)")
         for line in config.summary() { Log.info("config: " + line) }
         for w in config.warnings() { Log.warn("config: " + w) }

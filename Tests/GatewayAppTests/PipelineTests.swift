@@ -199,3 +199,26 @@ import Testing
         #expect(Set((0..<1000).map { _ in UsageCapture.recordID(endUnixMs: 5) }).count == 1000)
     }
 }
+
+@Suite struct JSONLogTests {
+    @Test func anAccessLineAsJSONHasTheTextLinesFieldsNotesAsFieldsAndBareNotesAsFlags() throws {
+        let r = Request(method: "POST", path: "/v1/chat/completions?\"x\"\n", remoteAddr: "10.0.0.7", requestID: "rid42")
+        let line = AccessLog.json(request: r, status: 429, bytes: 120, nanos: 1_234_567,
+                                  notes: ["model=kimi-k2", "token-limited", "attempts=2", "status=999", "a=b=c"])
+        #expect(!line.contains(0x0A))
+        let j = try JSON.parse(line)
+        #expect(j["level"] == "access" && j["method"] == "POST" && j["status"]?.intValue == 429 && j["bytes"]?.intValue == 120)
+        #expect(j["path"]?.stringValue == HeaderSafety.printable("/v1/chat/completions?\"x\"\n", max: 200))
+        #expect(j["durationMs"]?.doubleValue == 1.234 && j["rid"] == "rid42" && j["ip"] == "10.0.0.7")
+        #expect(j["model"] == "kimi-k2" && j["attempts"] == "2" && j["a"] == "b=c")
+        // A note may not overwrite a field of the line: it stays a flag.
+        #expect(j["flags"] == ["token-limited", "status=999"])
+        #expect(j["time"]?.stringValue?.hasSuffix("Z") == true)
+    }
+
+    @Test func aMessageLineAsJSONEscapesWhatItCarries() throws {
+        let j = try JSON.parse(Array(Log.line("error", "bad \"thing\"\n\tthere", json: true).utf8))
+        #expect(j["level"] == "error" && j["msg"] == "bad \"thing\"\n\tthere")
+        #expect(Log.line("info", "plain", json: false).hasSuffix(" info plain"))
+    }
+}

@@ -49,6 +49,11 @@ import Testing
         #expect(err(#"{"auth":{"keys":[{"key":"k","role":"root"}]}}"#) == #"auth.keys[0].role: must be one of "client", "admin", got "root""#)
         #expect(err(#"{"cors":{"allowedOrigins":["https://a.com/path"]}}"#).hasPrefix("cors.allowedOrigins[0]"))
         #expect(err("{not json").hasPrefix("not valid JSON"))
+        #expect(err(#"{"log":{"format":"yaml"}}"#) == #"log.format: must be "text" or "json", got "yaml""#)
+        #expect(err(#"{"log":{"level":"debug"}}"#).hasPrefix("log.level: unknown key"))
+        #expect(try GatewayConfig.parse(fileBytes: Array(#"{"log":{"format":"JSON"}}"#.utf8)).log.format == .json)
+        #expect(try GatewayConfig().applying(env: ["LOG_FORMAT": "json"]).log.format == .json)
+        #expect(throws: ConfigError.self) { try GatewayConfig().applying(env: ["LOG_FORMAT": "xml"]) }
         #expect(err(#"{"upstream":{"idleTimeoutMs":99999999999999999}}"#) == "upstream.idleTimeoutMs: must be at most 86400000, got 99999999999999999")
         #expect(err(#"{"rateLimit":{"windowMs":9000000000000000000}}"#).hasPrefix("rateLimit.windowMs: must be at most"))
     }

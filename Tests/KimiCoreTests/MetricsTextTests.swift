@@ -41,3 +41,30 @@ import Testing
         #expect(CIDR("nope") == nil && CIDR("10.0.0.0/33") == nil && !lo.contains("not an address"))
     }
 }
+
+@Suite struct ProcessSeriesTests {
+    @Test func perProcessGaugesSumOverLiveOwnersOnly() {
+        let stored: [(text: String, value: UInt64)] = [
+            ("kimi_gateway_requests_total{route=\"/health\",method=\"GET\",status=\"200\"}", 9),
+            (ProcessSeries.owner(0), 100), (ProcessSeries.gauge(0, "in_flight_requests"), 3), (ProcessSeries.gauge(0, "worker_threads"), 4),
+            (ProcessSeries.owner(1), 200), (ProcessSeries.gauge(1, "in_flight_requests"), 5), (ProcessSeries.gauge(1, "worker_threads"), 6),
+            // A slot whose owner died, and a process's gauge gone below zero for a moment.
+            (ProcessSeries.owner(2), 300), (ProcessSeries.gauge(2, "in_flight_requests"), UInt64(bitPattern: -1)),
+            (ProcessSeries.owner(3), 0), (ProcessSeries.gauge(3, "worker_threads"), 50),
+        ]
+        let folded = ProcessSeries.fold(stored, isLive: { $0 != 300 })
+        let byText = Dictionary(folded.map { ($0.text, $0.value) }, uniquingKeysWith: +)
+        #expect(byText["kimi_gateway_in_flight_requests"] == 8)
+        #expect(byText["kimi_gateway_worker_threads"] == 10)
+        #expect(byText["kimi_gateway_requests_total{route=\"/health\",method=\"GET\",status=\"200\"}"] == 9)
+        #expect(!folded.contains { $0.text.hasPrefix("proc:") })
+        let everyoneAlive = Dictionary(ProcessSeries.fold(stored, isLive: { _ in true }).map { ($0.text, $0.value) }, uniquingKeysWith: +)
+        #expect(everyoneAlive["kimi_gateway_in_flight_requests"] == 7)
+    }
+
+    @Test func theGaugesAreThereBeforeAnyProcessCounted() {
+        let folded = ProcessSeries.fold([], isLive: { _ in true })
+        #expect(folded.map(\.text).sorted() == ["kimi_gateway_in_flight_requests", "kimi_gateway_worker_threads"])
+        #expect(PrometheusText.render(folded).contains("kimi_gateway_worker_threads 0\n"))
+    }
+}

@@ -3,10 +3,13 @@ table), passes promtool, keeps its series bounded, survives a killed worker,
 is only for operators, and a real Prometheus scrapes it through nginx."""
 from __future__ import annotations
 
+import http.client as http_client
+import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -161,3 +164,108 @@ def test_the_shipped_prometheus_config_and_alert_rules_pass_promtool():
     rules = (conf / "kimi-gateway.rules.yml").read_text()
     names = set(re.findall(r"kimi_gateway_[a-z_]+", rules))
     assert names <= {"kimi_gateway_requests_total", "kimi_gateway_upstream_errors_total", "kimi_gateway_limiter_table_used_slots"}, names
+
+
+def held_stream(s, broke: list, done: threading.Event, i: int) -> None:
+    """A slow stream (20 s) held open until `done`; appends i to `broke` if
+    its worker died under it (the connection ended before [DONE])."""
+    c = http_client.HTTPConnection("127.0.0.1", s.ports["plain"], timeout=60)
+    try:
+        c.request("POST", "/v1/chat/completions", body=json.dumps({"model": "moonshot-v1-8k", "stream": True,
+                  "messages": [{"role": "user", "content": f"hold {i} [sim:tokens=400,delay=50]"}]}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        while not done.is_set():
+            line = r.readline()
+            if not line:
+                broke.append(i)
+                return
+            if b"[DONE]" in line:
+                return
+    except OSError:
+        broke.append(i)
+    finally:
+        c.close()
+
+
+def test_a_killed_workers_requests_in_flight_and_threads_leave_the_gauges(mstack):
+    s = mstack
+    n = 16
+    restarts = value(scrape(s), "kimi_gateway_worker_restarts_total")
+    broke: list[int] = []
+    done = threading.Event()
+    threads = [threading.Thread(target=held_stream, args=(s, broke, done, i), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        # The scrape is a request in flight too.
+        assert wait_for(lambda: value(scrape(s), "kimi_gateway_in_flight_requests") == n + 1, timeout=15)
+        assert value(scrape(s), "kimi_gateway_worker_threads") >= 4 * 2  # server.minThreads each
+        killed = 0
+        for victim in list(s.worker_pids()):
+            os.kill(victim, signal.SIGKILL)
+            killed += 1
+            assert wait_for(lambda: len(s.worker_pids()) == 4 and victim not in s.worker_pids(), timeout=10)
+            if wait_for(lambda: broke, timeout=3):
+                break
+        assert broke, "no worker held a stream"
+        time.sleep(0.5)  # every stream of the dead workers has noticed
+        # Without per-process gauges the dead workers' streams stayed counted forever.
+        assert wait_for(lambda: value(scrape(s), "kimi_gateway_in_flight_requests") == n - len(broke) + 1, timeout=5), \
+            (value(scrape(s), "kimi_gateway_in_flight_requests"), n, broke)
+        assert wait_for(lambda: value(scrape(s), "kimi_gateway_worker_restarts_total") == restarts + killed, timeout=5)
+        assert value(scrape(s), "kimi_gateway_worker_threads") >= 4 * 2
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+    assert wait_for(lambda: value(scrape(s), "kimi_gateway_in_flight_requests") == 1, timeout=10)
+
+
+def test_config_reloads_are_counted_by_result(mstack):
+    s = mstack
+    ok = 'kimi_gateway_config_reloads_total{result="ok"}'
+    rejected = 'kimi_gateway_config_reloads_total{result="rejected"}'
+    before = scrape(s)
+    original = s.config_path.read_text()
+    try:
+        cfg = json.loads(original)
+        cfg.setdefault("server", {})["maxBufferedBytes"] = cfg.get("server", {}).get("maxBufferedBytes", 64 << 20) + 1
+        s.write_config(cfg)
+        # Each of the 4 processes reloads on its own (within a second: each checks once a second).
+        assert wait_for(lambda: value(scrape(s), ok) == value(before, ok) + 4, timeout=10), scrape(s)
+        s.config_path.write_text("{ not json")
+        assert wait_for(lambda: value(scrape(s), rejected) == value(before, rejected) + 4, timeout=10)
+    finally:
+        s.config_path.write_text(original)
+    assert wait_for(lambda: value(scrape(s), ok) == value(before, ok) + 8, timeout=10)
+    r = subprocess.run(["promtool", "check", "metrics"], input=scrape(s), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_json_logs_are_one_object_a_line_and_switch_on_reload():
+    with make_stack("json-logs", workers=2, supervised=True, config={"log": {"format": "json"}, "rateLimit": {"enabled": False}}) as s:
+        assert http("GET", s.base + "/api/info").status == 200
+        assert http("POST", s.base + "/v1/chat/completions", body={"model": "moonshot-v1-8k",
+                    "messages": [{"role": "user", "content": "hi [sim:tokens=2]"}]}).status == 200
+        assert http("GET", s.base + "/api/info?q=%22quoted%22").status == 200
+        log = s.log("gateway")
+        assert wait_for(lambda: log.read_text().count('"level":"access"') >= 3, timeout=5)
+        lines = [l for l in log.read_text().splitlines() if l.strip()]
+        bad = [l for l in lines if not l.startswith("{")]
+        assert not bad, bad
+        objects = [json.loads(l) for l in lines]  # every line, the supervisor's too
+        access = [o for o in objects if o["level"] == "access"]
+        chat = next(o for o in access if o["path"] == "/v1/chat/completions")
+        assert chat["method"] == "POST" and chat["status"] == 200 and chat["model"] == "moonshot-v1-8k"
+        assert isinstance(chat["durationMs"], float) and chat["rid"] and chat["ip"] == "127.0.0.1"
+        assert any(o["level"] == "info" and "serving on" in o["msg"] for o in objects)
+        cfg = json.loads(s.config_path.read_text())
+        cfg["log"]["format"] = "text"
+        s.write_config(cfg)
+        time.sleep(1.5)
+        mark = len(log.read_text().splitlines())
+        for _ in range(4):
+            assert http("GET", s.base + "/health").status == 200
+        after = log.read_text().splitlines()[mark:]
+        assert any(" access GET /health 200 " in l for l in after), after

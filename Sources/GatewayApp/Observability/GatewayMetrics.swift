@@ -15,22 +15,56 @@ public final class GatewayMetrics: @unchecked Sendable {
     final class Box {
         let file: String
         let store: MappedMetricsStore
+        /// This process's slot for its own gauges (`ProcessSeries`); nil
+        /// when the table cannot be used or all slots have live owners.
+        let slot: Int?
         init(file: String) {
             self.file = file
             store = MappedMetricsStore(path: file)
+            slot = Self.claimSlot(store)
+        }
+
+        /// The first slot that is free, ours, or a dead process's (its
+        /// words zeroed once it is ours, before they count again).
+        static func claimSlot(_ store: MappedMetricsStore) -> Int? {
+            let pid = UInt64(getpid())
+            for i in 0..<ProcessSeries.maxProcesses {
+                let text = ProcessSeries.owner(i)
+                guard let w = store.word(key: MappedMetricsStore.key(text), text: text) else { return nil }
+                var seen = kimi_atomic_load64(w)
+                while true {
+                    if seen == pid { return i }
+                    if seen != 0, seen <= UInt64(Int32.max), GatewayMetrics.isLive(Int32(seen)) { break }
+                    var expected = seen
+                    if kimi_atomic_cas64(w, &expected, pid) {
+                        for name in ProcessSeries.gauges {
+                            let g = ProcessSeries.gauge(i, name)
+                            if let gw = store.word(key: MappedMetricsStore.key(g), text: g) { kimi_atomic_store64(gw, 0) }
+                        }
+                        return i
+                    }
+                    seen = expected
+                }
+            }
+            return nil
         }
     }
 
+    /// Whether a process with this pid exists (EPERM: it does, another user's).
+    static func isLive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
     public init() {}
 
-    func store(_ c: GatewayConfig) -> MappedMetricsStore? {
+    func store(_ c: GatewayConfig) -> MappedMetricsStore? { box(c)?.store }
+
+    private func box(_ c: GatewayConfig) -> Box? {
         guard c.metrics.enabled else { return nil }
-        if let s = state?.load(), s.file == c.metrics.file { return s.store }
+        if let s = state?.load(), s.file == c.metrics.file { return s }
         return lock.withLock {
-            if let s = state?.load(), s.file == c.metrics.file { return s.store }
+            if let s = state?.load(), s.file == c.metrics.file { return s }
             let fresh = Box(file: c.metrics.file)
             if let state { state.store(fresh) } else { state = AtomicReference(fresh) }
-            return fresh.store
+            return fresh
         }
     }
 
@@ -45,7 +79,6 @@ public final class GatewayMetrics: @unchecked Sendable {
     }
 
     private func word(_ c: GatewayConfig, _ name: String, _ labels: [(String, String)]) -> UnsafeMutablePointer<UInt64>? {
-        guard let store = store(c), let m = store.mapping() else { return nil }
         var h: UInt64 = 0xcbf29ce484222325
         @inline(__always) func mix(_ s: String) {
             for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
@@ -53,10 +86,23 @@ public final class GatewayMetrics: @unchecked Sendable {
         }
         mix(name)
         for (k, v) in labels { mix(k); mix(v) }
+        return word(c, hash: h) { PrometheusText.series(name, labels) }
+    }
+
+    /// The word of this process's own gauge `name` (`ProcessSeries`).
+    private func processWord(_ c: GatewayConfig, _ name: String) -> UnsafeMutablePointer<UInt64>? {
+        guard let slot = box(c)?.slot else { return nil }
+        var h: UInt64 = 0x9ae16a3b2f90404f ^ UInt64(slot)
+        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        return word(c, hash: h) { ProcessSeries.gauge(slot, name) }
+    }
+
+    private func word(_ c: GatewayConfig, hash h: UInt64, _ text: () -> String) -> UnsafeMutablePointer<UInt64>? {
+        guard let store = store(c), let m = store.mapping() else { return nil }
         let cache = ThreadCache.current()
         if cache.mapping !== m { (cache.mapping, cache.words) = (m, [:]) }
         if let w = cache.words[h] { return w }
-        let text = PrometheusText.series(name, labels)
+        let text = text()
         guard let w = store.word(in: m, key: MappedMetricsStore.key(text), text: { text }) else { return nil }
         cache.words[h] = w
         return w
@@ -84,9 +130,18 @@ public final class GatewayMetrics: @unchecked Sendable {
         }
     }
 
-    func gauge(_ c: GatewayConfig, _ name: String, _ labels: [(String, String)] = [], by delta: Int64) {
-        add(c, name, labels, UInt64(bitPattern: delta))
+    /// Changes this process's own gauge (see `ProcessSeries`).
+    func processGauge(_ c: GatewayConfig, _ name: String, by delta: Int64) {
+        if let w = processWord(c, name) { _ = kimi_atomic_add64(w, UInt64(bitPattern: delta)) }
     }
+
+    /// Sets this process's own gauge.
+    public func setProcessGauge(_ c: GatewayConfig, _ name: String, _ value: Int) {
+        if let w = processWord(c, name) { kimi_atomic_store64(w, UInt64(bitPattern: Int64(value))) }
+    }
+
+    /// Counts one event of a family without labels (`worker_restarts_total`, ...).
+    public func count(_ c: GatewayConfig, _ name: String, _ labels: [(String, String)] = []) { add(c, name, labels) }
 
     /// Sets a gauge every process agrees on (`build_info`).
     func set(_ c: GatewayConfig, _ name: String, _ labels: [(String, String)], _ value: Int64) {
@@ -101,6 +156,6 @@ public final class GatewayMetrics: @unchecked Sendable {
 
     /// The exposition of the machine's numbers.
     func render(_ c: GatewayConfig) -> String {
-        PrometheusText.render(store(c)?.snapshot() ?? [])
+        PrometheusText.render(ProcessSeries.fold(store(c)?.snapshot() ?? [], isLive: Self.isLive))
     }
 }

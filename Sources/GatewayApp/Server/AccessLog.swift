@@ -5,6 +5,7 @@ import KimiCore
 public enum AccessLog {
     /// Built on bytes: it runs for every request.
     public static func write(request: Request, status: Int, bytes: Int, nanos: UInt64, notes: [String]) {
+        if Log.jsonLines { return Log.writeLine(json(request: request, status: status, bytes: bytes, nanos: nanos, notes: notes)) }
         var line: [UInt8] = []
         line.reserveCapacity(256)
         func add(_ s: String) { line.append(contentsOf: s.utf8) }
@@ -26,5 +27,46 @@ public enum AccessLog {
         add(HeaderSafety.printable(request.remoteAddr, max: 64))
         for n in notes { line.append(0x20); add(n) }
         Log.writeLine(line)
+    }
+
+    /// The same fields as one JSON object (`log.format: "json"`): the notes'
+    /// `name=value` pairs as fields of their own, bare words in `flags`.
+    public static func json(request: Request, status: Int, bytes: Int, nanos: UInt64, notes: [String]) -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(320)
+        func key(_ k: String) { b.append(contentsOf: k.utf8) }
+        func text(_ s: String) { JSON.writeString(s, into: &b) }
+        key(#"{"time":"#); text(Clock.iso8601())
+        key(#","level":"access","method":"#); text(HeaderSafety.printable(request.method, max: 16))
+        key(#","path":"#); text(HeaderSafety.printable(request.rawPath, max: 200))
+        key(#","status":"#); key(String(status))
+        key(#","bytes":"#); key(String(bytes))
+        let micros = Int(nanos / 1000)
+        key(#","durationMs":"#); key(String(micros / 1000)); b.append(0x2E)
+        let frac = micros % 1000
+        if frac < 100 { b.append(0x30) }
+        if frac < 10 { b.append(0x30) }
+        key(String(frac))
+        key(#","rid":"#); text(request.requestID)
+        key(#","ip":"#); text(HeaderSafety.printable(request.remoteAddr, max: 64))
+        var flags: [String] = []
+        var seen: Set<Substring> = ["time", "level", "method", "path", "status", "bytes", "durationMs", "rid", "ip", "flags"]
+        for n in notes {
+            guard let eq = n.utf8.firstIndex(of: 0x3D), eq != n.startIndex, seen.insert(n[..<eq]).inserted else {
+                flags.append(n)
+                continue
+            }
+            b.append(0x2C); text(String(n[..<eq])); b.append(0x3A); text(String(n[n.index(after: eq)...]))
+        }
+        if !flags.isEmpty {
+            key(#","flags":["#)
+            for (i, f) in flags.enumerated() {
+                if i > 0 { b.append(0x2C) }
+                text(f)
+            }
+            b.append(0x5D)
+        }
+        b.append(0x7D)
+        return b
     }
 }

@@ -29,7 +29,7 @@ public final class Gateway: @unchecked Sendable {
         let start = Clock.monotonicNanos()
         let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
         let config = configCache.current()
-        services.metrics.gauge(config, "in_flight_requests", by: 1)
+        services.metrics.processGauge(config, "in_flight_requests", by: 1)
         // The body is read (or refused) before the context is built, so there is one.
         var request = exchange.head(requestID: requestID)
         var refusal: GatewayError?
@@ -77,7 +77,7 @@ public final class Gateway: @unchecked Sendable {
         let m = services.metrics
         let c = ctx.config
         guard c.metrics.enabled else { return }
-        m.gauge(c, "in_flight_requests", by: -1)
+        m.processGauge(c, "in_flight_requests", by: -1)
         let route = ctx.routePattern ?? router.anyRoute(path: ctx.request.path)?.path ?? "unmatched"
         let method = ["GET", "POST", "DELETE", "OPTIONS", "PUT", "PATCH", "HEAD"].contains(ctx.request.method) ? ctx.request.method : "other"
         m.add(c, "requests_total", [("route", route), ("method", method), ("status", String(status))])

@@ -99,7 +99,14 @@ extension Services {
         UpstreamClient.initialize()
         let services = Services(maxBufferedBytes: config.server.maxBufferedBytes, database: config.storage.database,
                                 usageDatabase: config.usage.database.isEmpty ? nil : config.usage.database, documents: config.documents)
-        cache.onReload = { [buffers = services.buffers] in buffers.setLimit($0.server.maxBufferedBytes) }
+        Log.jsonLines = config.log.format == .json
+        cache.onReload = { [buffers = services.buffers, metrics = services.metrics] in
+            Log.jsonLines = $0.log.format == .json
+            buffers.setLimit($0.server.maxBufferedBytes)
+            metrics.count($0, "config_reloads_total", [("result", "ok")])
+        }
+        // Each process reloads on its own: a change seen by 4 workers counts 4.
+        cache.onRejected = { [metrics = services.metrics] in metrics.count($0, "config_reloads_total", [("result", "rejected")]) }
         services.usage?.start(intervalMs: config.usage.drainIntervalMs)
         return services
     }

@@ -48,6 +48,8 @@ public final class ConfigCache: @unchecked Sendable {
     private var lastBadStamp: [Int64]?
     /// Called after a successful reload (e.g. to resize the limiter).
     public var onReload: ((GatewayConfig) -> Void)?
+    /// Called after a change was rejected, with the config that stays.
+    public var onRejected: ((GatewayConfig) -> Void)?
 
     public init(source: ConfigSource, checkIntervalNanos: UInt64 = 1_000_000_000) throws(ConfigError) {
         self.source = source
@@ -62,6 +64,7 @@ public final class ConfigCache: @unchecked Sendable {
     }
 
     private func reloadIfChanged() {
+        var rejected = false
         let reloaded: GatewayConfig? = lock.withLock {
             let s = source.stamp()
             guard s != stamp, s != lastBadStamp else { return nil }
@@ -77,10 +80,12 @@ public final class ConfigCache: @unchecked Sendable {
                 return fresh
             } catch {
                 lastBadStamp = s
+                rejected = true
                 Log.error("config change rejected, keeping the previous config: \(error)")
                 return nil
             }
         }
         if let reloaded { onReload?(reloaded) }
+        if rejected { onRejected?(published.load().config) }
     }
 }

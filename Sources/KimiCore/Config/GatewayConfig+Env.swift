@@ -5,6 +5,7 @@ extension GatewayConfig {
         "KIMI_API_KEY", "KIMI_BASE_URL", "KIMI_DEFAULT_MODEL", "KIMI_SIMULATED", "PORT", "RATE_LIMIT_WINDOW_MS",
         "RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_FILE", "REQUIRE_API_KEY", "VALID_API_KEYS", "ALLOWED_ORIGINS",
         "TRUSTED_PROXIES", "MAX_BODY_BYTES", "KIMI_DATABASE", "USAGE_DATABASE", "RATE_LIMIT_TOKENS_PER_MINUTE",
+        "LOG_FORMAT",
     ]
 
     public func applying(env: [String: String]) throws(ConfigError) -> GatewayConfig {
@@ -29,6 +30,7 @@ extension GatewayConfig {
         func list(_ k: String) -> [String]? {
             env[k].map { $0.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty } }
         }
+        if let v = env["LOG_FORMAT"] { c.log.format = try LogSettings.Format.parse(v, key: "LOG_FORMAT") }
         if let v = env["KIMI_API_KEY"] {
             // One key, or a pool as a comma-separated list (which replaces upstream.keys).
             c.upstream.apiKey = v.trimmingSpaces()

@@ -7,7 +7,13 @@ extension GatewayConfig {
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
         let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "metrics", "$comment"])
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "metrics", "log", "$comment"])
+        if let l = root["log"] {
+            let r = ConfigReader(prefix: "log.")
+            let o = try r.object(l)
+            try r.check(o, known: ["format"])
+            if let v = l["format"] { c.log.format = try LogSettings.Format.parse(try r.string(v, "format"), key: "log.format") }
+        }
         if let u = root["usage"] {
             let r = ConfigReader(prefix: "usage.")
             let o = try r.object(u)
@@ -277,5 +283,14 @@ struct ConfigReader {
             out.append(s)
         }
         return out
+    }
+}
+
+extension GatewayConfig.LogSettings.Format {
+    static func parse(_ v: String, key: String) throws(ConfigError) -> Self {
+        guard let f = Self(rawValue: v.trimmingSpaces().lowercased()) else {
+            throw ConfigError(key, "must be \"text\" or \"json\", got \"\(HeaderSafety.printable(v, max: 40))\"")
+        }
+        return f
     }
 }

@@ -226,7 +226,15 @@ public struct GatewayConfig: Sendable, Equatable {
         public var file = ""
     }
 
+    /// The log's form (issue #14): `text` lines, or `json` lines with the
+    /// same fields, for log shippers. Reloads in place.
+    public struct LogSettings: Sendable, Equatable {
+        public enum Format: String, Sendable, CaseIterable { case text, json }
+        public var format = Format.text
+    }
+
     public var upstream = Upstream()
+    public var log = LogSettings()
     public var metrics = Metrics()
     public var storage = Storage()
     public var usage = Usage()
