@@ -108,6 +108,73 @@ public final class GatewayMetrics: @unchecked Sendable {
         return w
     }
 
+    /// The events of one request, counted through one look-up of the
+    /// store, its mapping and this thread's cache. Series are found by a
+    /// key the caller mixes from the family and the label values (`Key`),
+    /// their text built only when this thread meets the series first: the
+    /// per-event path (label arrays, bucket strings, a store look-up each)
+    /// cost ~33,000 instructions a completion, 10 % of the gateway's
+    /// (callgrind, bench 2d).
+    struct Batch {
+        let store: MappedMetricsStore
+        let mapping: SharedTableFile.Mapping
+        let cache: ThreadCache
+        let slot: Int?
+
+        func add(_ key: Key, _ delta: UInt64 = 1, _ text: () -> String) {
+            if let w = cache.words[key.value] {
+                _ = kimi_atomic_add64(w, delta)
+                return
+            }
+            let t = text()
+            guard let w = store.word(in: mapping, key: MappedMetricsStore.key(t), text: { t }) else { return }
+            cache.words[key.value] = w
+            _ = kimi_atomic_add64(w, delta)
+        }
+
+        /// One observation of a duration histogram: its bucket and its sum (µs).
+        func observe(_ key: Key, _ name: String, seconds: Double, _ labels: () -> [(String, String)]) {
+            let i = PrometheusText.bucketIndex(seconds)
+            add(key.mixing(0xB0 + i)) { PrometheusText.series(name + "_bucket", labels() + [("le", PrometheusText.bucketLabel(i))]) }
+            add(key.mixing(0x5A), UInt64(max(0, seconds * 1_000_000))) { PrometheusText.series(name + "_sum", labels()) }
+        }
+
+        /// Changes this process's own gauge (see `ProcessSeries`).
+        func processGauge(_ name: String, by delta: Int64) {
+            guard let slot else { return }
+            let family = name == "in_flight_requests" ? Key.inFlight : Key(name)
+            add(family.mixing(0x9A00 + slot), UInt64(bitPattern: delta)) { ProcessSeries.gauge(slot, name) }
+        }
+    }
+
+    /// A series key: FNV-1a over the family name and the label values (and
+    /// small integers such as a status or a bucket's index).
+    struct Key {
+        private(set) var value: UInt64 = 0xcbf29ce484222325
+        init(_ family: String) { self = self.mixing(family) }
+        static let inFlight = Key("in_flight_requests")
+        func mixing(_ s: String) -> Key {
+            var k = self
+            for b in s.utf8 { k.value = (k.value ^ UInt64(b)) &* 0x100000001b3 }
+            k.value = (k.value ^ 0xFF) &* 0x100000001b3
+            return k
+        }
+        func mixing(_ n: Int) -> Key {
+            var k = self
+            k.value = (k.value ^ UInt64(bitPattern: Int64(n))) &* 0x100000001b3
+            k.value = (k.value ^ 0xFE) &* 0x100000001b3
+            return k
+        }
+    }
+
+    /// The batch for this thread, nil when metrics are off or the table cannot be used.
+    func batch(_ c: GatewayConfig) -> Batch? {
+        guard let b = box(c), let m = b.store.mapping() else { return nil }
+        let cache = ThreadCache.current()
+        if cache.mapping !== m { (cache.mapping, cache.words) = (m, [:]) }
+        return Batch(store: b.store, mapping: m, cache: cache, slot: b.slot)
+    }
+
     /// Each thread's series words (the mapping they point into is held).
     final class ThreadCache {
         var mapping: AnyObject?
@@ -132,7 +199,7 @@ public final class GatewayMetrics: @unchecked Sendable {
 
     /// Changes this process's own gauge (see `ProcessSeries`).
     func processGauge(_ c: GatewayConfig, _ name: String, by delta: Int64) {
-        if let w = processWord(c, name) { _ = kimi_atomic_add64(w, UInt64(bitPattern: delta)) }
+        batch(c)?.processGauge(name, by: delta)
     }
 
     /// Sets this process's own gauge.
@@ -150,7 +217,7 @@ public final class GatewayMetrics: @unchecked Sendable {
 
     /// One observation of a duration histogram: its bucket and its sum (µs).
     func observe(_ c: GatewayConfig, _ name: String, _ labels: [(String, String)], seconds: Double) {
-        add(c, name + "_bucket", labels + [("le", PrometheusText.bucket(seconds))])
+        add(c, name + "_bucket", labels + [("le", PrometheusText.bucketLabel(PrometheusText.bucketIndex(seconds)))])
         add(c, name + "_sum", labels, UInt64(max(0, seconds * 1_000_000)))
     }
 

@@ -74,29 +74,53 @@ public final class Gateway: @unchecked Sendable {
     /// The request in the machine's metrics (issue #14). Labels are bounded:
     /// the route's pattern (`unmatched` for none), a known method, the status.
     private func count(_ ctx: RequestContext, status: Int, nanos: UInt64, clientLeft: Bool) {
-        let m = services.metrics
-        let c = ctx.config
-        guard c.metrics.enabled else { return }
-        m.processGauge(c, "in_flight_requests", by: -1)
+        guard ctx.config.metrics.enabled, let b = services.metrics.batch(ctx.config) else { return }
+        b.processGauge("in_flight_requests", by: -1)
         let route = ctx.routePattern ?? router.anyRoute(path: ctx.request.path)?.path ?? "unmatched"
-        let method = ["GET", "POST", "DELETE", "OPTIONS", "PUT", "PATCH", "HEAD"].contains(ctx.request.method) ? ctx.request.method : "other"
-        m.add(c, "requests_total", [("route", route), ("method", method), ("status", String(status))])
-        m.observe(c, "request_duration_seconds", [("route", route)], seconds: Double(nanos) / 1e9)
-        if let policy = ctx.metricsNotes.rateLimited { m.add(c, "rate_limited_total", [("policy", policy)]) }
-        for e in ctx.metricsNotes.upstreamErrors { m.add(c, "upstream_errors_total", [("type", e)]) }
-        if ctx.metricsNotes.retries > 0 { m.add(c, "upstream_retries_total", [], UInt64(ctx.metricsNotes.retries)) }
+        let method = Self.countedMethods.contains(ctx.request.method) ? ctx.request.method : "other"
+        let byRoute = Family.requestDuration.mixing(route)
+        b.add(Family.requests.mixing(route).mixing(method).mixing(status)) {
+            PrometheusText.series("requests_total", [("route", route), ("method", method), ("status", String(status))])
+        }
+        b.observe(byRoute, "request_duration_seconds", seconds: Double(nanos) / 1e9) { [("route", route)] }
+        let notes = ctx.metricsNotes
+        if let policy = notes.rateLimited {
+            b.add(Family.rateLimited.mixing(policy)) { PrometheusText.series("rate_limited_total", [("policy", policy)]) }
+        }
+        for e in notes.upstreamErrors {
+            b.add(Family.upstreamErrors.mixing(e)) { PrometheusText.series("upstream_errors_total", [("type", e)]) }
+        }
+        if notes.retries > 0 { b.add(Family.upstreamRetries, UInt64(notes.retries)) { PrometheusText.series("upstream_retries_total") } }
         guard let capture = ctx.usage else { return }
-        let model = [("model", capture.model)]
-        if clientLeft && capture.stream { m.add(c, "stream_client_left_total") }
-        if ctx.metricsNotes.upstreamNanos > 0 { m.observe(c, "upstream_duration_seconds", model, seconds: Double(ctx.metricsNotes.upstreamNanos) / 1e9) }
+        let model = capture.model
+        if clientLeft && capture.stream { b.add(Family.clientLeft) { PrometheusText.series("stream_client_left_total") } }
+        if notes.upstreamNanos > 0 {
+            b.observe(Family.upstreamDuration.mixing(model), "upstream_duration_seconds", seconds: Double(notes.upstreamNanos) / 1e9) { [("model", model)] }
+        }
         if let first = capture.firstTokenNanos, capture.stream {
-            m.observe(c, "time_to_first_token_seconds", model, seconds: Double(first &- ctx.startNanos) / 1e9)
+            b.observe(Family.timeToFirstToken.mixing(model), "time_to_first_token_seconds", seconds: Double(first &- ctx.startNanos) / 1e9) { [("model", model)] }
         }
         if let u = capture.usage {
-            if let p = u["prompt_tokens"]?.intValue, p > 0 { m.add(c, "tokens_total", model + [("kind", "prompt")], UInt64(p)) }
-            if let k = u["completion_tokens"]?.intValue, k > 0 { m.add(c, "tokens_total", model + [("kind", "completion")], UInt64(k)) }
+            for (kind, field) in Self.tokenKinds {
+                if let n = u[field]?.intValue, n > 0 {
+                    b.add(Family.tokens.mixing(model).mixing(kind), UInt64(n)) { PrometheusText.series("tokens_total", [("model", model), ("kind", kind)]) }
+                }
+            }
         }
     }
+
+    /// The families' keys, hashed once.
+    private enum Family {
+        typealias Key = GatewayMetrics.Key
+        static let requests = Key("requests_total"), requestDuration = Key("request_duration_seconds")
+        static let rateLimited = Key("rate_limited_total"), upstreamErrors = Key("upstream_errors_total")
+        static let upstreamRetries = Key("upstream_retries_total"), clientLeft = Key("stream_client_left_total")
+        static let upstreamDuration = Key("upstream_duration_seconds"), timeToFirstToken = Key("time_to_first_token_seconds")
+        static let tokens = Key("tokens_total")
+    }
+
+    private static let tokenKinds = [("prompt", "prompt_tokens"), ("completion", "completion_tokens")]
+    private static let countedMethods: Set<String> = ["GET", "POST", "DELETE", "OPTIONS", "PUT", "PATCH", "HEAD"]
 
     /// Routing, middleware and the handler, for a request whose body is read.
     /// Public so tests can drive it with a `BufferedResponse`.

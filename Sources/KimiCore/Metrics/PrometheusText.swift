@@ -57,10 +57,16 @@ public enum PrometheusText {
     }
 
     /// The le label of a bucket for `seconds`: the first bound it fits, else +Inf.
-    public static func bucket(_ seconds: Double) -> String {
-        for b in durationBuckets where seconds <= b { return format(b) }
-        return "+Inf"
+    public static func bucket(_ seconds: Double) -> String { bucketLabel(bucketIndex(seconds)) }
+
+    /// The index of the first bound `seconds` fits (`durationBuckets.count`: +Inf).
+    public static func bucketIndex(_ seconds: Double) -> Int {
+        durationBuckets.firstIndex { seconds <= $0 } ?? durationBuckets.count
     }
+
+    /// Bucket labels by index, formatted once.
+    static let bucketLabels = durationBuckets.map(format) + ["+Inf"]
+    public static func bucketLabel(_ index: Int) -> String { bucketLabels[min(max(0, index), bucketLabels.count - 1)] }
 
     static func format(_ v: Double) -> String {
         if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
