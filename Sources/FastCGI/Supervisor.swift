@@ -75,4 +75,37 @@ public enum Supervisor {
         if sig != 0 { return "signal \(sig)" }
         return "exit \((status >> 8) & 0xff)"
     }
+
+    /// Runs a forked worker's life on a new thread while the process's main
+    /// thread only waits for it. Swift's runtime locks (the futex locks
+    /// behind `swift_once` and metadata caches) cache the thread id in a
+    /// thread-local on first use (swift/Threading/Impl/Linux/ulock.h): after
+    /// fork the child's main thread still holds its parent's id, and the
+    /// first lock it holds while another thread waits turns into two
+    /// threads spinning forever (FUTEX_LOCK_PI names an owner that does not
+    /// exist; seen twice: a worker at 130 % CPU in `once_slow` with its
+    /// main thread logging the start-up line while the pool's manager
+    /// logged too, and once after SIGHUP). A new thread starts with no id cached.
+    public static func onFreshThread(stackBytes: Int = 8 << 20, _ body: @escaping () throws -> Void) throws {
+        final class Box: @unchecked Sendable {
+            let body: () throws -> Void
+            var result: Result<Void, Error>?
+            init(_ body: @escaping () throws -> Void) { self.body = body }
+        }
+        let box = Box(body)
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setstacksize(&attr, stackBytes)
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, &attr, { arg in
+            let box = Unmanaged<Box>.fromOpaque(arg!).takeUnretainedValue()
+            box.result = Result { try box.body() }
+            return nil
+        }, Unmanaged.passUnretained(box).toOpaque())
+        pthread_attr_destroy(&attr)
+        guard rc == 0 else { return try body() }
+        pthread_join(tid, nil)
+        try box.result!.get()
+    }
 }
+

@@ -32,16 +32,19 @@ struct ServeCommand: ParsableCommand {
         Log.jsonLines = config.log.format == .json // the supervisor's lines too
         let fd: Int32
         do { fd = try process.listen() } catch { throw Failure("\(error)") }
-        var restarted = false
-        if let workers {
-            // Fork before any thread exists: the parent stays single-threaded.
-            let r = Supervisor.forkWorkers(workers) { process.reopenLog() }
-            if !r.isWorker {
-                process.removeSocket()
-                throw ExitCode(r.status)
-            }
-            restarted = r.restarted
+        guard let workers else { return try serve(process, cache: cache, fd: fd, restarted: false) }
+        // Fork before any thread exists: the parent stays single-threaded.
+        let r = Supervisor.forkWorkers(workers) { process.reopenLog() }
+        if !r.isWorker {
+            process.removeSocket()
+            throw ExitCode(r.status)
         }
+        try Supervisor.onFreshThread { try serve(process, cache: cache, fd: fd, restarted: r.restarted) }
+    }
+
+    /// One responder process's life: services, the pool, until SIGTERM.
+    private func serve(_ process: ResponderProcess, cache: ConfigCache, fd: Int32, restarted: Bool) throws {
+        let config = cache.current()
         Signals.returnLargeBuffersToTheSystem()
         let services = Services.make(config: config, cache: cache)
         let gateway = Gateway(configCache: cache, services: services)
