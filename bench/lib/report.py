@@ -18,7 +18,8 @@ def write_report(r: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
-    acc, kp, mt = r["accounting"], r["key_pool"], r["metrics"]
+    acc, kp, mt, cost = r["accounting"], r["key_pool"], r["metrics"], r["cost"]
+    cg, cp = cost["gateway"], cost["proxy"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
     lines = [
         "# kimi-gateway benchmark report", "",
@@ -30,6 +31,10 @@ def write_report(r: dict) -> None:
         f"| 1 | GET /health p99 ms | {f(h['gateway']['p99_ms'])} | {f(h['baseline']['p99_ms'])} | {f(h['p99_ratio'])} | ≤ 1.5 | {verdict(h['p99_ratio'], '<= 1.5')} |",
         f"| 2 | POST /v1/chat/completions req/s | {f(c['gateway']['rps'], 0)} | {f(c['baseline']['rps'], 0)} (nginx proxy_pass) | {f(c['rps_ratio'])} | ≥ 0.5 | {verdict(c['rps_ratio'], '>= 0.5')} |",
         f"| 2 | POST /v1/chat/completions p99 ms | {f(c['gateway']['p99_ms'])} | {f(c['baseline']['p99_ms'])} | {f(c['p99_ratio'])} | ≤ 2 | {verdict(c['p99_ratio'], '<= 2')} |",
+        f"| 2e | gateway CPU µs per relayed completion (user + sys) | {f(cost['gateway_cpu_us'], 1)} ({f(cg['gateway_user_us'], 1)} + {f(cg['gateway_sys_us'], 1)}) | | | ≤ 60 µs | {verdict(cost['gateway_cpu_us'], '<= 60')} |",
+        f"| 2e | nginx CPU µs per request, gateway path vs proxy_pass | {f(cg['nginx_us'], 1)} | {f(cp['nginx_us'], 1)} (proxy_pass) | {f(cost['nginx_cpu_ratio'])} | ≤ 1.5 | {verdict(cost['nginx_cpu_ratio'], '<= 1.5')} |",
+        f"| 2e | latency at concurrency 1, p50 µs | {f(cg['c1_p50_ms'] * 1000, 0)} | {f(cp['c1_p50_ms'] * 1000, 0)} (proxy_pass) | +{f(cost['added_p50_us'], 0)} µs | ≤ +100 µs | {verdict(cost['added_p50_us'], '<= 100')} |",
+        f"| 2e | latency at concurrency 1, p99 µs | {f(cg['c1_p99_ms'] * 1000, 0)} | {f(cp['c1_p99_ms'] * 1000, 0)} (proxy_pass) | +{f(cost['added_p99_us'], 0)} µs | ≤ +150 µs | {verdict(cost['added_p99_us'], '<= 150')} |",
         f"| 2b | same, usage ledger + token limit on vs off, req/s | {f(acc['on']['rps'], 0)} | {f(acc['off']['rps'], 0)} (both off) | {f(acc['rps_ratio'])} | ≥ 0.95 | {verdict(acc['rps_ratio'], '>= 0.95')} |",
         f"| 2b | same, p99 ms | {f(acc['on']['p99_ms'])} | {f(acc['off']['p99_ms'])} | {f(acc['p99_ratio'])} | reported | — |",
         f"| 2b | same, gateway CPU µs per request | {f(acc['on']['cpu_us_per_request'], 1)} | {f(acc['off']['cpu_us_per_request'], 1)} | +{f(acc['cpu_added_us_per_request'], 1)} µs | reported | — |",
@@ -52,6 +57,7 @@ def write_report(r: dict) -> None:
         "- Scenarios 1, 2 and 6 run the gateway as 2 processes (`spawn-fcgi -F 2`), the C baseline as 2 processes; nginx has 2 workers and no access log.",
         "- Scenario 2's upstream is nginx answering a fixed completion (`return 200`); the rate limiter is on (with a limit never reached), as in production.",
         f"- Scenario 2b measures {len(acc['pairs'])} pairs of runs, off and on back to back on the same stack (the config reloads in place; the order flips each pair), and reports medians; the ratio is the median of the pairs' ratios ({', '.join(f(p['ratio']) for p in acc['pairs'])}). CPU is the gateway processes' user + system time (the ledger's drain thread included) over wrk's requests. {acc['ledger_rows']:,} ledger rows were written for the {acc['requests_while_on']:,} requests wrk counted while on (it does not count those cut at the end of a run).",
+        "- Scenario 2e alternates the two paths 3 times (medians): CPU from /proc of the gateway's processes and nginx's workers around each 32-connection run, over wrk's requests; nginx also serves the fixed upstream in both paths. Then one connection each (wrk -c1) for the latency. Targets are issue #15's.",
         f"- Scenario 2c measures the same way with `upstream.keys` of 3 keys vs 1 (pair ratios {', '.join(f(p['ratio']) for p in kp['pairs'])}); the upstream accepts every key, so it measures the pick and the keys' shared health words, not failover.",
         f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
         f"- Scenario 4 runs 4 gateway processes; the 1,000 streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",

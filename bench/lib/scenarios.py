@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import time
 
-from .measure import QUICK, ROOT, RUNS, BenchError, ab, best_of, cpu_seconds, fd_count, fd_split, log, ratio, rss_kb, threads, wrk
+from .measure import QUICK, ROOT, RUNS, BenchError, ab, best_of, cpu_seconds, cpu_split, fd_count, fd_split, log, ratio, rss_kb, threads, wrk
 
 
 def warm_up(*urls_and_scripts) -> None:
@@ -41,6 +41,40 @@ def scenario_completion(s, ports) -> dict:
 # narrow the median more than longer runs do.
 PAIRS = 3 if QUICK else 9
 PAIR_SECONDS = 3 if QUICK else 4
+
+
+def scenario_cost(s, ports) -> dict:
+    """2e (issue #15): what one relayed completion costs, the gateway's path
+    against nginx `proxy_pass` to the same fixed upstream, alternating in one
+    run: CPU per request of the gateway processes (user, system) and of
+    nginx's workers (which serve the fixed upstream in both paths), from
+    /proc around fixed-length wrk runs at 32 connections; then the latency
+    each path has at concurrency 1 (wrk -c1), p50 and p99."""
+    log("2e: cost of a relayed completion, gateway path vs nginx proxy_pass (CPU per request, latency at concurrency 1)")
+    master = s.procs["nginx"].pid
+    nginx = [int(x) for x in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]
+    gateway = s.worker_pids()
+    paths = {"gateway": s.base + "/v1/chat/completions", "proxy": f"http://127.0.0.1:{ports['proxy']}/v1/chat/completions"}
+    runs: dict[str, list[dict]] = {k: [] for k in paths}
+    for _ in range(3):
+        for name, url in paths.items():
+            g0, n0 = cpu_split(gateway), cpu_split(nginx)
+            r = wrk(url, seconds=PAIR_SECONDS, script="post.lua")
+            g1, n1 = cpu_split(gateway), cpu_split(nginx)
+            one = wrk(url, seconds=PAIR_SECONDS, conns=1, threads=1, script="post.lua")
+            if r["errors"] or one["errors"]:
+                raise BenchError(f"2e {name}: runs had errors ({r['errors']} at c32, {one['errors']} at c1)")
+            per = lambda a, b: (b - a) / r["requests"] * 1e6  # noqa: E731
+            runs[name].append({"rps": r["rps"], "gateway_user_us": per(g0[0], g1[0]), "gateway_sys_us": per(g0[1], g1[1]),
+                               "nginx_us": per(sum(n0), sum(n1)), "c1_p50_ms": one["p50_ms"], "c1_p99_ms": one["p99_ms"], "c1_rps": one["rps"]})
+    med = lambda name, key: statistics.median(x[key] for x in runs[name])  # noqa: E731
+    side = lambda name: {k: med(name, k) for k in runs[name][0]}  # noqa: E731
+    g, p = side("gateway"), side("proxy")
+    return {"gateway": g, "proxy": p,
+            "gateway_cpu_us": g["gateway_user_us"] + g["gateway_sys_us"],
+            "nginx_cpu_ratio": ratio(g["nginx_us"], p["nginx_us"], "nginx CPU"),
+            "added_p50_us": (g["c1_p50_ms"] - p["c1_p50_ms"]) * 1000, "added_p99_us": (g["c1_p99_ms"] - p["c1_p99_ms"]) * 1000,
+            "targets": {"gateway_cpu_us": "<= 60", "nginx_cpu_ratio": "<= 1.5", "added_p50_us": "<= 100", "added_p99_us": "<= 150"}}
 
 
 def scenario_accounting(s) -> dict:
