@@ -17,6 +17,13 @@ import Testing
 
     @Test func rejectsDuplicateMembers() throws {
         #expect(throws: JSONParseError.self) { try JSON.parse(#"{"model":"a","model":"b"}"#) }
+        // Past the members scanned one by one, and within them.
+        let many = (0..<40).map { "\"k\($0)\":\($0)" }
+        #expect(try JSON.parse("{" + many.joined(separator: ",") + "}")["k39"] == .number("39"))
+        for dup in [3, 15, 16, 17, 39] {
+            #expect(throws: JSONParseError.self, "k\(dup) twice") { try JSON.parse("{" + (many + ["\"k\(dup)\":0"]).joined(separator: ",") + "}") }
+            #expect(throws: JSONParseError.self) { try JSON.parse("{" + (Array(many[0...dup]) + ["\"k\(dup)\":0"]).joined(separator: ",") + "}") }
+        }
     }
 
     @Test func boundsNestingDepth() throws {

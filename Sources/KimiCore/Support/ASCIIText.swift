@@ -37,9 +37,12 @@ public struct ASCIIText {
         count += n
     }
 
-    public mutating func number<I: BinaryInteger>(_ v: I) {
-        if v < 0 { byte(0x2D) }
-        var m = UInt64(v.magnitude)
+    /// Not generic: a generic version went unspecialized across modules
+    /// and looked up type metadata on every call (callgrind).
+    public mutating func number(_ v: Int) { number(Int64(v)) }
+
+    public mutating func number(_ v: UInt64) {
+        var m = v
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes ≥ 20 digits, on the stack
         var n = 0
         withUnsafeMutableBytes(of: &digits) { d in
@@ -53,5 +56,10 @@ public struct ASCIIText {
                 byte(d[n])
             }
         }
+    }
+
+    public mutating func number(_ v: Int64) {
+        if v < 0 { byte(0x2D) }
+        number(v.magnitude)
     }
 }
