@@ -20,6 +20,7 @@ def write_report(r: dict) -> None:
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
     acc, kp, mt, cost = r["accounting"], r["key_pool"], r["metrics"], r["cost"]
     cg, cp = cost["gateway"], cost["proxy"]
+    ctl = r["control"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
     lines = [
         "# kimi-gateway benchmark report", "",
@@ -35,6 +36,7 @@ def write_report(r: dict) -> None:
         f"| 2e | nginx CPU µs per request, gateway path vs proxy_pass | {f(cg['nginx_us'], 1)} | {f(cp['nginx_us'], 1)} (proxy_pass) | {f(cost['nginx_cpu_ratio'])} | ≤ 1.5 | {verdict(cost['nginx_cpu_ratio'], '<= 1.5')} |",
         f"| 2e | latency at concurrency 1, p50 µs | {f(cg['c1_p50_ms'] * 1000, 0)} | {f(cp['c1_p50_ms'] * 1000, 0)} (proxy_pass) | {cost['added_p50_us']:+,.0f} µs | ≤ +100 µs | {verdict(cost['added_p50_us'], '<= 100')} |",
         f"| 2e | latency at concurrency 1, p99 µs | {f(cg['c1_p99_ms'] * 1000, 0)} | {f(cp['c1_p99_ms'] * 1000, 0)} (proxy_pass) | {cost['added_p99_us']:+,.0f} µs | ≤ +150 µs | {verdict(cost['added_p99_us'], '<= 150')} |",
+        f"| 2a | A/A control: the same completion, same config both sides, req/s | {f(ctl['on']['rps'], 0)} | {f(ctl['off']['rps'], 0)} | {f(ctl['rps_ratio'])} | 1.00 ± what this machine moves | pairs {f(ctl['pair_spread'][0])}–{f(ctl['pair_spread'][1])} |",
         f"| 2b | same, usage ledger + token limit on vs off, req/s | {f(acc['on']['rps'], 0)} | {f(acc['off']['rps'], 0)} (both off) | {f(acc['rps_ratio'])} | ≥ 0.95 | {verdict(acc['rps_ratio'], '>= 0.95')} |",
         f"| 2b | same, p99 ms | {f(acc['on']['p99_ms'])} | {f(acc['off']['p99_ms'])} | {f(acc['p99_ratio'])} | reported | — |",
         f"| 2b | same, gateway CPU µs per request | {f(acc['on']['cpu_us_per_request'], 1)} | {f(acc['off']['cpu_us_per_request'], 1)} | {acc['cpu_added_us_per_request']:+,.1f} µs | reported | — |",
@@ -56,6 +58,7 @@ def write_report(r: dict) -> None:
         "Notes:",
         "- Scenarios 1, 2 and 6 run the gateway as 2 processes (`spawn-fcgi -F 2`), the C baseline as 2 processes; nginx has 2 workers and no access log.",
         "- Scenario 2's upstream is nginx answering a fixed completion (`return 200`); the rate limiter is on (with a limit never reached), as in production.",
+        "- Scenario 2a runs the paired method with nothing changed between the sides: its ratio's distance from 1 and its pairs' spread are the resolution of 2b, 2c and 2d in this run.",
         f"- Scenario 2b measures {len(acc['pairs'])} pairs of runs, off and on back to back on the same stack (the config reloads in place; the order flips each pair), and reports medians; the ratio is the median of the pairs' ratios ({', '.join(f(p['ratio']) for p in acc['pairs'])}). CPU is the gateway processes' user + system time (the ledger's drain thread included) over wrk's requests. {acc['ledger_rows']:,} ledger rows were written for the {acc['requests_while_on']:,} requests wrk counted while on (it does not count those cut at the end of a run).",
         "- Scenario 2e alternates the two paths 3 times (medians): CPU from /proc of the gateway's processes and nginx's workers around each 32-connection run, over wrk's requests; nginx also serves the fixed upstream in both paths. Then one connection each (wrk -c1) for the latency. Targets are issue #15's.",
         f"- Scenario 2c measures the same way with `upstream.keys` of 3 keys vs 1 (pair ratios {', '.join(f(p['ratio']) for p in kp['pairs'])}); the upstream accepts every key, so it measures the pick and the keys' shared health words, not failover.",

@@ -77,6 +77,26 @@ def scenario_cost(s, ports) -> dict:
             "targets": {"gateway_cpu_us": "<= 60", "nginx_cpu_ratio": "<= 1.5", "added_p50_us": "<= 100", "added_p99_us": "<= 150"}}
 
 
+def scenario_control(s) -> dict:
+    """2a: an A/A control for the paired scenarios: the same config on both
+    sides (reloaded between runs as they are), so its ratio and the spread
+    of its pairs say how far this machine moves a paired figure by itself."""
+    log("2a: A/A control, the same completion and config on both sides of each pair")
+    cfg = json.loads(s.config_path.read_text())
+
+    def configure(on: bool) -> None:
+        s.write_config(cfg)
+        time.sleep(1.5)  # as long as the other scenarios' pick-up
+
+    url = s.base + "/v1/chat/completions"
+    warm_up((url, "post.lua"))
+    out = paired(s, url, configure, "A/A control")
+    out.pop("requests_on")
+    ratios = [p["ratio"] for p in out["pairs"]]
+    out["pair_spread"] = [min(ratios), max(ratios)]
+    return out
+
+
 def scenario_accounting(s) -> dict:
     """2b: the same completion with the usage ledger and a token limit on vs
     off, alternating in one run (the config reloads in place)."""
