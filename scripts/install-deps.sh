@@ -5,11 +5,12 @@
 set -euo pipefail
 
 APT_PACKAGES=(
-  libfcgi-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev pkg-config  # build: the system libraries
+  libfcgi-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libhiredis-dev pkg-config  # build: the system libraries
   nginx-light lighttpd spawn-fcgi openssl       # run: web servers, process spawner, TLS cert
   chromium chromium-driver nodejs               # tests: the browser page and the JS SDK
   wrk apache2-utils valgrind                    # benchmarks (wrk, ab) and profiling
   prometheus                                    # tests: a real Prometheus scrapes /metrics; promtool checks it
+  redis-server                                  # tests: the fleet's shared Redis (issue #16)
   python3 python3-pip curl procps
 )
 PY_MODULES=(openai selenium pytest matplotlib)

@@ -42,6 +42,7 @@ public final class Services: @unchecked Sendable {
         (usage, usageProblem, _) = Self.open(usagePath, reusing: shared) { db in try UsageService(database: db, path: usagePath!) }
         if database != nil, !storageProblem.isEmpty { Log.error("storage: \(storageProblem); file routes will answer 503") }
         if usagePath != nil, !usageProblem.isEmpty { Log.error("usage: \(usageProblem); usage is not recorded and budgets cannot be enforced") }
+        limiter.onFallback = { [metrics] c in metrics.count(c, "state_fallbacks_total") }
     }
 
     /// Opens (or reuses) the database at `path` and builds `make` on it.

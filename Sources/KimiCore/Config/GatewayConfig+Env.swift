@@ -5,7 +5,7 @@ extension GatewayConfig {
         "KIMI_API_KEY", "KIMI_BASE_URL", "KIMI_DEFAULT_MODEL", "KIMI_SIMULATED", "PORT", "RATE_LIMIT_WINDOW_MS",
         "RATE_LIMIT_MAX_REQUESTS", "RATE_LIMIT_FILE", "REQUIRE_API_KEY", "VALID_API_KEYS", "ALLOWED_ORIGINS",
         "TRUSTED_PROXIES", "MAX_BODY_BYTES", "KIMI_DATABASE", "USAGE_DATABASE", "RATE_LIMIT_TOKENS_PER_MINUTE",
-        "LOG_FORMAT",
+        "LOG_FORMAT", "STATE_BACKEND", "REDIS_URL", "REDIS_PASSWORD",
     ]
 
     public func applying(env: [String: String]) throws(ConfigError) -> GatewayConfig {
@@ -30,6 +30,9 @@ extension GatewayConfig {
         func list(_ k: String) -> [String]? {
             env[k].map { $0.split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty } }
         }
+        if let v = env["STATE_BACKEND"], !v.isEmpty { c.state.backend = try State.Backend.parse(v, key: "STATE_BACKEND") }
+        if let v = env["REDIS_URL"], !v.isEmpty { c.redis.url = v.trimmingSpaces() }
+        if let v = env["REDIS_PASSWORD"], !v.isEmpty { c.redis.password = v }
         if let v = env["LOG_FORMAT"] { c.log.format = try LogSettings.Format.parse(v, key: "LOG_FORMAT") }
         if let v = env["KIMI_API_KEY"] {
             // One key, or a pool as a comma-separated list (which replaces upstream.keys).

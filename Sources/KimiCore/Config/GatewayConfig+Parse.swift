@@ -7,7 +7,21 @@ extension GatewayConfig {
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
         let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "metrics", "log", "$comment"])
+        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "metrics", "log", "state", "redis", "$comment"])
+        if let st = root["state"] {
+            let r = ConfigReader(prefix: "state.")
+            let o = try r.object(st)
+            try r.check(o, known: ["backend"])
+            if let v = st["backend"] { c.state.backend = try State.Backend.parse(try r.string(v, "backend"), key: "state.backend") }
+        }
+        if let rd = root["redis"] {
+            let r = ConfigReader(prefix: "redis.")
+            let o = try r.object(rd)
+            try r.check(o, known: ["url", "timeoutMs", "prefix"])
+            if let v = rd["url"] { c.redis.url = try r.string(v, "url") }
+            if let v = rd["timeoutMs"] { c.redis.timeoutMs = try r.int(v, "timeoutMs", min: 1) }
+            if let v = rd["prefix"] { c.redis.prefix = try r.string(v, "prefix") }
+        }
         if let l = root["log"] {
             let r = ConfigReader(prefix: "log.")
             let o = try r.object(l)
@@ -292,5 +306,14 @@ extension GatewayConfig.LogSettings.Format {
             throw ConfigError(key, "must be \"text\" or \"json\", got \"\(HeaderSafety.printable(v, max: 40))\"")
         }
         return f
+    }
+}
+
+extension GatewayConfig.State.Backend {
+    static func parse(_ v: String, key: String) throws(ConfigError) -> Self {
+        guard let b = Self(rawValue: v.trimmingSpaces().lowercased()) else {
+            throw ConfigError(key, "must be \"file\" or \"redis\", got \"\(HeaderSafety.printable(v, max: 40))\"")
+        }
+        return b
     }
 }

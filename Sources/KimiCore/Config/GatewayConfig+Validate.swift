@@ -38,6 +38,15 @@ extension GatewayConfig {
         }
         var c = self
         c.upstream.keys = pool
+        guard var endpoint = RedisEndpoint(url: redis.url) else {
+            throw ConfigError("redis.url", "must be redis://host[:port][/db] (db 0-15), got \"\(HeaderSafety.printable(RedisEndpoint.redacted(redis.url), max: 80))\"")
+        }
+        if !redis.password.isEmpty { endpoint.password = redis.password }
+        guard (1...10_000).contains(redis.timeoutMs) else { throw ConfigError("redis.timeoutMs", "must be 1...10000, got \(redis.timeoutMs)") }
+        guard !redis.prefix.isEmpty, redis.prefix.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ConfigError("redis.prefix", "must be non-empty printable ASCII without spaces")
+        }
+        c.redis.endpoint = endpoint
         c.metrics.allowFromRanges = try metrics.allowFrom.enumerated().map { (i, s) throws(ConfigError) -> CIDR in
             guard let r = CIDR(s) else { throw ConfigError("metrics.allowFrom[\(i)]", "must be an address or CIDR range, got \"\(HeaderSafety.printable(s, max: 60))\"") }
             return r
@@ -105,6 +114,7 @@ extension GatewayConfig {
             "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",
             "cors.allowedOrigins = \(cors.allowedOrigins.joined(separator: ", "))",
             "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms\(rateLimit.tokensPerMinute > 0 ? ", \(rateLimit.tokensPerMinute) tokens per minute" : ""), file \(rateLimit.file)" : "off")",
+            "state = \(state.backend == .redis ? "redis \(redis.endpoint.map(\.description) ?? "(invalid url)") (prefix \(redis.prefix), timeout \(redis.timeoutMs) ms\(redis.endpoint?.password.isEmpty == false ? ", password set" : "")), the file as fallback" : "file")",
             "usage = \(usage.enabled ? "recorded in \(usage.database.isEmpty ? storage.database : usage.database)" : "not recorded (usage.enabled false)")",
             "limits = \(limits.maxMessages) messages, \(limits.maxChars) characters, max_tokens \(limits.maxTokens)",
         ]

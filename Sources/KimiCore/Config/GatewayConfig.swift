@@ -233,6 +233,30 @@ public struct GatewayConfig: Sendable, Equatable {
         public var format = Format.text
     }
 
+    /// Where limits and key health live (issue #16): `file`, the machine's
+    /// memory-mapped table (the default); `redis`, one Redis the fleet
+    /// shares, with the file as the fallback while Redis is unreachable.
+    public struct State: Sendable, Equatable {
+        public enum Backend: String, Sendable, CaseIterable { case file, redis }
+        public var backend = Backend.file
+    }
+
+    public struct Redis: Sendable, Equatable {
+        /// `redis://host[:port][/db]` (env `REDIS_URL`).
+        public var url = "redis://127.0.0.1:6379/0"
+        /// `AUTH` password: env `REDIS_PASSWORD` (or in the URL); never logged.
+        public var password = ""
+        /// The longest any request waits for Redis (connect, or one call);
+        /// slower counts as unreachable and the file decides.
+        public var timeoutMs = 50
+        /// Every key the gateway writes starts with this.
+        public var prefix = "kimi-gateway:"
+        /// Parsed from `url` + `password` by `validated()`.
+        public var endpoint: RedisEndpoint?
+    }
+
+    public var state = State()
+    public var redis = Redis()
     public var upstream = Upstream()
     public var log = LogSettings()
     public var metrics = Metrics()

@@ -32,6 +32,7 @@ public enum PrometheusText {
         .init(name: "worker_threads", help: "Worker threads of every process.", kind: .gauge),
         .init(name: "worker_restarts_total", help: "Worker processes the supervisor restarted.", kind: .counter),
         .init(name: "limiter_table_used_slots", help: "Slots in use in the shared rate-limit table.", kind: .gauge),
+        .init(name: "state_fallbacks_total", help: "Limit and key-health decisions the machine's file made because Redis did not answer (state.backend redis).", kind: .counter),
         .init(name: "config_reloads_total", help: "Config reloads, by result (ok, rejected).", kind: .counter),
         .init(name: "build_info", help: "The running version (always 1).", kind: .gauge),
     ]

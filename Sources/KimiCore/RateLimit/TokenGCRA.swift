@@ -38,7 +38,7 @@ public struct TokenGCRA: Sendable, Equatable {
     @inline(__always) func clamp(_ tat: Int64, now: Int64) -> Int64 { min(max(tat, now), now &+ windowMicros) }
 
     /// ⌈tokens × W / L⌉ µs, for 0 ≤ tokens ≤ L (more saturates at one window).
-    @inline(__always) func span(_ tokens: Int) -> Int64 {
+    @inline(__always) public func span(_ tokens: Int) -> Int64 {
         let c = Int64(min(max(0, tokens), limit))
         return (c * windowMicros + Int64(limit) - 1) / Int64(limit)
     }

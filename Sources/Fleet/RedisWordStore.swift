@@ -1,0 +1,144 @@
+import KimiCore
+
+/// The fleet's words in Redis (issue #16): the same 64-bit TAT and
+/// key-health words as the machine's file table, one Redis key each
+/// (`prefix` + the slot key in hex), changed only by the atomic scripts of
+/// `FleetScripts` — one `EVALSHA` round trip per check, reserve or settle.
+///
+/// Every method returns nil when Redis did not answer in time (or is known
+/// to be down, `RedisLink`): the caller then decides on the file table, so
+/// a request waits at most one timeout for a Redis that just failed and
+/// none while it stays down. Connections are pooled (one per thread in
+/// use at once); scripts are loaded on each new connection and again on
+/// `NOSCRIPT` (a restarted or flushed Redis).
+public final class RedisWordStore: @unchecked Sendable {
+    public let endpoint: RedisEndpoint
+    public let timeoutMs: Int
+    public let prefix: String
+
+    private let lock = Lock()
+    private var idle: [RedisConnection] = []
+    private var link = RedisLink()
+    private var shas: [String] = []
+    private let stillDownLog = IntervalGate(intervalNanos: 10_000_000_000)
+    private var lastFailure = ""
+
+    public init(endpoint: RedisEndpoint, timeoutMs: Int, prefix: String) {
+        self.endpoint = endpoint
+        self.timeoutMs = timeoutMs
+        self.prefix = prefix
+    }
+
+    /// Whether the last call reached Redis.
+    public var isUp: Bool { lock.withLock { link.isUp } }
+
+    public func key(_ slot: UInt64) -> String {
+        var s = prefix
+        s += String(slot, radix: 16)
+        return s
+    }
+
+    // MARK: the operations
+
+    public struct Step: Equatable, Sendable {
+        public let admitted: Bool
+        /// The word before the call (0: none), and Redis's clock, in µs.
+        public let stored: Int64
+        public let now: Int64
+    }
+
+    /// A GCRA admission (`FleetScripts.step`).
+    public func step(slot: UInt64, cost: Int64, window: Int64) -> Step? {
+        guard case .array(let a)? = eval(0, slot, [String(cost), String(window)]), a.count == 3,
+              let ok = a[0].integer, let stored = a[1].integer, let now = a[2].integer else { return nil }
+        return Step(admitted: ok == 1, stored: stored, now: now)
+    }
+
+    /// A settlement (`FleetScripts.settle`); false when Redis did not take it.
+    public func settle(slot: UInt64, span: Int64, window: Int64) -> Bool {
+        eval(1, slot, [String(span), String(window)])?.integer != nil
+    }
+
+    /// The word (0 when none).
+    public func load(slot: UInt64) -> Int64? {
+        call { c throws(RedisFailure) in try c.command(["GET", key(slot)]) }?.integer
+    }
+
+    /// Sets the word to `desired` if it is `expected`: (true, desired) or (false, current).
+    public func compareExchange(slot: UInt64, expected: Int64, desired: Int64, ttlMillis: Int64) -> (Bool, Int64)? {
+        guard case .array(let a)? = eval(2, slot, [String(expected), String(desired), String(ttlMillis)]), a.count == 2,
+              let ok = a[0].integer, let word = a[1].integer else { return nil }
+        return (ok == 1, word)
+    }
+
+    // MARK: connections, scripts and the link
+
+    private func eval(_ script: Int, _ slot: UInt64, _ args: [String]) -> RedisConnection.Reply? {
+        call { c throws(RedisFailure) in
+            let k = key(slot)
+            var reply = try c.command(["EVALSHA", scriptSHA(script, c), "1", k] + args)
+            if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
+                let sha = try load(c)[script]
+                reply = try c.command(["EVALSHA", sha, "1", k] + args)
+            }
+            if case .error(let e) = reply { throw RedisFailure("script error: \(e)") }
+            return reply
+        }
+    }
+
+    private func scriptSHA(_ i: Int, _ c: RedisConnection) throws(RedisFailure) -> String {
+        if let s = lock.withLock({ shas.count == FleetScripts.all.count ? shas[i] : nil }) { return s }
+        return try load(c)[i]
+    }
+
+    @discardableResult
+    private func load(_ c: RedisConnection) throws(RedisFailure) -> [String] {
+        var loaded: [String] = []
+        for s in FleetScripts.all {
+            guard case .string(let sha) = try c.command(["SCRIPT", "LOAD", s]) else { throw RedisFailure("SCRIPT LOAD refused") }
+            loaded.append(sha)
+        }
+        lock.withLock { shas = loaded }
+        return loaded
+    }
+
+    /// Runs `body` on a pooled connection when the link admits a call;
+    /// a failure discards the connection and takes the link down.
+    private func call(_ body: (RedisConnection) throws(RedisFailure) -> RedisConnection.Reply) -> RedisConnection.Reply? {
+        let start = Clock.monotonicNanos()
+        let pooled: RedisConnection?? = lock.withLock {
+            guard link.admit(now: start) else { return .none }
+            return .some(idle.popLast())
+        }
+        guard let pooled else {
+            if stillDownLog.tryEnter() {
+                Log.error("redis \(endpoint) still unreachable (\(lock.withLock { lastFailure })): limits are this machine's own (the file table)")
+            }
+            return nil
+        }
+        do throws(RedisFailure) {
+            let c: RedisConnection
+            if let pooled { c = pooled } else { c = try RedisConnection(endpoint: endpoint, timeoutMs: timeoutMs) }
+            let reply = try body(c)
+            let event = lock.withLock {
+                if idle.count < 64 { idle.append(c) }
+                return link.succeeded(now: Clock.monotonicNanos())
+            }
+            if case .recovered(let nanos)? = event {
+                Log.info("redis \(endpoint) is back after \(nanos / 1_000_000) ms: limits and key health are shared across the fleet again")
+            }
+            return reply
+        } catch {
+            let event = lock.withLock {
+                lastFailure = error.description
+                // The other pooled connections are likely as dead: start afresh.
+                idle.removeAll()
+                return link.failed(now: Clock.monotonicNanos())
+            }
+            if event == .wentDown {
+                Log.error("redis \(endpoint) unreachable (\(error.description)): limits are this machine's own (the file table) until it is back; retrying within 1 s")
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,68 @@
+/// The Lua scripts the fleet's Redis runs (issue #16), each one atomic and
+/// one round trip (`EVALSHA`), on Redis's own clock (`TIME`: machines whose
+/// clocks differ by milliseconds still share one exact GCRA). Every word is
+/// a TAT or key-health word as in the machine's file table, stored as a
+/// decimal integer under `redis.prefix` + the 64-bit slot key in hex, with
+/// a TTL: a GCRA word expires when its TAT has passed (it then means what
+/// a missing word means, a full quota), so nothing grows without bound.
+///
+/// Arithmetic: Lua 5.1's numbers are doubles, exact below 2^53; TATs are
+/// µs since the epoch (~2^51) and every cost and window is computed by the
+/// gateway (`GCRA`, `TokenGCRA`) and passed in, so the scripts only add,
+/// compare and clamp. The gateway then runs the same Swift decision on the
+/// stored word and Redis's `now` that the script returns, so headers and
+/// Retry-After are computed exactly as on the file.
+public enum FleetScripts {
+    /// A GCRA admission (requests: cost T = W / L; tokens: ⌈c·W / L⌉):
+    /// TAT' = clamp(TAT, now, now + W) + cost, admitted when TAT' − W ≤ now
+    /// (for requests the same as TAT − τ ≤ now, τ = W − T).
+    /// KEYS[1] the word, ARGV[1] cost µs, ARGV[2] W µs → {admitted, stored, now}.
+    public static let step = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local cost = tonumber(ARGV[1])
+    local window = tonumber(ARGV[2])
+    local stored = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+    local tat = stored
+    if tat < now then tat = now end
+    if tat > now + window then tat = now + window end
+    local new = tat + cost
+    if new - window <= now then
+      redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor((new - now) / 1000) + 1000)
+      return {1, stored, now}
+    end
+    return {0, stored, now}
+    """
+
+    /// A token reservation settled (`TokenGCRA.settle`): ARGV[1] the signed
+    /// span of used − reserved tokens in µs, ARGV[2] W µs → the new TAT.
+    public static let settle = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local delta = tonumber(ARGV[1])
+    local window = tonumber(ARGV[2])
+    local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+    if tat < now then tat = now end
+    if tat > now + window then tat = now + window end
+    local new
+    if delta >= 0 then new = math.min(tat + delta, now + window) else new = math.max(tat + delta, now) end
+    if new <= now then redis.call('DEL', KEYS[1]) else
+      redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor((new - now) / 1000) + 1000)
+    end
+    return new
+    """
+
+    /// Compare-and-set of any word (key health): ARGV[1] expected, ARGV[2]
+    /// desired (0 deletes: a missing word is 0), ARGV[3] TTL ms →
+    /// {1, desired} or {0, current}.
+    public static let compareAndSet = """
+    local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+    if cur ~= tonumber(ARGV[1]) then return {0, cur} end
+    if tonumber(ARGV[2]) == 0 then redis.call('DEL', KEYS[1]) else
+      redis.call('SET', KEYS[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+    end
+    return {1, tonumber(ARGV[2])}
+    """
+
+    public static let all = [step, settle, compareAndSet]
+}

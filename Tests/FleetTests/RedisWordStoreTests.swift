@@ -1,0 +1,120 @@
+import Glibc
+import Testing
+@testable import Fleet
+@testable import KimiCore
+
+/// The fleet's scripts on a real Redis: the same decisions as the file's
+/// Swift GCRA, one round trip each, and the fallback's contract (a dead or
+/// hung Redis costs at most one timeout, then none until it is back).
+@Suite(.serialized) struct RedisWordStoreTests {
+    func store(_ server: RedisServer, timeoutMs: Int = 200, password: String = "") -> RedisWordStore {
+        RedisWordStore(endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port, password: password),
+                       timeoutMs: timeoutMs, prefix: "test:")
+    }
+
+    func raw(_ server: RedisServer, _ args: [String]) throws -> RedisConnection.Reply {
+        try RedisConnection(endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port, password: server.password ?? ""), timeoutMs: 1000)
+            .command(args)
+    }
+
+    @Test func requestGCRAAdmitsExactlyTheLimitAndAgreesWithTheSwiftDecision() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        let policy = GCRA(.init(windowMs: 60_000, maxRequests: 10))
+        var admitted = 0
+        for _ in 0..<25 {
+            let r = try #require(s.step(slot: 42, cost: policy.interval, window: policy.windowMicros))
+            let d = policy.decide(tat: r.stored, now: r.now)
+            #expect(d.allowed == r.admitted)
+            if r.admitted { admitted += 1 }
+        }
+        #expect(admitted == 10)
+        // The word expires when its TAT has passed: nothing grows without bound.
+        let ttl = try raw(server, ["PTTL", s.key(42)]).integer ?? -1
+        #expect(ttl > 0 && ttl <= 61_000)
+    }
+
+    @Test func tokenReservationsAndRefundsMoveTheSameWord() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        let policy = TokenGCRA(tokensPerMinute: 1000)
+        let first = try #require(s.step(slot: 7, cost: policy.span(600), window: policy.windowMicros))
+        #expect(first.admitted)
+        let second = try #require(s.step(slot: 7, cost: policy.span(600), window: policy.windowMicros))
+        #expect(!second.admitted && !policy.reserve(tokens: 600, tat: second.stored, now: second.now).allowed)
+        // 300 of the 600 went unused: refunded, the next 600 fit.
+        #expect(s.settle(slot: 7, span: -policy.span(300), window: policy.windowMicros))
+        let third = try #require(s.step(slot: 7, cost: policy.span(600), window: policy.windowMicros))
+        #expect(third.admitted)
+    }
+
+    @Test func compareExchangeSetsOnlyFromTheExpectedWordAndZeroDeletes() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        #expect(s.load(slot: 9) == 0)
+        #expect(try #require(s.compareExchange(slot: 9, expected: 0, desired: 77, ttlMillis: 5_000)) == (true, 77))
+        #expect(try #require(s.compareExchange(slot: 9, expected: 0, desired: 88, ttlMillis: 5_000)) == (false, 77))
+        #expect(s.load(slot: 9) == 77)
+        #expect(try #require(s.compareExchange(slot: 9, expected: 77, desired: 0, ttlMillis: 5_000)) == (true, 0))
+        #expect(try raw(server, ["EXISTS", s.key(9)]).integer == 0)
+    }
+
+    @Test func scriptsAreLoadedAgainAfterRedisForgetsThem() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        #expect(s.step(slot: 1, cost: 1, window: 1_000_000) != nil)
+        _ = try raw(server, ["SCRIPT", "FLUSH"])
+        #expect(s.step(slot: 1, cost: 1, window: 1_000_000) != nil)
+        #expect(s.isUp)
+    }
+
+    @Test func aHungRedisCostsOneTimeoutThenTheFileDecidesUntilItIsBack() throws {
+        let server = try RedisServer()
+        let s = store(server, timeoutMs: 100)
+        #expect(s.step(slot: 3, cost: 1, window: 1_000_000) != nil)
+        server.pause()
+        let t0 = Clock.monotonicNanos()
+        #expect(s.step(slot: 3, cost: 1, window: 1_000_000) == nil)
+        let waited = Clock.monotonicNanos() - t0
+        #expect(waited >= 90_000_000 && waited < 1_000_000_000, "one timeout, not a hang: \(waited / 1_000_000) ms")
+        #expect(!s.isUp)
+        let t1 = Clock.monotonicNanos()
+        #expect(s.step(slot: 3, cost: 1, window: 1_000_000) == nil)
+        #expect(Clock.monotonicNanos() - t1 < 50_000_000, "down: no call waits on Redis")
+        server.resume()
+        var back = false
+        for _ in 0..<300 where !back {
+            usleep(10_000)
+            back = s.step(slot: 3, cost: 1, window: 1_000_000) != nil
+        }
+        #expect(back && s.isUp, "back within the 1 s backoff cap")
+    }
+
+    @Test func aKilledRedisFailsOverAndARestartedOneIsUsedAgain() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        #expect(s.load(slot: 5) == 0)
+        server.stop()
+        #expect(s.load(slot: 5) == nil)
+        try server.start()
+        var back = false
+        for _ in 0..<300 where !back {
+            usleep(10_000)
+            back = s.load(slot: 5) != nil
+        }
+        #expect(back)
+    }
+
+    @Test func aWrongPasswordIsAFailureNotAnAnswer() throws {
+        let server = try RedisServer(password: "right-password")
+        #expect(store(server, password: "wrong").step(slot: 1, cost: 1, window: 1_000_000) == nil)
+        #expect(store(server).step(slot: 1, cost: 1, window: 1_000_000) == nil, "no password at all")
+        #expect(store(server, password: "right-password").step(slot: 1, cost: 1, window: 1_000_000) != nil)
+        do {
+            _ = try RedisConnection(endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port, password: "wrong"), timeoutMs: 500)
+            Issue.record("AUTH with a wrong password was accepted")
+        } catch {
+            #expect(error.description.contains("AUTH refused") && !error.description.contains("wrong"))
+        }
+    }
+}
