@@ -5,7 +5,9 @@ import KimiCore
 /// Why a Redis call did not answer: the caller decides on the file instead.
 public struct RedisFailure: Error, CustomStringConvertible {
     public let description: String
-    init(_ d: String) { description = d }
+    /// No answer within the timeout (as opposed to a refused or closed connection).
+    public let timedOut: Bool
+    init(_ d: String, timedOut: Bool = false) { description = d; self.timedOut = timedOut }
 }
 
 /// One blocking hiredis connection, used by one thread at a time, with
@@ -24,9 +26,9 @@ final class RedisConnection {
             throw RedisFailure("cannot allocate a connection")
         }
         if c.pointee.err != 0 {
-            let why = Self.reason(c, timeoutMs: timeoutMs)
+            let failure = Self.failure(c, timeoutMs: timeoutMs)
             redisFree(c)
-            throw RedisFailure("connect to \(endpoint): \(why)")
+            throw RedisFailure("connect to \(endpoint): \(failure.description)", timedOut: failure.timedOut)
         }
         context = c
         _ = redisSetTimeout(c, tv)
@@ -74,7 +76,7 @@ final class RedisConnection {
         let reply = pointers.withUnsafeMutableBufferPointer { pp in
             lengths.withUnsafeBufferPointer { lp in kimi_redis_argv(context, Int32(args.count), pp.baseAddress, lp.baseAddress) }
         }
-        guard let reply else { throw RedisFailure(Self.reason(context, timeoutMs: timeoutMs)) }
+        guard let reply else { throw Self.failure(context, timeoutMs: timeoutMs) }
         defer { freeReplyObject(reply) }
         return Self.convert(reply)
     }
@@ -92,14 +94,14 @@ final class RedisConnection {
         }
     }
 
-    private static func reason(_ c: UnsafeMutablePointer<redisContext>, timeoutMs: Int) -> String {
+    private static func failure(_ c: UnsafeMutablePointer<redisContext>, timeoutMs: Int) -> RedisFailure {
         let text = withUnsafeBytes(of: c.pointee.errstr) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
         if c.pointee.err == REDIS_ERR_IO, errno == EAGAIN || errno == EINPROGRESS || text.contains("temporarily unavailable") || text.contains("timed out") {
-            return "no answer within \(timeoutMs) ms"
+            return RedisFailure("no answer within \(timeoutMs) ms", timedOut: true)
         }
-        if c.pointee.err == REDIS_ERR_EOF { return "the server closed the connection" }
-        return text.isEmpty ? "I/O error" : text
+        if c.pointee.err == REDIS_ERR_EOF { return RedisFailure("the server closed the connection") }
+        return RedisFailure(text.isEmpty ? "I/O error" : text)
     }
 }

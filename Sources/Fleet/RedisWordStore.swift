@@ -117,9 +117,20 @@ public final class RedisWordStore: @unchecked Sendable {
             return nil
         }
         do throws(RedisFailure) {
-            let c: RedisConnection
+            var c: RedisConnection
             if let pooled { c = pooled } else { c = try RedisConnection(endpoint: endpoint, timeoutMs: timeoutMs) }
-            let reply = try body(c)
+            let reply: RedisConnection.Reply
+            do throws(RedisFailure) {
+                reply = try body(c)
+            } catch where pooled != nil && !error.timedOut {
+                // A pooled connection the server closed (a Redis restarted
+                // while this process was idle): once more on a fresh one,
+                // so a restart costs no request its shared limit. A
+                // timeout is never repeated (no call waits twice).
+                lock.withLock { idle.removeAll() }
+                c = try RedisConnection(endpoint: endpoint, timeoutMs: timeoutMs)
+                reply = try body(c)
+            }
             let event = lock.withLock {
                 if idle.count < 64 { idle.append(c) }
                 return link.succeeded(now: Clock.monotonicNanos())

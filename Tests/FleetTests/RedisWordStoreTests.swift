@@ -105,6 +105,17 @@ import Testing
         #expect(back)
     }
 
+    @Test func aRedisRestartedWhileThisProcessWasIdleCostsNoCallItsSharedLimit() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        #expect(s.load(slot: 5) == 0) // a connection is now pooled
+        server.stop()
+        try server.start()
+        // The pooled connection is closed: the call goes again on a fresh one.
+        #expect(s.step(slot: 5, cost: 1, window: 1_000_000)?.admitted == true)
+        #expect(s.isUp)
+    }
+
     @Test func aWrongPasswordIsAFailureNotAnAnswer() throws {
         let server = try RedisServer(password: "right-password")
         #expect(store(server, password: "wrong").step(slot: 1, cost: 1, window: 1_000_000) == nil)

@@ -1,0 +1,189 @@
+"""Issue #16: two "machines" (two nginx + gateway stacks with 4 processes
+each and their own limiter files) share one exact limit through one real
+redis-server; a killed Redis leaves each machine on its own exact file
+limit with no 5xx and no request waiting on it, and a restarted one is
+shared again within seconds; a password-protected Redis, and a wrong
+password that falls back with a clear log line."""
+from __future__ import annotations
+
+import http.client as http_client
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from kimistack import RedisServer
+
+from conftest import RUNS, http, make_stack, wait_for
+
+PASSWORD = "fleet-test-" + "p" * 20
+
+
+def fleet_config(redis: RedisServer, max_requests: int, password_env: bool = False, **redis_extra) -> dict:
+    return {
+        "state": {"backend": "redis"},
+        "redis": {"url": redis.url, "timeoutMs": 50, "prefix": f"fleet-{uuid.uuid4().hex[:8]}:", **redis_extra},
+        "rateLimit": {"windowMs": 3_600_000, "maxRequests": max_requests},
+        "server": {"trustedProxies": ["127.0.0.1"]},
+    }
+
+
+def post_chat(s, i: int, client: str = "198.51.100.7") -> tuple[int, float]:
+    t0 = time.monotonic()
+    c = http_client.HTTPConnection("127.0.0.1", s.ports["plain"], timeout=60)
+    c.request("POST", "/api/chat/completion", body=json.dumps({"message": f"n{i} [sim:tokens=1]"}),
+              headers={"Content-Type": "application/json", "X-Forwarded-For": client})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status, time.monotonic() - t0
+
+
+def info(s, client: str) -> int:
+    return http("GET", s.base + "/api/info", headers={"X-Forwarded-For": client}).status
+
+
+def fallbacks(s) -> float:
+    for line in http("GET", s.base + "/metrics").text.splitlines():
+        if line.startswith("kimi_gateway_state_fallbacks_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.fixture
+def fleet(request):
+    """One Redis and two machines; the test's `max_requests` marker or 50."""
+    marker = request.node.get_closest_marker("limit")
+    limit = marker.args[0] if marker else 50
+    with RedisServer(RUNS / f"redis-{request.node.name[:40]}") as redis:
+        cfg = fleet_config(redis, limit)
+        with make_stack("fleet-a", workers=4, config=cfg) as a, make_stack("fleet-b", workers=4, config=cfg) as b:
+            assert a.config_path != b.config_path
+            yield redis, a, b
+
+
+@pytest.mark.limit(50)
+def test_500_concurrent_requests_over_two_machines_admit_exactly_50(fleet):
+    redis, a, b = fleet
+    before = a.sim_stats()["chatRequests"] + b.sim_stats()["chatRequests"]
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        results = list(pool.map(lambda i: post_chat(a if i % 2 else b, i), range(500)))
+    statuses = [st for st, _ in results]
+    assert statuses.count(200) == 50 and statuses.count(429) == 450, sorted(set(statuses))
+    # Both machines admitted some: the limit is the fleet's, not each machine's.
+    assert a.sim_stats()["chatRequests"] + b.sim_stats()["chatRequests"] - before == 50
+    # The words live in Redis under the prefix, with TTLs.
+    keys = redis.cli("--scan", "--pattern", "fleet-*").split()
+    assert keys and all(int(redis.cli("PTTL", k)) > 0 for k in keys)
+    assert fallbacks(a) == 0 and fallbacks(b) == 0
+
+
+@pytest.mark.limit(20)
+def test_a_killed_redis_leaves_each_machine_its_own_exact_limit_and_a_restarted_one_is_shared_again(fleet):
+    redis, a, b = fleet
+    # Shared: 20 for the fleet.
+    shared = [info(a if i % 2 else b, "192.0.2.1") for i in range(30)]
+    assert shared.count(200) == 20
+
+    # Killed under load: every answer is a 200 or a 429, none waits on Redis.
+    stop = threading.Event()
+    seen: list[tuple[int, float]] = []
+
+    def load(s, n):
+        k = 0
+        while not stop.is_set():
+            seen.append(post_chat(s, k, client=f"192.0.2.{100 + n}"))
+            k += 1
+    threads = [threading.Thread(target=load, args=(s, n)) for n, s in enumerate([a, b, a, b])]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    redis.kill()
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert seen and {st for st, _ in seen} <= {200, 429}, sorted({st for st, _ in seen})
+    slowest = max(d for _, d in seen)
+    assert slowest < 1.0, f"a request waited {slowest:.3f} s (the timeout is 50 ms)"
+
+    # Each machine now limits alone, exactly, on its own file table.
+    alone = [info(a, "192.0.2.2") for _ in range(25)] + [info(b, "192.0.2.2") for _ in range(25)]
+    assert alone[:25].count(200) == 20 and alone[25:].count(200) == 20
+    for s in (a, b):
+        log = s.log("gateway").read_text()
+        assert f"redis {redis.url} unreachable" in log
+        assert "limits are this machine's own (the file table)" in log
+    assert fallbacks(a) > 0 and fallbacks(b) > 0
+
+    # Restarted (empty: no persistence): shared again within 5 s.
+    redis.start()
+    t0 = time.monotonic()
+    back = wait_for(lambda: info(a, "192.0.2.3") and info(b, "192.0.2.3") and redis.cli("DBSIZE") not in ("", "0")
+                    and "is back after" in a.log("gateway").read_text() and "is back after" in b.log("gateway").read_text(), timeout=5)
+    assert back and time.monotonic() - t0 <= 5.5
+    # A new client: 20 for the whole fleet again.
+    again = [info(a if i % 2 else b, "192.0.2.4") for i in range(30)]
+    assert again.count(200) == 20
+
+
+def test_a_password_protected_redis_and_a_wrong_password(request):
+    with RedisServer(RUNS / "redis-auth", password=PASSWORD) as redis:
+        cfg = fleet_config(redis, 10)
+        with make_stack("fleet-auth", workers=2, config=cfg, env={"REDIS_PASSWORD": PASSWORD}) as s:
+            statuses = [info(s, "192.0.2.50") for _ in range(12)]
+            assert statuses.count(200) == 10
+            assert redis.cli("DBSIZE") != "0"
+            assert PASSWORD not in s.log("gateway").read_text()
+        cfg = fleet_config(redis, 10)
+        with make_stack("fleet-wrongpw", workers=2, config=cfg, env={"REDIS_PASSWORD": "not-the-password"}) as s:
+            # Still limited, by the file: 10 of 12, no 5xx.
+            statuses = [info(s, "192.0.2.51") for _ in range(12)]
+            assert statuses.count(200) == 10 and statuses.count(429) == 2
+            log = s.log("gateway").read_text()
+            assert "AUTH refused" in log and "check REDIS_PASSWORD" in log
+            assert "limits are this machine's own (the file table)" in log
+            assert "not-the-password" not in log
+
+
+def test_check_config_shows_the_fleet_backend_without_the_password(tmp_path):
+    import subprocess
+    from kimistack import binary
+    cfg = tmp_path / "g.json"
+    cfg.write_text(json.dumps({"state": {"backend": "redis"}, "redis": {"url": "redis://10.1.2.3:6390/2"}}))
+    r = subprocess.run([str(binary()), "check-config", "--config", str(cfg)], capture_output=True, text=True,
+                       env={"REDIS_PASSWORD": "hidden-pw", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert "redis redis://10.1.2.3:6390/2" in r.stdout + r.stderr and "password set" in r.stdout + r.stderr
+    assert "hidden-pw" not in r.stdout + r.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"state": {"backend": "redis"}, "redis": {"url": "redis://:secret@"}}))
+    r = subprocess.run([str(binary()), "check-config", "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and "redis.url" in r.stderr and "secret" not in r.stderr
+
+
+def test_an_upstream_key_refused_on_one_machine_is_out_on_the_other(request):
+    """Key health is the fleet's: machine A learns the key is over its tier
+    (429 rate_limit_reached_error); machine B sends nothing upstream with it
+    until its Retry-After has passed."""
+    with RedisServer(RUNS / "redis-keys") as redis:
+        cfg = fleet_config(redis, 1000)
+        cfg["rateLimit"] = {"enabled": False}
+        cfg["upstream"] = {"keys": [{"key": "sk-fleet-k-" + "k" * 24, "name": "k"}], "retries": 0}
+        with make_stack("fleet-keys-a", workers=2, config=cfg) as a, \
+                make_stack("fleet-keys-b", workers=2, config=cfg, upstream_base=a.sim_base) as b:
+            body = {"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "hi"}]}
+            assert http("POST", b.base + "/v1/chat/completions", body=body).status == 200
+            rule = a.sim_base.removesuffix("/v1") + "/sim/keys"
+            assert http("POST", rule, body={"match": "sk-fleet-k-", "failure": "ratelimited"}).status == 200
+            try:
+                assert http("POST", a.base + "/v1/chat/completions", body=body).status == 429
+                before = a.sim_stats()["chatRequests"]
+                r = http("POST", b.base + "/v1/chat/completions", body=body)
+                assert r.status == 503 and int(r.headers["Retry-After"]) >= 1, (r.status, r.text)
+                assert a.sim_stats()["chatRequests"] == before, "machine B used a key machine A saw refused"
+            finally:
+                http("POST", rule, body={"match": "sk-fleet-k-", "failure": ""})
+            assert wait_for(lambda: http("POST", b.base + "/v1/chat/completions", body=body).status == 200, timeout=6)
