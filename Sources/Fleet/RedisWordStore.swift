@@ -71,15 +71,43 @@ public final class RedisWordStore: @unchecked Sendable {
         return (ok == 1, word)
     }
 
+    // MARK: budgets
+
+    /// The hashes of a key's usage in a day and a month (by the period's start).
+    public func usageKeys(fingerprint: String, day: UsagePeriod, month: UsagePeriod) -> [String] {
+        [prefix + "usage:" + fingerprint + ":d:" + String(day.from), prefix + "usage:" + fingerprint + ":m:" + String(month.from)]
+    }
+
+    /// Adds one request's usage to the fleet's counts of its key.
+    public func addUsage(fingerprint: String, at ms: Int64, _ u: UsageCounts) -> Bool {
+        let (day, month) = (UsagePeriod.day(containing: ms), UsagePeriod.month(containing: ms))
+        let expiry = { (p: UsagePeriod) in String(p.to + 86_400_000) }
+        return eval(3, keys: usageKeys(fingerprint: fingerprint, day: day, month: month),
+                    [String(u.requests), String(u.promptTokens), String(u.completionTokens), expiry(day), expiry(month)])?.integer != nil
+    }
+
+    /// What the whole fleet counted for a key today and this month.
+    public func usage(fingerprint: String, now ms: Int64) -> UsageBook.Spent? {
+        let keys = usageKeys(fingerprint: fingerprint, day: .day(containing: ms), month: .month(containing: ms))
+        guard case .array(let a)? = eval(4, keys: keys, []), a.count == 6 else { return nil }
+        let n = a.map { Int($0.integer ?? 0) }
+        let counts = { (i: Int) in UsageCounts(requests: n[i], promptTokens: n[i + 1], completionTokens: n[i + 2], totalTokens: n[i + 1] + n[i + 2]) }
+        return UsageBook.Spent(day: counts(0), month: counts(3))
+    }
+
     // MARK: connections, scripts and the link
 
     private func eval(_ script: Int, _ slot: UInt64, _ args: [String]) -> RedisConnection.Reply? {
+        eval(script, keys: [key(slot)], args)
+    }
+
+    private func eval(_ script: Int, keys: [String], _ args: [String]) -> RedisConnection.Reply? {
         call { c throws(RedisFailure) in
-            let k = key(slot)
-            var reply = try c.command(["EVALSHA", scriptSHA(script, c), "1", k] + args)
+            let head = [String(keys.count)] + keys
+            var reply = try c.command(["EVALSHA", scriptSHA(script, c)] + head + args)
             if case .error(let e) = reply, e.hasPrefix("NOSCRIPT") {
                 let sha = try load(c)[script]
-                reply = try c.command(["EVALSHA", sha, "1", k] + args)
+                reply = try c.command(["EVALSHA", sha] + head + args)
             }
             if case .error(let e) = reply { throw RedisFailure("script error: \(e)") }
             return reply

@@ -116,6 +116,25 @@ import Testing
         #expect(s.isUp)
     }
 
+    @Test func usageAddsUpPerKeyAndPeriodAndExpiresAfterThePeriod() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        // Today: an expiry in the past would delete the hash at once.
+        let today = UsagePeriod.day(containing: Clock.wallMicros() / 1000).from + 1
+        let later = today + 40 * 86_400_000
+        #expect(s.addUsage(fingerprint: "fp1", at: today, UsageCounts(requests: 1, promptTokens: 10, completionTokens: 5)))
+        #expect(s.addUsage(fingerprint: "fp1", at: today + 1000, UsageCounts(requests: 1, promptTokens: 3, completionTokens: 2)))
+        #expect(s.addUsage(fingerprint: "fp2", at: today, UsageCounts(requests: 1, promptTokens: 100, completionTokens: 0)))
+        let spent = try #require(s.usage(fingerprint: "fp1", now: today + 2000))
+        #expect(spent.day == UsageCounts(requests: 2, promptTokens: 13, completionTokens: 7, totalTokens: 20))
+        #expect(spent.month == spent.day)
+        // 40 days on: a new day and a new month.
+        #expect(try #require(s.usage(fingerprint: "fp1", now: later)) == UsageBook.Spent())
+        let keys = s.usageKeys(fingerprint: "fp1", day: .day(containing: today), month: .month(containing: today))
+        #expect(try raw(server, ["PEXPIRETIME", keys[0]]).integer == UsagePeriod.day(containing: today).to + 86_400_000)
+        #expect(try raw(server, ["PEXPIRETIME", keys[1]]).integer == UsagePeriod.month(containing: today).to + 86_400_000)
+    }
+
     @Test func aWrongPasswordIsAFailureNotAnAnswer() throws {
         let server = try RedisServer(password: "right-password")
         #expect(store(server, password: "wrong").step(slot: 1, cost: 1, window: 1_000_000) == nil)

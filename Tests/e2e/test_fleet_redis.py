@@ -187,3 +187,27 @@ def test_an_upstream_key_refused_on_one_machine_is_out_on_the_other(request):
             finally:
                 http("POST", rule, body={"match": "sk-fleet-k-", "failure": ""})
             assert wait_for(lambda: http("POST", b.base + "/v1/chat/completions", body=body).status == 200, timeout=6)
+
+
+def test_a_daily_budget_spent_on_one_machine_is_spent_on_the_other(request):
+    """Budgets are the fleet's: machine B refuses a key whose day machine A
+    used up, though B's own ledger has never seen the key; `/api/usage` on
+    B shows the fleet's figures."""
+    key = "tk-fleet-budget-" + "b" * 20
+    with RedisServer(RUNS / "redis-budget") as redis:
+        cfg = fleet_config(redis, 1000)
+        cfg["auth"] = {"keys": [{"key": key, "name": "budgeted", "budget": {"tokensPerDay": 100}}]}
+        with make_stack("fleet-budget-a", workers=2, config=cfg) as a, make_stack("fleet-budget-b", workers=2, config=cfg) as b:
+            headers = {"x-api-key": key}
+            spent = 0
+            while spent < 100:  # each answer uses 31 tokens
+                r = http("POST", a.base + "/v1/chat/completions", headers=headers,
+                         body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "spend [sim:tokens=30]"}]})
+                assert r.status == 200, r.text
+                spent += r.json()["usage"]["total_tokens"]
+            before = b.sim_stats()["chatRequests"]
+            r = http("POST", b.base + "/api/chat/completion", body={"message": "on the other machine"}, headers=headers)
+            assert r.status == 429 and "Daily token budget exhausted" in r.json()["error"], r.text
+            assert b.sim_stats()["chatRequests"] == before
+            mine = http("GET", b.base + "/api/usage", headers=headers).json()["data"]
+            assert mine["today"]["totalTokens"] == spent and mine["budget"]["remainingToday"] == 0

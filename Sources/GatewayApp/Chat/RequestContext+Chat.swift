@@ -27,7 +27,7 @@ extension RequestContext {
                 throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem)); budgets cannot be checked")
             }
             let nowMs = Clock.wallMicros() / 1000
-            if let (message, retryAfter) = BudgetCheck.refusal(budget: budget, spent: book.spent(fingerprint: key.fingerprint, nowMs: nowMs), now: nowMs) {
+            if let (message, retryAfter) = BudgetCheck.refusal(budget: budget, spent: services.spent(key: key, book: book, config: config, nowMs: nowMs), now: nowMs) {
                 logNotes.append("budget-exhausted")
                 metricsNotes.rateLimited = "budget"
                 throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)

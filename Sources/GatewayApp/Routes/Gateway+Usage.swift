@@ -15,7 +15,7 @@ extension Gateway {
         let c = ctx.config
         let key = ctx.apiKey
         let nowMs = Clock.wallMicros() / 1000
-        let spent = book.spent(fingerprint: key?.fingerprint ?? "", nowMs: nowMs)
+        let spent = services.spent(key: key, book: book, config: c, nowMs: nowMs)
         func counts(_ u: UsageCounts) -> JSON {
             ["requests": .number(u.requests), "promptTokens": .number(u.promptTokens),
              "completionTokens": .number(u.completionTokens), "totalTokens": .number(u.totalTokens)]

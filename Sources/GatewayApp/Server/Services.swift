@@ -81,6 +81,27 @@ public final class Services: @unchecked Sendable {
                                     status: status, clientLeft: clientLeft, startNanos: startNanos, endNanos: now, startUnixMs: startMs,
                                     upstreamKey: ctx.upstreamKey?.fingerprint ?? "", attempts: ctx.upstreamAttempts)
         usage?.record(record, pending: ctx.apiKey?.budget != nil)
+        if let key = ctx.apiKey, key.budget != nil, let fleet = limiter.fleetStore(for: ctx.config),
+           !fleet.addUsage(fingerprint: key.fingerprint, at: record.at, UsageCounts(record)) {
+            limiter.onFallback?(ctx.config)
+        }
+    }
+
+    /// What a key used today and this month: this machine's book, and with
+    /// `state.backend` redis the fleet's counts, period by period the
+    /// larger of the two (the fleet's counts start when Redis is first
+    /// used, and miss what a machine recorded while Redis was down; the
+    /// machine's book misses the other machines).
+    func spent(key: GatewayConfig.APIKey?, book: UsageService, config: GatewayConfig, nowMs: Int64) -> UsageBook.Spent {
+        let fp = key?.fingerprint ?? ""
+        let local = book.spent(fingerprint: fp, nowMs: nowMs)
+        guard key?.budget != nil, let fleet = limiter.fleetStore(for: config) else { return local }
+        guard let shared = fleet.usage(fingerprint: fp, now: nowMs) else {
+            limiter.onFallback?(config)
+            return local
+        }
+        let larger = { (a: UsageCounts, b: UsageCounts) in a.totalTokens >= b.totalTokens ? a : b }
+        return UsageBook.Spent(day: larger(local.day, shared.day), month: larger(local.month, shared.month))
     }
 
     func documentCache() throws -> DocumentCache {
