@@ -13,8 +13,10 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import subprocess
+
 import pytest
-from kimistack import RedisServer
+from kimistack import RedisServer, binary
 
 from conftest import RUNS, http, make_stack, wait_for
 
@@ -149,8 +151,6 @@ def test_a_password_protected_redis_and_a_wrong_password(request):
 
 
 def test_check_config_shows_the_fleet_backend_without_the_password(tmp_path):
-    import subprocess
-    from kimistack import binary
     cfg = tmp_path / "g.json"
     cfg.write_text(json.dumps({"state": {"backend": "redis"}, "redis": {"url": "redis://10.1.2.3:6390/2"}}))
     r = subprocess.run([str(binary()), "check-config", "--config", str(cfg)], capture_output=True, text=True,
@@ -211,3 +211,24 @@ def test_a_daily_budget_spent_on_one_machine_is_spent_on_the_other(request):
             assert b.sim_stats()["chatRequests"] == before
             mine = http("GET", b.base + "/api/usage", headers=headers).json()["data"]
             assert mine["today"]["totalTokens"] == spent and mine["budget"]["remainingToday"] == 0
+
+            # The ledgers stay per machine; `kimi-gateway usage` totals several.
+            assert http("POST", b.base + "/api/chat/completion", body={"message": "anonymous [sim:tokens=4]"}).status == 200
+            time.sleep(0.4)  # drained (every 100 ms)
+
+            def report(*dbs):
+                argv = [str(binary()), "usage", "--config", str(a.config_path), "--by", "key", "--json"]
+                for db in dbs:
+                    argv += ["--ledger", str(db)]
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+                assert r.returncode == 0, r.stderr
+                return {row["group"]: row for row in json.loads(r.stdout)["rows"]}
+            ra, rb = report(a.run / "gateway.db"), report(b.run / "gateway.db")
+            both = report(a.run / "gateway.db", b.run / "gateway.db")
+            assert set(both) == set(ra) | set(rb) and len(both) >= 2
+            for g, row in both.items():
+                for k in ("requests", "totalTokens"):
+                    assert row[k] == ra.get(g, {}).get(k, 0) + rb.get(g, {}).get(k, 0), (g, k)
+            missing = subprocess.run([str(binary()), "usage", "--config", str(a.config_path), "--ledger", "/nonexistent/x.db"],
+                                     capture_output=True, text=True, timeout=30)
+            assert missing.returncode != 0 and "no usage ledger at /nonexistent/x.db" in missing.stderr

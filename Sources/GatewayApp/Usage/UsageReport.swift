@@ -22,9 +22,19 @@ public struct UsageReport: Sendable {
     public static func make(ledger: UsageLedger, from: Int64, to: Int64, groupBy: UsageLedger.Grouping,
                             prices: [String: GatewayConfig.Price]) throws -> UsageReport
     {
+        try make(ledgers: [ledger], from: from, to: to, groupBy: groupBy, prices: prices)
+    }
+
+    /// Several ledgers summed as one (a fleet's machines, issue #16): their
+    /// rows merged by group, in the group order one ledger has.
+    public static func make(ledgers: [UsageLedger], from: Int64, to: Int64, groupBy: UsageLedger.Grouping,
+                            prices: [String: GatewayConfig.Price]) throws -> UsageReport
+    {
         let priced = !prices.isEmpty
         var rows: [Row] = []
-        for r in try ledger.report(from: from, to: to, groupBy: groupBy) {
+        var all = try ledgers.flatMap { try $0.report(from: from, to: to, groupBy: groupBy) }
+        if ledgers.count > 1 { all.sort { $0.group < $1.group } }
+        for r in all {
             if rows.last?.group != r.group { rows.append(Row(group: r.group, cost: priced ? 0 : nil)) }
             var row = rows[rows.count - 1]
             row.totals.requests += r.totals.requests
