@@ -34,7 +34,7 @@ let package = Package(
             "GatewayApp", "KimiSimulator", "FastCGI", "KimiCore", "Storage",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "kimi-bench", dependencies: ["KimiCore", "SharedMemory"]),
+        .executableTarget(name: "kimi-bench", dependencies: ["KimiCore", "SharedMemory", "Fleet"]),
         .testTarget(name: "KimiCoreTests", dependencies: ["KimiCore"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "KimiCore"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "KimiCore"]),

@@ -390,5 +390,22 @@ def scenario_limiter() -> dict:
     for p in (1, 4):
         ratio(out[f"{p}_process"]["nsPerCheck"], 1, f"limiter check, {p} process(es)")
     out["ns_per_check_4_processes"] = out["4_process"]["nsPerCheck"]
+    # The fleet's backend (issue #16): the same check as one EVALSHA round
+    # trip to a redis-server on loopback, beside redis-benchmark's PING at
+    # one connection (the machine's round-trip floor, no script).
+    log("5: the same check on Redis (loopback), 1 and 4 processes")
+    from kimistack import RedisServer
+    with RedisServer(RUNS / "redis") as redis:
+        for p in (1, 4):
+            r = subprocess.run([str(exe), "limiter", "--redis", redis.url, "--processes", str(p),
+                                "--checks", "3000" if QUICK else "20000"], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BenchError(f"kimi-bench limiter --redis failed: {r.stderr.strip()[-300:]}")
+            out[f"redis_{p}_process"] = json.loads(r.stdout)
+        ping = subprocess.run(["redis-benchmark", "-p", str(redis.port), "-c", "1", "-n", "3000" if QUICK else "20000",
+                               "-t", "ping", "--csv"], capture_output=True, text=True, check=True).stdout
+        # "PING_INLINE","rps","avg_latency_ms",...: the mean of the two PING rows' average latency.
+        rows = [l.split(",") for l in ping.splitlines() if l.startswith('"PING')]
+        out["redis_ping_us"] = statistics.mean(float(r[2].strip('"')) * 1000 for r in rows) if rows else None
     out["targets"] = {"ns_per_check_4_processes": "<= 2000"}
     return out

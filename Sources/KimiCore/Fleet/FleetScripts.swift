@@ -13,20 +13,25 @@
 /// stored word and Redis's `now` that the script returns, so headers and
 /// Retry-After are computed exactly as on the file.
 public enum FleetScripts {
-    /// A GCRA admission (requests: cost T = W / L; tokens: ⌈c·W / L⌉):
-    /// TAT' = clamp(TAT, now, now + W) + cost, admitted when TAT' − W ≤ now
-    /// (for requests the same as TAT − τ ≤ now, τ = W − T).
-    /// KEYS[1] the word, ARGV[1] cost µs, ARGV[2] W µs → {admitted, stored, now}.
-    public static let step = """
+    /// Both GCRA scripts' start: Redis's `now`, the window (ARGV[2]), the
+    /// stored word and the TAT clamped into [now, now + W] (`GCRA.decide`).
+    static let clampedTAT = """
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local cost = tonumber(ARGV[1])
     local window = tonumber(ARGV[2])
     local stored = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
     local tat = stored
     if tat < now then tat = now end
     if tat > now + window then tat = now + window end
-    local new = tat + cost
+    """
+
+    /// A GCRA admission (requests: cost T = W / L; tokens: ⌈c·W / L⌉):
+    /// TAT' = clamp(TAT, now, now + W) + cost, admitted when TAT' − W ≤ now
+    /// (for requests the same as TAT − τ ≤ now, τ = W − T).
+    /// KEYS[1] the word, ARGV[1] cost µs, ARGV[2] W µs → {admitted, stored, now}.
+    public static let step = """
+    \(clampedTAT)
+    local new = tat + tonumber(ARGV[1])
     if new - window <= now then
       redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor((new - now) / 1000) + 1000)
       return {1, stored, now}
@@ -37,14 +42,9 @@ public enum FleetScripts {
     /// A token reservation settled (`TokenGCRA.settle`): ARGV[1] the signed
     /// span of used − reserved tokens in µs, ARGV[2] W µs → the new TAT.
     public static let settle = """
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local delta = tonumber(ARGV[1])
-    local window = tonumber(ARGV[2])
-    local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-    if tat < now then tat = now end
-    if tat > now + window then tat = now + window end
+    \(clampedTAT)
     local new
+    local delta = tonumber(ARGV[1])
     if delta >= 0 then new = math.min(tat + delta, now + window) else new = math.max(tat + delta, now) end
     if new <= now then redis.call('DEL', KEYS[1]) else
       redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor((new - now) / 1000) + 1000)
