@@ -109,7 +109,7 @@ public final class RedisWordStore: @unchecked Sendable {
                 let sha = try load(c)[script]
                 reply = try c.command(["EVALSHA", sha] + head + args)
             }
-            if case .error(let e) = reply { throw RedisFailure("script error: \(e)") }
+            if case .error(let e) = reply { throw Self.refusal(e) }
             return reply
         }
     }
@@ -123,11 +123,19 @@ public final class RedisWordStore: @unchecked Sendable {
     private func load(_ c: RedisConnection) throws(RedisFailure) -> [String] {
         var loaded: [String] = []
         for s in FleetScripts.all {
-            guard case .string(let sha) = try c.command(["SCRIPT", "LOAD", s]) else { throw RedisFailure("SCRIPT LOAD refused") }
-            loaded.append(sha)
+            switch try c.command(["SCRIPT", "LOAD", s]) {
+            case .string(let sha): loaded.append(sha)
+            case .error(let e): throw Self.refusal(e)
+            default: throw RedisFailure("SCRIPT LOAD answered no SHA")
+            }
         }
         lock.withLock { shas = loaded }
         return loaded
+    }
+
+    /// An error reply, as the log line says it.
+    static func refusal(_ e: String) -> RedisFailure {
+        RedisFailure(e.hasPrefix("NOAUTH") ? "Redis requires a password (\(e)): set REDIS_PASSWORD" : "Redis refused: \(e)")
     }
 
     /// Runs `body` on a pooled connection when the link admits a call;

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import http.client as http_client
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -120,6 +122,9 @@ def test_a_killed_redis_leaves_each_machine_its_own_exact_limit_and_a_restarted_
         assert "limits are this machine's own (the file table)" in log
     assert fallbacks(a) > 0 and fallbacks(b) > 0
 
+    health = http("GET", a.base + "/health").json()["state"]
+    assert health == {"backend": "redis", "redis": redis.url, "shared": False}
+
     # Restarted (empty: no persistence): shared again within 5 s.
     redis.start()
     t0 = time.monotonic()
@@ -129,6 +134,42 @@ def test_a_killed_redis_leaves_each_machine_its_own_exact_limit_and_a_restarted_
     # A new client: 20 for the whole fleet again.
     again = [info(a if i % 2 else b, "192.0.2.4") for i in range(30)]
     assert again.count(200) == 20
+    assert http("GET", b.base + "/health").json()["state"]["shared"] is True
+
+
+@pytest.mark.limit(100000)
+def test_a_redis_that_stops_answering_costs_a_request_at_most_the_timeout(fleet):
+    """A hung Redis (SIGSTOP: connections stay open, nothing answers) is
+    the case the timeout exists for: each process waits once, 50 ms, then
+    decides on its file without asking until a probe finds Redis again."""
+    redis, a, b = fleet
+    assert all(info(s, "192.0.2.9") == 200 for s in (a, b))
+    stop = threading.Event()
+    seen: list[tuple[int, float]] = []
+
+    def load(s, n):
+        k = 0
+        while not stop.is_set():
+            seen.append(post_chat(s, k, client=f"192.0.2.{200 + n}"))
+            k += 1
+    threads = [threading.Thread(target=load, args=(s, n)) for n, s in enumerate([a, b, a, b])]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.0)
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert {st for st, _ in seen} == {200}, sorted({st for st, _ in seen})
+    slowest = max(d for _, d in seen)
+    assert slowest < 0.5, f"a request waited {slowest:.3f} s on a Redis whose timeout is 50 ms"
+    assert "no answer within 50 ms" in a.log("gateway").read_text() + b.log("gateway").read_text()
+    assert wait_for(lambda: http("GET", a.base + "/health").json()["state"]["shared"], timeout=5)
 
 
 def test_a_password_protected_redis_and_a_wrong_password(request):
@@ -139,6 +180,11 @@ def test_a_password_protected_redis_and_a_wrong_password(request):
             assert statuses.count(200) == 10
             assert redis.cli("DBSIZE") != "0"
             assert PASSWORD not in s.log("gateway").read_text()
+            assert http("GET", s.base + "/health").json()["state"]["shared"] is True
+        cfg = fleet_config(redis, 10)
+        with make_stack("fleet-nopw", workers=1, config=cfg) as s:
+            assert info(s, "192.0.2.52") == 200
+            assert "Redis requires a password" in s.log("gateway").read_text()
         cfg = fleet_config(redis, 10)
         with make_stack("fleet-wrongpw", workers=2, config=cfg, env={"REDIS_PASSWORD": "not-the-password"}) as s:
             # Still limited, by the file: 10 of 12, no 5xx.

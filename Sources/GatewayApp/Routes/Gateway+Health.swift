@@ -38,6 +38,14 @@ extension Gateway {
             "simulated": .bool(c.upstream.simulated),
             "keys": ["healthy": .array(groups[.healthy] ?? []), "cooling": .array(groups[.cooling] ?? []),
                      "disabled": .array(groups[.disabled] ?? [])],
+            "state": stateJSON(c),
         ], headers: headers)
+    }
+
+    /// Where limits and key health live now (issue #16): `shared` is false
+    /// while this process decides on its file because Redis does not answer.
+    private func stateJSON(_ c: GatewayConfig) -> JSON {
+        guard let fleet = services.limiter.fleetStore(for: c) else { return ["backend": "file"] }
+        return ["backend": "redis", "redis": .string(fleet.endpoint.description), "shared": .bool(fleet.isUp)]
     }
 }
