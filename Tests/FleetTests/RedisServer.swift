@@ -13,7 +13,18 @@ final class RedisServer {
         try start()
     }
 
+    /// Starts (again) on `port`. A restart can find the port briefly taken
+    /// (the kernel may hand a just-freed port to an outgoing connection as
+    /// its local port): redis-server then exits, and is started again.
     func start() throws {
+        for _ in 0..<20 {
+            if try spawnAndWait() { return }
+            usleep(100_000)
+        }
+        throw Failure(description: "redis-server did not listen on \(port)")
+    }
+
+    private func spawnAndWait() throws -> Bool {
         var args = ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                     "--daemonize", "no", "--loglevel", "warning", "--logfile", ""]
         if let password { args += ["--requirepass", password] }
@@ -28,10 +39,15 @@ final class RedisServer {
         guard rc == 0 else { throw Failure(description: "redis-server cannot start (errno \(rc)): install Debian's redis-server") }
         pid = child
         for _ in 0..<500 {
-            if Self.accepts(port) { return }
+            if Self.accepts(port) { return true }
+            var status: Int32 = 0
+            if waitpid(child, &status, WNOHANG) == child {
+                pid = 0
+                return false // it exited: the port was taken
+            }
             usleep(10_000)
         }
-        throw Failure(description: "redis-server did not listen on \(port)")
+        return false
     }
 
     func stop() {

@@ -24,6 +24,17 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
+        """Starts (again) on `port`. A restart can find the port briefly
+        taken (the kernel may hand a just-freed port to an outgoing
+        connection as its local port): redis-server exits, and is started
+        again."""
+        for _ in range(20):
+            if self._spawn_and_wait():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"redis-server did not listen on {self.port}: {(self.run / 'redis.log').read_text()[-500:]}")
+
+    def _spawn_and_wait(self) -> bool:
         argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.run), "--logfile", str(self.run / "redis.log"), "--daemonize", "no"]
         if self.password:
@@ -33,12 +44,13 @@ class RedisServer:
         while time.time() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
+                return True
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: {(self.run / 'redis.log').read_text()[-500:]}")
+                    return False
                 time.sleep(0.02)
-        raise RuntimeError("redis-server did not listen")
+        self.kill()
+        return False
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
