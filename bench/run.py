@@ -8,6 +8,7 @@ Scenarios (issue: benchmark suite):
      gateway vs nginx proxy_pass to that upstream
   2b. the same, usage ledger + token limit on vs off (issue #12: <= 5 % fewer req/s)
   3. a 200-chunk stream: gateway vs reading the simulator directly (TTFB, total)
+  3b. CPU per relayed SSE event: gateway, nginx, and the simulator writing it
   4. 1,000 concurrent streams (50 chunks, 20 ms apart): completeness, RSS, CPU
   5. the shared rate limiter: cost of one check, 1 and 4 processes contending
   6. leak check: RSS and open fds after 10,000 vs 200,000 requests
@@ -69,6 +70,7 @@ def run() -> int:
     s.start()
     try:
         r["stream"] = scenarios.scenario_stream_overhead(s)
+        r["events"] = scenarios.scenario_event_cost(s)
         r["concurrent"] = scenarios.scenario_concurrent_streams(s)
     finally:
         s.stop()

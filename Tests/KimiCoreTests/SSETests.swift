@@ -110,3 +110,30 @@ import Testing
         #expect(Usage.scan(Array(#"{"usage":{"unterminated":1"#.utf8)) == nil)
     }
 }
+
+@Suite struct ByteSearchTests {
+    @Test func findsBytesWhereTheyAreAndOnlyThere() {
+        #expect(#"{"id":"x","usage":{"total_tokens":3}}"#.containsBytes("\"usage\""))
+        #expect(!#"{"id":"x","choices":[]}"#.containsBytes("\"usage\""))
+        #expect(!"".containsBytes("\"error\""))
+        #expect(!"\"err".containsBytes("\"error\""))
+        #expect("日本語 \"error\" ✓".containsBytes("\"error\""))
+        #expect("\"error\"".containsBytes("\"error\""))
+    }
+}
+
+@Suite struct SSEFrameTests {
+    @Test func aDataFrameIsOneLineOrOneLinePerLineOfText() {
+        #expect(SSEFrame.data(#"{"a":"日本"}"#) == "data: {\"a\":\"日本\"}\n\n")
+        #expect(SSEFrame.data("") == "data: \n\n")
+        #expect(SSEFrame.data("one\ntwo\r\nthree") == "data: one\ndata: two\ndata: three\n\n")
+        #expect("a\rb".containsLineBreak && "a\nb".containsLineBreak && !"ab".containsLineBreak && !"".containsLineBreak)
+    }
+
+    @Test func aMatchFollowedByTheStopByteDoesNotCount() {
+        #expect(#"{"content":"hi"}"#.containsBytes(#"content":""#, notFollowedBy: 0x22))
+        #expect(!#"{"content":""}"#.containsBytes(#"content":""#, notFollowedBy: 0x22))
+        #expect(#"{"content":"","reasoning_content":"x"}"#.containsBytes(#"content":""#, notFollowedBy: 0x22))
+        #expect(!#"{"content":""#.containsBytes(#"content":""#, notFollowedBy: 0x22), "nothing follows")
+    }
+}

@@ -18,7 +18,7 @@ def write_report(r: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
-    acc, kp, mt, cost = r["accounting"], r["key_pool"], r["metrics"], r["cost"]
+    acc, kp, mt, cost, ev = r["accounting"], r["key_pool"], r["metrics"], r["cost"], r["events"]
     cg, cp = cost["gateway"], cost["proxy"]
     ctl = r["control"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
@@ -47,6 +47,7 @@ def write_report(r: dict) -> None:
         f"| 2d | same, gateway CPU µs per request (/health; completion) | {f(mt['health']['on']['cpu_us_per_request'], 1)}; {f(mt['completion']['on']['cpu_us_per_request'], 1)} | {f(mt['health']['off']['cpu_us_per_request'], 1)}; {f(mt['completion']['off']['cpu_us_per_request'], 1)} | {mt['health']['cpu_added_us_per_request']:+,.1f}; {mt['completion']['cpu_added_us_per_request']:+,.1f} µs | reported | — |",
         f"| 3 | 200-chunk stream, median TTFB ms | {f(st['gateway_ttfb_ms'])} | {f(st['direct_ttfb_ms'])} (simulator direct) | {st['ttfb_added_ms']:+,.2f} ms | ≤ +1 ms | {verdict(st['ttfb_added_ms'], '<= 1')} |",
         f"| 3 | 200-chunk stream, median total ms | {f(st['gateway_total_ms'], 1)} | {f(st['direct_total_ms'], 1)} | {st['total_added_pct']:+,.1f} % | ≤ +10 % | {verdict(st['total_added_pct'], '<= 10')} |",
+        f"| 3b | gateway CPU per relayed SSE event ({ev['streams']} streams of {ev['events']:,} events vs of 1) | {f(ev['gateway_us_per_event'], 1)} µs | simulator writing it {f(ev['simulator_us_per_event'], 1)} µs; nginx relaying it {f(ev['nginx_us_per_event'], 1)} µs | {f(ev['gateway_us_per_event'] / ev['simulator_us_per_event'])}× the simulator | ≤ 2 µs (issue #15) | {verdict(ev['gateway_us_per_event'], '<= 2')} |",
         f"| 4 | 1,000 concurrent streams complete | {cs['complete']} / {cs['streams']} ({cs['errors']} errors) | | | all, no errors | {verdict(cs['complete'], '>= ' + str(cs['streams']))} |",
         f"| 4 | peak RSS of {cs['processes']} gateway processes | {f(cs['peak_rss_mb'], 1)} MB ({cs['peak_threads']} threads) | {f(cs['rss_before_mb'], 1)} MB idle | | ≤ 150 MB | {verdict(cs['peak_rss_mb'], '<= 150')} |",
         f"| 4 | gateway CPU s per 1,000 chunks | {f(cs['gateway_cpu_s_per_1000_chunks'], 4)} | simulator {f(cs['simulator_cpu_s'], 2)} s total | | reported | — |",

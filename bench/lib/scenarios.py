@@ -315,6 +315,39 @@ def scenario_stream_overhead(s) -> dict:
             "targets": {"ttfb_added_ms": "<= 1", "total_added_pct": "<= 10"}}
 
 
+def scenario_event_cost(s) -> dict:
+    """3b (issue #15): CPU per relayed SSE event. The same number of
+    streams, one after another, with 2,000 events and with 1 (no delay
+    between events): the difference in CPU, divided by the extra events, is
+    what one event costs the gateway's processes, nginx's workers (which
+    relay it to the client) and the simulator (which writes it: the
+    baseline, a FastCGI responder producing the same events)."""
+    log("3b: CPU per relayed SSE event (streams of 2,000 events vs of 1)")
+    master = s.procs["nginx"].pid
+    groups = {"gateway": s.worker_pids(), "simulator": [s.procs["simulator"].pid],
+              "nginx": [int(x) for x in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]}
+    n, events = (8, 500) if QUICK else (30, 2000)
+    h = {"Content-Type": "application/json"}
+
+    def run(tokens: int) -> dict[str, float]:
+        body = json.dumps({"model": "moonshot-v1-8k", "stream": True,
+                           "messages": [{"role": "user", "content": f"[sim:tokens={tokens}]"}]}).encode()
+        before = {k: sum(cpu_seconds(p) for p in v) for k, v in groups.items()}
+        for _ in range(n):
+            got = stream_once("127.0.0.1", s.ports["plain"], "/v1/chat/completions", body, h)[2]
+            if got != tokens:
+                raise BenchError(f"3b: a stream of {tokens} events relayed {got}")
+        return {k: sum(cpu_seconds(p) for p in v) - before[k] for k, v in groups.items()}
+
+    run(events)  # warm: threads and connections exist
+    long, short = run(events), run(1)
+    per_event = {k: (long[k] - short[k]) / (n * (events - 1)) * 1e6 for k in groups}
+    return {"streams": n, "events": events, "long_cpu_s": long, "short_cpu_s": short,
+            "gateway_us_per_event": per_event["gateway"], "nginx_us_per_event": per_event["nginx"],
+            "simulator_us_per_event": per_event["simulator"],
+            "targets": {"gateway_us_per_event": "<= 2"}}
+
+
 async def one_stream(port: int, body: bytes) -> tuple[int, bool]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"

@@ -33,15 +33,9 @@ final class UsageCapture {
     /// Whether an upstream chunk carries answer text (a non-empty
     /// `content` or `reasoning_content`), on bytes, without parsing it.
     static func carriesText(_ data: String) -> Bool {
-        let b = Array(data.utf8)
-        let needle = Array(#"content":""#.utf8)
-        guard b.count > needle.count else { return false }
-        var i = 0
-        while i + needle.count < b.count {
-            if b[i] == needle[0], Array(b[i..<(i + needle.count)]) == needle, b[i + needle.count] != 0x22 { return true }
-            i += 1
-        }
-        return false
+        // Per relayed event: a byte search (the array copies and slice
+        // compares before cost ~14,000 instructions an event, bench 3b).
+        data.containsBytes(#"content":""#, notFollowedBy: 0x22)
     }
 
     /// A record id that sorts by time: 12 hex digits of the end's Unix ms,

@@ -91,7 +91,16 @@ public enum SSEFrame {
     /// One `data:` event. `data` must not contain CR or LF: JSON serialized by
     /// `JSON` never does; other text is split into several `data:` lines.
     public static func data(_ data: String) -> String {
-        if !data.utf8.contains(where: { $0 == 0x0A || $0 == 0x0D }) { return "data: \(data)\n\n" }
+        // Per relayed event: a memchr and one buffer (a closure over the
+        // UTF-8 view and interpolation were ~13,000 instructions, bench 3b).
+        if !data.containsLineBreak {
+            return ASCIIText.build(capacity: data.utf8.count + 8) { w in
+                w.text("data: ")
+                w.text(data)
+                w.byte(0x0A)
+                w.byte(0x0A)
+            }
+        }
         var out = ""
         for l in data.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) {
             out += "data: \(l)\n"
