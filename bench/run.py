@@ -9,7 +9,7 @@ Scenarios (issue: benchmark suite):
   2b. the same, usage ledger + token limit on vs off (issue #12: <= 5 % fewer req/s)
   3. a 200-chunk stream: gateway vs reading the simulator directly (TTFB, total)
   3b. CPU per relayed SSE event: gateway, nginx, and the simulator writing it
-  4. 1,000 concurrent streams (50 chunks, 20 ms apart): completeness, RSS, CPU
+  4. 2,000 streams (50 chunks, 20 ms apart) started at once: completeness, RSS, CPU
   5. the shared rate limiter: cost of one check, 1 and 4 processes contending
   6. leak check: RSS and open fds after 10,000 vs 200,000 requests
 
