@@ -30,21 +30,31 @@ public struct SSEParser {
         public var description: String { "the upstream sent an SSE event over \(limit) bytes" }
     }
 
-    /// Feeds bytes; returns the events completed by them.
+    /// Feeds bytes; returns the events completed by them. Each run of bytes
+    /// up to a line break is found by a tight scan and appended at once (an
+    /// append per byte was most of the parser's ~11,000 instructions per
+    /// 200-byte event, bench 3b).
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) throws -> [Event] {
         var out: [Event] = []
-        for b in bytes {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return out }
+        let n = bytes.count
+        var i = 0
+        while i < n {
             if lastWasCR {
                 lastWasCR = false
-                if b == 0x0A { continue } // the LF of a CRLF
+                if base[i] == 0x0A { i += 1; continue } // the LF of a CRLF
             }
-            if b == 0x0A || b == 0x0D {
-                lastWasCR = b == 0x0D
-                if let e = endLine() { out.append(e) }
-            } else {
-                line.append(b)
-                if line.count + eventBytes > maxEventBytes { throw Overflow(limit: maxEventBytes) }
+            var j = i
+            while j < n, base[j] != 0x0A, base[j] != 0x0D { j += 1 }
+            if j > i {
+                // The cap holds to within one read (libcurl's buffer, 16 KiB).
+                if line.count + (j - i) + eventBytes > maxEventBytes { throw Overflow(limit: maxEventBytes) }
+                line.append(contentsOf: UnsafeBufferPointer(start: base + i, count: j - i))
             }
+            guard j < n else { break }
+            lastWasCR = base[j] == 0x0D
+            if let e = endLine() { out.append(e) }
+            i = j + 1
         }
         return out
     }
@@ -57,7 +67,7 @@ public struct SSEParser {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {
             guard hasData else { eventName = nil; return nil }
-            let e = Event(event: eventName, data: dataLines.joined(separator: "\n"), id: lastID)
+            let e = Event(event: eventName, data: dataLines.count == 1 ? dataLines[0] : dataLines.joined(separator: "\n"), id: lastID)
             dataLines.removeAll()
             eventBytes = 0
             hasData = false
@@ -76,12 +86,15 @@ public struct SSEParser {
             value = []
         }
         let v = String(decoding: value, as: UTF8.self)
-        switch String(decoding: field, as: UTF8.self) {
-        case "data": dataLines.append(v); hasData = true; eventBytes += v.utf8.count + 1
-        case "event": eventName = v
-        case "id": if !v.contains("\0") { lastID = v }
-        default: break // `retry` and unknown fields are ignored
-        }
+        if field.elementsEqual("data".utf8) {
+            dataLines.append(v)
+            hasData = true
+            eventBytes += value.count + 1
+        } else if field.elementsEqual("event".utf8) {
+            eventName = v
+        } else if field.elementsEqual("id".utf8), !value.contains(0) {
+            lastID = v
+        } // `retry` and unknown fields are ignored
         return nil
     }
 }

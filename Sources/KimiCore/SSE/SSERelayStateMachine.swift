@@ -96,6 +96,9 @@ public struct SSERelayStateMachine {
                 assertionFailure("upstream data while [DONE] is being written")
                 return .keepReceiving
             }
+            // The payload's references go first, so the parser's buffers are
+            // unique and grow in place (not copied on every read).
+            state = .finished
             var parsed: [SSEParser.Event]
             do {
                 parsed = try parser.feed(bytes)
