@@ -49,6 +49,29 @@ def info(s, client: str) -> int:
     return http("GET", s.base + "/api/info", headers={"X-Forwarded-For": client}).status
 
 
+def under_load(a, b, first_client: int, action) -> list[tuple[int, float]]:
+    """Four clients, two per machine, posting chats one after another while
+    `action()` runs: every (status, seconds) they saw."""
+    stop = threading.Event()
+    seen: list[tuple[int, float]] = []
+
+    def load(s, n):
+        k = 0
+        while not stop.is_set():
+            seen.append(post_chat(s, k, client=f"192.0.2.{first_client + n}"))
+            k += 1
+    threads = [threading.Thread(target=load, args=(s, n)) for n, s in enumerate([a, b, a, b])]
+    for t in threads:
+        t.start()
+    try:
+        action()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return seen
+
+
 def fallbacks(s) -> float:
     for line in http("GET", s.base + "/metrics").text.splitlines():
         if line.startswith("kimi_gateway_state_fallbacks_total "):
@@ -92,23 +115,11 @@ def test_a_killed_redis_leaves_each_machine_its_own_exact_limit_and_a_restarted_
     assert shared.count(200) == 20
 
     # Killed under load: every answer is a 200 or a 429, none waits on Redis.
-    stop = threading.Event()
-    seen: list[tuple[int, float]] = []
-
-    def load(s, n):
-        k = 0
-        while not stop.is_set():
-            seen.append(post_chat(s, k, client=f"192.0.2.{100 + n}"))
-            k += 1
-    threads = [threading.Thread(target=load, args=(s, n)) for n, s in enumerate([a, b, a, b])]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
-    redis.kill()
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join()
+    def kill():
+        time.sleep(0.5)
+        redis.kill()
+        time.sleep(1.5)
+    seen = under_load(a, b, 100, kill)
     assert seen and {st for st, _ in seen} <= {200, 429}, sorted({st for st, _ in seen})
     slowest = max(d for _, d in seen)
     assert slowest < 1.0, f"a request waited {slowest:.3f} s (the timeout is 50 ms)"
@@ -144,27 +155,15 @@ def test_a_redis_that_stops_answering_costs_a_request_at_most_the_timeout(fleet)
     decides on its file without asking until a probe finds Redis again."""
     redis, a, b = fleet
     assert all(info(s, "192.0.2.9") == 200 for s in (a, b))
-    stop = threading.Event()
-    seen: list[tuple[int, float]] = []
-
-    def load(s, n):
-        k = 0
-        while not stop.is_set():
-            seen.append(post_chat(s, k, client=f"192.0.2.{200 + n}"))
-            k += 1
-    threads = [threading.Thread(target=load, args=(s, n)) for n, s in enumerate([a, b, a, b])]
-    for t in threads:
-        t.start()
-    time.sleep(0.3)
-    os.kill(redis.proc.pid, signal.SIGSTOP)
-    try:
-        time.sleep(2.0)
-    finally:
-        os.kill(redis.proc.pid, signal.SIGCONT)
-    time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join()
+    def hang():
+        time.sleep(0.3)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.0)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        time.sleep(0.3)
+    seen = under_load(a, b, 200, hang)
     assert {st for st, _ in seen} == {200}, sorted({st for st, _ in seen})
     slowest = max(d for _, d in seen)
     assert slowest < 0.5, f"a request waited {slowest:.3f} s on a Redis whose timeout is 50 ms"
