@@ -59,16 +59,36 @@ public final class RedisWordStore: @unchecked Sendable {
         eval(1, slot, [String(span), String(window)])?.integer != nil
     }
 
-    /// The word (0 when none).
-    public func load(slot: UInt64) -> Int64? {
-        call { c throws(RedisFailure) in try c.command(["GET", key(slot)]) }?.integer
+    /// The word (0 when none). With `maxAgeNanos`, a word this process
+    /// read or wrote that recently is answered without a round trip (key
+    /// health, read for every key on every attempt: a stale word only
+    /// makes a compare-and-set fail and retry on the current one).
+    public func load(slot: UInt64, maxAgeNanos: UInt64 = 0) -> Int64? {
+        let now = Clock.monotonicNanos()
+        if maxAgeNanos > 0, let w = lock.withLock({ recent[slot].flatMap { now &- $0.at < maxAgeNanos ? $0.word : nil } }) { return w }
+        guard let w = call({ c throws(RedisFailure) in try c.command(["GET", key(slot)]) })?.integer else { return nil }
+        remember(slot, w, at: now)
+        return w
     }
 
     /// Sets the word to `desired` if it is `expected`: (true, desired) or (false, current).
     public func compareExchange(slot: UInt64, expected: Int64, desired: Int64, ttlMillis: Int64) -> (Bool, Int64)? {
+        let now = Clock.monotonicNanos()
         guard case .array(let a)? = eval(2, slot, [String(expected), String(desired), String(ttlMillis)]), a.count == 2,
               let ok = a[0].integer, let word = a[1].integer else { return nil }
+        remember(slot, word, at: now)
         return (ok == 1, word)
+    }
+
+    /// Words read or written lately, for `load(slot:maxAgeNanos:)`; bounded
+    /// (key-health words: one per upstream key).
+    private var recent: [UInt64: (word: Int64, at: UInt64)] = [:]
+
+    private func remember(_ slot: UInt64, _ word: Int64, at: UInt64) {
+        lock.withLock {
+            if recent.count >= 1024 { recent.removeAll(keepingCapacity: true) }
+            recent[slot] = (word, at)
+        }
     }
 
     // MARK: budgets

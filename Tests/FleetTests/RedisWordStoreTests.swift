@@ -59,6 +59,22 @@ import Testing
         #expect(try raw(server, ["EXISTS", s.key(9)]).integer == 0)
     }
 
+    @Test func aRecentWordIsAnsweredWithoutARoundTripAndACompareAndSetRefreshesIt() throws {
+        let server = try RedisServer()
+        let s = store(server)
+        let minute: UInt64 = 60_000_000_000
+        #expect(s.load(slot: 11, maxAgeNanos: minute) == 0)
+        _ = try raw(server, ["SET", s.key(11), "5"]) // another machine's change
+        #expect(s.load(slot: 11, maxAgeNanos: minute) == 0, "this process's copy, within its age")
+        #expect(s.load(slot: 11) == 5, "no age: from Redis")
+        _ = try raw(server, ["SET", s.key(11), "6"])
+        // A compare-and-set from the stale copy fails and brings the current word.
+        #expect(try #require(s.compareExchange(slot: 11, expected: 5, desired: 9, ttlMillis: 5_000)) == (false, 6))
+        #expect(s.load(slot: 11, maxAgeNanos: minute) == 6)
+        #expect(try #require(s.compareExchange(slot: 11, expected: 6, desired: 9, ttlMillis: 5_000)) == (true, 9))
+        #expect(s.load(slot: 11, maxAgeNanos: minute) == 9)
+    }
+
     @Test func scriptsAreLoadedAgainAfterRedisForgetsThem() throws {
         let server = try RedisServer()
         let s = store(server)

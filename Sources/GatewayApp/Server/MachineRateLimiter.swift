@@ -123,11 +123,18 @@ extension MachineRateLimiter {
     /// beyond any cooling or disabled time, and bounded.
     static let wordTTLMillis: Int64 = 86_400_000
 
-    /// The read-decide-CAS loop of `RateLimiter.update` on Redis: a GET,
-    /// and a compare-and-set script only when the word changes (key
-    /// health: rare). Nil when Redis did not answer (the file decides).
+    /// How old a key-health word read from Redis may be: every attempt
+    /// reads every key's word (a pool of 3 keys was 4 round trips a
+    /// request); another machine's lesson reaches this process within this.
+    static let wordMaxAgeNanos: UInt64 = 100_000_000
+
+    /// The read-decide-CAS loop of `RateLimiter.update` on Redis: a GET (or
+    /// this process's copy of at most `wordMaxAgeNanos`), and a
+    /// compare-and-set script only when the word changes (key health:
+    /// rare; a stale copy makes it fail and decide again on the current
+    /// word). Nil when Redis did not answer (the file decides).
     static func update<R>(_ f: RedisWordStore, key: UInt64, now: Int64, _ decide: (Int64) -> (Int64?, R)) -> R? {
-        guard var old = f.load(slot: key) else { return nil }
+        guard var old = f.load(slot: key, maxAgeNanos: wordMaxAgeNanos) else { return nil }
         while true {
             let (new, result) = decide(old)
             guard let new, new != old else { return result }
