@@ -7,7 +7,9 @@ public struct RedisFailure: Error, CustomStringConvertible {
     public let description: String
     /// No answer within the timeout (as opposed to a refused or closed connection).
     public let timedOut: Bool
-    init(_ d: String, timedOut: Bool = false) { description = d; self.timedOut = timedOut }
+    /// The connection failed (closed, reset, timed out), as opposed to Redis answering with an error.
+    public let io: Bool
+    init(_ d: String, timedOut: Bool = false, io: Bool = false) { description = d; self.timedOut = timedOut; self.io = io || timedOut }
 }
 
 /// One blocking hiredis connection, used by one thread at a time, with
@@ -101,7 +103,7 @@ final class RedisConnection {
         if c.pointee.err == REDIS_ERR_IO, errno == EAGAIN || errno == EINPROGRESS || text.contains("temporarily unavailable") || text.contains("timed out") {
             return RedisFailure("no answer within \(timeoutMs) ms", timedOut: true)
         }
-        if c.pointee.err == REDIS_ERR_EOF { return RedisFailure("the server closed the connection") }
-        return RedisFailure(text.isEmpty ? "I/O error" : text)
+        if c.pointee.err == REDIS_ERR_EOF { return RedisFailure("the server closed the connection", io: true) }
+        return RedisFailure(text.isEmpty ? "I/O error" : text, io: c.pointee.err == REDIS_ERR_IO)
     }
 }

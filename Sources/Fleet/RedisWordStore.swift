@@ -178,11 +178,12 @@ public final class RedisWordStore: @unchecked Sendable {
             let reply: RedisConnection.Reply
             do throws(RedisFailure) {
                 reply = try body(c)
-            } catch where pooled != nil && !error.timedOut {
+            } catch where pooled != nil && error.io && !error.timedOut {
                 // A pooled connection the server closed (a Redis restarted
                 // while this process was idle): once more on a fresh one,
                 // so a restart costs no request its shared limit. A
-                // timeout is never repeated (no call waits twice).
+                // timeout is never repeated (no call waits twice), nor an
+                // error Redis answered.
                 lock.withLock { idle.removeAll() }
                 c = try RedisConnection(endpoint: endpoint, timeoutMs: timeoutMs)
                 reply = try body(c)
