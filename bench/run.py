@@ -60,7 +60,7 @@ def run() -> int:
         r["control"] = scenarios.scenario_control(s)
         r["accounting"] = scenarios.scenario_accounting(s)
         r["key_pool"] = scenarios.scenario_key_pool(s)
-        r["metrics"] = scenarios.scenario_metrics(s)
+        r["metrics"] = scenarios.scenario_metrics(s, ports)
         r["leak"] = scenarios.scenario_leak(s)
     finally:
         stop_baseline(s)

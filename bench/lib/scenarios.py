@@ -173,33 +173,83 @@ def paired(s, url: str, configure, what: str, script: str | None = "post.lua") -
             "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": p["on"]["rps"] / p["off"]["rps"]} for p in pairs]}
 
 
-def scenario_metrics(s) -> dict:
-    """2d: /health and the completion with the machine's metrics on vs off
-    (issue #14: a handful of atomic adds on the shared table per request)."""
-    log("2d: GET /health and POST /v1/chat/completions, metrics on vs off")
-    base_cfg = json.loads(s.config_path.read_text())
+# Scenario 2d's rounds: many 1-second runs rather than a few longer ones.
+# Two identical pools alternating 1 s runs here moved ±9 % a round (sd
+# 0.088-0.091 at 1 s and at 2 s, 2 or 1 nginx workers, 1 or 2 gateway
+# processes alike), so the noise is each run's and only more rounds narrow
+# the median; wrk on both pools at the same time was no better (one side
+# took 0.77-1.05 of the other's req/s with the same config).
+TWIN_ROUNDS = 8 if QUICK else 64
+TWIN_SECONDS = 1
 
-    def configure(on: bool) -> None:
-        cfg = json.loads(json.dumps(base_cfg))
-        cfg.setdefault("metrics", {})["enabled"] = on
-        s.write_config(cfg)
-        want = "200" if on else "404"
+
+def side_by_side(s, ports, configure, what: str, url_path: str, script: str | None) -> dict:
+    """Rounds of two back-to-back wrk runs, one on each gateway pool (the
+    stack's and its twin, each behind its own nginx server), the order
+    flipping each round; no config reload between them, so rounds can be
+    short and many. `configure(side)` turns the feature on in pool `side`
+    (0 or 1) and off in the other; each pool has it for half the rounds, so
+    what differs between the pools cancels. CPU: each pool's processes'
+    user + system time over its own requests."""
+    from .stacks import twin_pids
+    urls = [f"http://127.0.0.1:{ports['side_a']}{url_path}", f"http://127.0.0.1:{ports['side_b']}{url_path}"]
+    pools = [s.worker_pids(), twin_pids(s)]
+
+    def run(side: int) -> dict:
+        cpu0 = sum(cpu_seconds(p) for p in pools[side])
+        r = wrk(urls[side], seconds=TWIN_SECONDS, script=script)
+        r["cpu_us_per_request"] = (sum(cpu_seconds(p) for p in pools[side]) - cpu0) / max(1, r["requests"]) * 1e6
+        return r
+
+    pairs = []
+    for on in (0, 1):
+        configure(on)
+        warm_up((urls[0], script), (urls[1], script))
+        for i in range(TWIN_ROUNDS // 2):
+            order = (on, 1 - on) if i % 2 == 0 else (1 - on, on)
+            runs = {side: run(side) for side in order}
+            pairs.append({"off": runs[1 - on], "on": runs[on]})
+    configure(None)
+    errors = [(p["off"]["errors"], p["on"]["errors"]) for p in pairs]
+    if any(a or b for a, b in errors):
+        raise BenchError(f"{what} runs had errors (off, on): {errors}")
+    med = lambda side, key: statistics.median(p[side][key] for p in pairs)  # noqa: E731
+    side = lambda name: {"rps": med(name, "rps"), "p99_ms": med(name, "p99_ms"), "cpu_us_per_request": med(name, "cpu_us_per_request")}  # noqa: E731
+    ratios = [p["on"]["rps"] / p["off"]["rps"] for p in pairs]
+    return {"off": side("off"), "on": side("on"), "rps_ratio": statistics.median(ratios),
+            "rps_ratio_mean": statistics.fmean(ratios), "rps_ratio_se": statistics.stdev(ratios) / len(ratios) ** 0.5,
+            "pair_spread": [min(ratios), max(ratios)],
+            "p99_ratio": ratio(med("on", "p99_ms"), med("off", "p99_ms"), "p99"),
+            "cpu_added_us_per_request": med("on", "cpu_us_per_request") - med("off", "cpu_us_per_request"),
+            "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": r} for p, r in zip(pairs, ratios)]}
+
+
+def scenario_metrics(s, ports) -> dict:
+    """2d: /health and the completion with the machine's metrics on in one
+    gateway pool and off in its twin, in alternating runs (`side_by_side`);
+    issue #14: a handful of atomic adds on the shared table per request."""
+    from .stacks import twin_config_path, write_twin_config
+    log("2d: GET /health and POST /v1/chat/completions, metrics on vs off, two gateway pools in alternating 1-second runs")
+    base_cfg = json.loads(s.config_path.read_text())
+    sides = [f"http://127.0.0.1:{ports['side_a']}/metrics", f"http://127.0.0.1:{ports['side_b']}/metrics"]
+
+    def configure(on_side: int | None) -> None:
+        for i, write in enumerate((s.write_config, lambda c: write_twin_config(s, c))):  # noqa: B023
+            cfg = json.loads(json.dumps(base_cfg))
+            cfg.setdefault("metrics", {})["enabled"] = on_side == i
+            write(cfg)
         deadline = time.time() + 10
         while time.time() < deadline:
-            code = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", s.base + "/metrics"], capture_output=True, text=True).stdout
-            if code == want:
+            codes = [subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", u], capture_output=True, text=True).stdout for u in sides]
+            if codes == ["200" if on_side == i else "404" for i in range(2)]:
                 time.sleep(1.2)  # every process has seen it (each checks once a second)
                 return
             time.sleep(0.2)
-        raise BenchError("the gateway did not pick up the metrics config")
+        raise BenchError(f"the gateway pools did not pick up the metrics config ({twin_config_path(s)})")
 
     out = {}
-    for name, url, script in (("health", s.base + "/health", None), ("completion", s.base + "/v1/chat/completions", "post.lua")):
-        configure(True)
-        warm_up((url, script))
-        r = paired(s, url, configure, f"metrics ({name})", script=script)
-        r.pop("requests_on")
-        out[name] = r
+    for name, path, script in (("health", "/health", None), ("completion", "/v1/chat/completions", "post.lua")):
+        out[name] = side_by_side(s, ports, configure, f"metrics ({name})", path, script)
     s.write_config(base_cfg)
     time.sleep(2.5)
     out["targets"] = {"rps_ratio": ">= 0.97"}
