@@ -17,12 +17,12 @@ extension FastCGIExchange {
 
     /// The head: method, path (normalised), query, headers, peer.
     public func head(requestID: String) -> Request {
-        Request.head(params: params, requestID: requestID)
+        Request.head(cgi: params, requestID: requestID)
     }
 
     /// The whole body into `request`, or the error to answer with.
     public func readBody(into request: inout Request, maxBodyBytes: Int) -> GatewayError? {
-        switch ContentLength.parse(params["CONTENT_LENGTH"], cap: maxBodyBytes) {
+        switch ContentLength.parse(params.contentLength, cap: maxBodyBytes) {
         case let .failure(e):
             return e
         case let .success(length):

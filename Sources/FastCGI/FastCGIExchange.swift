@@ -6,7 +6,7 @@ import KimiCore
 /// readable with a bound, and a `ResponseWriter` over libfcgi's output
 /// stream. Lives on one worker thread from accept to finish.
 public final class FastCGIExchange: ResponseWriter {
-    public let params: [String: String]
+    public let params: CGIParams
     private let out: UnsafeMutablePointer<FCGX_Stream>
     private let input: UnsafeMutablePointer<FCGX_Stream>
     /// The FastCGI connection (to watch for the web server closing it).
@@ -28,19 +28,12 @@ public final class FastCGIExchange: ResponseWriter {
     public private(set) var bytesWritten = 0
 
     init(request: UnsafeMutablePointer<FCGX_Request>) {
-        var p: [String: String] = [:]
-        p.reserveCapacity(32)
+        var p = CGIParams()
         var i: Int32 = 0
-        // Copy now: these pointers die at FCGX_Finish_r. Split at the first
-        // '=' on bytes: Character-level string walking costs ~10x more.
+        // Copy now: these pointers die at FCGX_Finish_r.
         while let entry = kimi_fcgx_env_at(request, i) {
-            let length = strlen(entry)
-            entry.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
-                let all = UnsafeBufferPointer(start: bytes, count: length)
-                if let eq = all.firstIndex(of: UInt8(ascii: "=")), FastCGIExchange.isWanted(UnsafeBufferPointer(rebasing: all[..<eq])) {
-                    let name = String(decoding: UnsafeBufferPointer(rebasing: all[..<eq]), as: UTF8.self)
-                    p[name] = String(decoding: UnsafeBufferPointer(rebasing: all[(eq + 1)...]), as: UTF8.self)
-                }
+            entry.withMemoryRebound(to: UInt8.self, capacity: 1) { bytes in
+                p.add(entry: UnsafeBufferPointer(start: bytes, count: strlen(entry)))
             }
             i += 1
         }
@@ -48,17 +41,6 @@ public final class FastCGIExchange: ResponseWriter {
         out = request.pointee.out
         input = request.pointee.in
         fd = request.pointee.ipcFd
-    }
-
-    /// The params a responder reads (RFC 3875 names) and every `HTTP_*`
-    /// header; nginx's other params (DOCUMENT_ROOT, SERVER_PORT, ...) are
-    /// skipped without allocating.
-    static let wanted: [[UInt8]] = ["REQUEST_METHOD", "REQUEST_URI", "QUERY_STRING", "CONTENT_LENGTH", "CONTENT_TYPE",
-                                    "REMOTE_ADDR", "SCRIPT_NAME", "PATH_INFO"].map { Array($0.utf8) }
-
-    static func isWanted(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
-        if name.count > 5, name[0] == 0x48, name[1] == 0x54, name[2] == 0x54, name[3] == 0x50, name[4] == 0x5F { return true } // HTTP_
-        return wanted.contains { $0.count == name.count && $0.elementsEqual(name) }
     }
 
     /// Reads exactly `count` body bytes; nil when the web server sent fewer

@@ -40,7 +40,7 @@ extension KimiSimulator {
     /// Reads the multipart body as it arrives: the `purpose` field and the
     /// `file` part (its text kept when it is small, its bytes counted).
     func upload(_ ex: FastCGIExchange, _ req: Request) {
-        guard case let .success(length) = ContentLength.parse(ex.params["CONTENT_LENGTH"], cap: 1 << 30),
+        guard case let .success(length) = ContentLength.parse(ex.params.contentLength, cap: 1 << 30),
               var parser = MultipartParser(contentType: req.header("content-type") ?? "")
         else { return error(ex, 400, "invalid_request_error", "Invalid request: multipart/form-data with a boundary is required") }
         let body = ex.bodyStream(length: length)

@@ -34,6 +34,27 @@ extension Result where Failure == GatewayError {
         #expect(r.remoteAddr == "10.0.0.1" && r.face == .openAI)
     }
 
+    @Test func paramEntriesSplitAtTheFirstEqualsAndHeadersTakeTheirHTTPNames() throws {
+        var p = CGIParams()
+        for entry in ["REQUEST_METHOD=POST", "QUERY_STRING=a=b&c=d", "HTTP_X_API_KEY=k=1", "HTTP_ACCEPT_ENCODING=gzip",
+                      "DOCUMENT_ROOT=/srv", "HTTP_=empty", "NOEQUALS", "CONTENT_LENGTH=", "REMOTE_ADDR=10.0.0.1"] {
+            var e = entry
+            e.withUTF8 { p.add(entry: $0) }
+        }
+        #expect(p.method == "POST" && p.queryString == "a=b&c=d" && p.contentLength == "" && p.remoteAddr == "10.0.0.1")
+        #expect(p.headers == ["x-api-key": "k=1", "accept-encoding": "gzip"])
+        #expect(p["HTTP_X_API_KEY"] == "k=1" && p["REQUEST_METHOD"] == "POST" && p["CONTENT_LENGTH"] == "")
+        #expect(p["DOCUMENT_ROOT"] == nil && p["NOEQUALS"] == nil && p["HTTP_"] == nil && p.requestURI == nil)
+    }
+
+    @Test func theUriFallsBackToScriptNameAndPathInfo() throws {
+        let r = Request.head(params: ["SCRIPT_NAME": "/v1", "PATH_INFO": "/models", "QUERY_STRING": "x=1",
+                                      "CONTENT_TYPE": "", "HTTP_CONTENT_TYPE": "text/plain"], requestID: "r2")
+        #expect(r.method == "GET" && r.path == "/v1/models" && r.query == "x=1")
+        #expect(r.header("content-type") == "text/plain")
+        #expect(Request.head(params: [:], requestID: "r3").path == "/")
+    }
+
     @Test func facesFollowThePath() throws {
         #expect(APIFace(path: "/api/info") == .app)
         #expect(APIFace(path: "/health") == .app)

@@ -27,7 +27,7 @@ public final class Gateway: @unchecked Sendable {
     /// Entry point from the worker pool.
     public func handle(exchange: FastCGIExchange) {
         let start = Clock.monotonicNanos()
-        let requestID = RequestID.from(exchange.params["HTTP_X_REQUEST_ID"])
+        let requestID = RequestID.from(exchange.params.headers["x-request-id"])
         let config = configCache.current()
         // One look-up of the metrics table for the request's events (two cost ~1,700 instructions).
         let metrics = config.metrics.enabled ? services.metrics.batch(config) : nil
@@ -40,7 +40,7 @@ public final class Gateway: @unchecked Sendable {
         case .buffered:
             refusal = exchange.readBody(into: &request, maxBodyBytes: config.server.maxBodyBytes)
         case .streamed:
-            switch ContentLength.parse(exchange.params["CONTENT_LENGTH"], cap: config.limits.maxFileBytes) {
+            switch ContentLength.parse(exchange.params.contentLength, cap: config.limits.maxFileBytes) {
             case let .failure(e): refusal = e
             case let .success(length): bodySource = exchange.bodyStream(length: length)
             }

@@ -38,41 +38,25 @@ extension Request {
     /// Builds the request head from FastCGI params. `REQUEST_URI` is
     /// preferred over `SCRIPT_NAME`+`PATH_INFO`: nginx and lighttpd both send
     /// it unmodified.
-    public static func head(params: [String: String], requestID: String) -> Request {
-        let method = params["REQUEST_METHOD"] ?? "GET"
-        var uri = params["REQUEST_URI"] ?? ((params["SCRIPT_NAME"] ?? "") + (params["PATH_INFO"] ?? ""))
+    public static func head(cgi: CGIParams, requestID: String) -> Request {
+        let method = cgi.method ?? "GET"
+        var uri = cgi.requestURI ?? ((cgi.scriptName ?? "") + (cgi.pathInfo ?? ""))
         if uri.isEmpty { uri = "/" }
         var path = uri
-        var query = params["QUERY_STRING"] ?? ""
+        var query = cgi.queryString ?? ""
         if let q = uri.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = String(uri[..<q])
             if query.isEmpty { query = String(uri[uri.index(after: q)...]) }
         }
-        var headers: [String: String] = [:]
-        for (k, v) in params where Request.isHeaderParam(k) {
-            headers[Request.headerName(fromParam: k)] = v
-        }
-        if let ct = params["CONTENT_TYPE"], !ct.isEmpty { headers["content-type"] = ct }
+        var headers = cgi.headers
+        if let ct = cgi.contentType, !ct.isEmpty { headers["content-type"] = ct }
         return Request(method: method, path: path, query: query, headers: headers,
-                       remoteAddr: params["REMOTE_ADDR"] ?? "", body: [], requestID: requestID)
-    }
-}
-
-extension Request {
-    static func isHeaderParam(_ k: String) -> Bool {
-        k.utf8.withContiguousStorageIfAvailable { b in
-            b.count > 5 && b[0] == 0x48 && b[1] == 0x54 && b[2] == 0x54 && b[3] == 0x50 && b[4] == 0x5F
-        } ?? k.hasPrefix("HTTP_")
+                       remoteAddr: cgi.remoteAddr ?? "", body: [], requestID: requestID)
     }
 
-    /// `HTTP_X_API_KEY` → `x-api-key` (RFC 3875 §4.1.18), on bytes.
-    static func headerName(fromParam k: String) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(k.utf8.count - 5)
-        for b in k.utf8.dropFirst(5) {
-            out.append(b == 0x5F ? 0x2D : (b >= 0x41 && b <= 0x5A ? b | 0x20 : b))
-        }
-        return String(decoding: out, as: UTF8.self)
+    /// The same from a dictionary of params (tests, tools).
+    public static func head(params: [String: String], requestID: String) -> Request {
+        head(cgi: CGIParams(params), requestID: requestID)
     }
 }
 
