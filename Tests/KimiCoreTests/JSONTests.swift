@@ -26,6 +26,37 @@ import Testing
         }
     }
 
+    @Test func validityWithoutBuildingAgreesWithTheParser() throws {
+        let many = (0..<20).map { "\"k\($0)\":\($0)" }
+        let corpus = [
+            #"{"id":"c","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."}}],"usage":{"prompt_tokens":12}}"#,
+            #"{"a":{"x":1},"b":{"x":2},"c":[{"x":1,"y":2},{"x":3}]}"#, #"{"a":1,"b":{"a":2}}"#,
+            #"{"model":"a","model":"b"}"#, #"{"a":{"x":1,"x":2}}"#, #"{"a":1,"\u0061":2}"#, #"{"\u0061":1,"b":2}"#,
+            #"{"s":"h\u00e9\n\"q\""}"#, #""\ud83d\ude00""#, #""\ud83d""#, #""\ude00""#, #""\x""#, "\"\u{01}\"", #""日本語""#,
+            "{} x", "[1,]", #"{"a":1,}"#, "", " ", "nul", "null", " true ", "01", "1.", "-", "-0.5e+3", "1E5", "[1,2", #"{"a" 1}"#,
+            String(repeating: "[", count: 64) + String(repeating: "]", count: 64),
+            String(repeating: "[", count: 63) + String(repeating: "]", count: 63),
+            "{" + many.joined(separator: ",") + "}", "{" + (many + ["\"k3\":0"]).joined(separator: ",") + "}",
+            "{" + (Array(many[0...9]) + ["\"k9\":0"]).joined(separator: ",") + "}",
+        ]
+        for text in corpus {
+            let bytes = Array(text.utf8)
+            #expect(JSON.isValid(bytes) == ((try? JSON.parse(bytes)) != nil), "\(text.prefix(60))")
+            if let walked = JSON.walk(bytes) { #expect(walked == JSON.isValid(bytes), "\(text.prefix(60))") }
+        }
+        for bytes: [UInt8] in [[0x22, 0xFF, 0x22], [0x22, 0xC3, 0x22], [0x7B, 0x22, 0xFF, 0x22, 0x3A, 0x31, 0x7D]] {
+            #expect(!JSON.isValid(bytes) && (try? JSON.parse(bytes)) == nil)
+        }
+    }
+
+    @Test func aRelayedAnswerIsCheckedWithoutTheParser() throws {
+        // The walk decides an ordinary answer itself (no tree is built for it).
+        let answer = #"{"id":"chatcmpl-1","object":"chat.completion","model":"kimi-k2","choices":[{"index":0,"message":{"role":"assistant","content":"你好 \"there\"","tool_calls":[{"id":"t","function":{"name":"f","arguments":"{\"a\":1}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}"#
+        #expect(JSON.walk(Array(answer.utf8)) == true)
+        #expect(JSON.walk(Array(#"{"a":1,"a":2}"#.utf8)) == false)
+        #expect(JSON.walk(Array(#"{"\u0061":1}"#.utf8)) == nil) // an escaped name: the parser decides
+    }
+
     @Test func boundsNestingDepth() throws {
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
         #expect(throws: JSONParseError.self) { try JSON.parse(deep) }
