@@ -16,6 +16,9 @@ Scenarios (issue: benchmark suite):
 BENCH_QUICK=1 shortens every run (for work on the bench itself; its figures
 are not the ones to publish). BENCH_WORKERS=N sets the gateway processes of
 scenarios 1, 2 and 6 (1 for profiling a single worker under callgrind).
+KIMI_TWIN_BIN=PATH runs the twin pool (scenario 2d's other side) on another
+build or a wrapper script, for comparing two builds side by side (2d's own
+figures then compare the builds too, so they are not the ones to publish).
 """
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def start_twin(s: kimistack.Stack) -> None:
     if kimistack.web_user():
         argv += ["-G", kimistack.web_user()]
     with open(s.log("twin"), "ab") as log:
-        subprocess.run(argv + ["--", str(kimistack.binary()), "serve", "--config", str(twin_config_path(s)), "--log-file", str(s.log("twin"))],
+        subprocess.run(argv + ["--", os.environ.get("KIMI_TWIN_BIN", str(kimistack.binary())), "serve", "--config", str(twin_config_path(s)), "--log-file", str(s.log("twin"))],
                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=s.gateway_env(), check=True)
 
 
