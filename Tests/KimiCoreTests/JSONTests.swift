@@ -49,6 +49,21 @@ import Testing
         }
     }
 
+    @Test func stringsEndEscapeAndFailAtEveryOffsetOfTheWordScan() throws {
+        for k in 0..<20 {
+            let pad = String(repeating: "a", count: k)
+            #expect(try JSON.parse("\"\(pad)\"") == .string(pad))
+            #expect(try JSON.parse("\"\(pad)\\n\(pad)\"") == .string(pad + "\n" + pad))
+            #expect(try JSON.parse("\"\(pad)é\(pad)\"") == .string(pad + "é" + pad))
+            #expect(throws: JSONParseError.self) { try JSON.parse("\"\(pad)\u{1F}\(pad)\"") }
+            #expect(throws: JSONParseError.self) { try JSON.parse(Array("\"\(pad)".utf8) + [0xFF] + Array("\(pad)\"".utf8)) }
+            #expect(throws: JSONParseError.self) { try JSON.parse("\"\(pad)") }
+            for text in ["\"\(pad)\"", "{\"\(pad)x\":\"\(pad)\\t\"}", "\"\(pad)\u{1F}\"", "[\"\(pad)日本\(pad)\"]"] {
+                #expect(JSON.isValid(Array(text.utf8)) == ((try? JSON.parse(text)) != nil), "\(text)")
+            }
+        }
+    }
+
     @Test func aRelayedAnswerIsCheckedWithoutTheParser() throws {
         // The walk decides an ordinary answer itself (no tree is built for it).
         let answer = #"{"id":"chatcmpl-1","object":"chat.completion","model":"kimi-k2","choices":[{"index":0,"message":{"role":"assistant","content":"你好 \"there\"","tool_calls":[{"id":"t","function":{"name":"f","arguments":"{\"a\":1}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}"#

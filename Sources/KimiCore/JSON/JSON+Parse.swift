@@ -60,8 +60,10 @@ extension JSON {
 struct JSONValidator {
     enum Outcome: Error { case invalid, undecided }
     var p: JSONParser
-    /// The member names of the objects being walked, innermost last.
+    /// The member names of the objects being walked, innermost last: the
+    /// first `top` places (kept, not removed, when an object ends).
     var names: [Range<Int>] = []
+    var top = 0
     init(_ p: JSONParser) { self.p = p }
 
     mutating func value(depth: Int) throws(Outcome) {
@@ -85,8 +87,8 @@ struct JSONValidator {
 
     mutating func object(depth: Int) throws(Outcome) {
         p.i += 1
-        let first = names.count
-        defer { names.removeSubrange(first...) }
+        let first = top
+        defer { top = first }
         p.skipWhitespace()
         if p.i < p.b.count, p.b[p.i] == UInt8(ascii: "}") { p.i += 1; return }
         while true {
@@ -95,11 +97,12 @@ struct JSONValidator {
             let start = p.i + 1
             guard try string() else { throw .undecided } // an escaped name: compare decoded, as parse does
             let name = start..<(p.i - 1)
-            guard names.count - first < 16 else { throw .undecided }
-            for other in names[first...] where other.count == name.count {
+            guard top - first < 16 else { throw .undecided }
+            for other in names[first..<top] where other.count == name.count {
                 if memcmp(p.b.baseAddress! + other.lowerBound, p.b.baseAddress! + name.lowerBound, name.count) == 0 { throw .invalid }
             }
-            names.append(name)
+            if top < names.count { names[top] = name } else { names.append(name) }
+            top += 1
             p.skipWhitespace()
             guard p.i < p.b.count, p.b[p.i] == UInt8(ascii: ":") else { throw .invalid }
             p.i += 1
@@ -132,14 +135,10 @@ struct JSONValidator {
     mutating func string() throws(Outcome) -> Bool {
         p.i += 1
         let start = p.i
-        var seen: UInt8 = 0
-        while p.i < p.b.count, p.b[p.i] != UInt8(ascii: "\""), p.b[p.i] != UInt8(ascii: "\\"), p.b[p.i] >= 0x20 {
-            seen |= p.b[p.i]
-            p.i += 1
-        }
+        let nonASCII = p.skipPlainRun()
         guard p.i < p.b.count else { throw .invalid }
         if p.b[p.i] == UInt8(ascii: "\"") {
-            if seen >= 0x80 {
+            if nonASCII {
                 do { _ = try p.validUTF8(start, p.i) } catch { throw .invalid }
             }
             p.i += 1
@@ -288,14 +287,10 @@ struct JSONParser {
         // validating initializer (generic, a metadata look-up per call) was
         // 31 calls and 8 % of a relayed completion's instructions (callgrind,
         // issue #15), nearly all for ASCII keys and values.
-        var seen: UInt8 = 0
-        while i < b.count, b[i] != UInt8(ascii: "\""), b[i] != UInt8(ascii: "\\"), b[i] >= 0x20 {
-            seen |= b[i]
-            i += 1
-        }
+        let nonASCII = skipPlainRun()
         guard i < b.count else { throw error("unterminated string") }
         if b[i] == UInt8(ascii: "\"") {
-            let s = seen < 0x80 ? String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self) : try validUTF8(start, i)
+            let s = !nonASCII ? String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self) : try validUTF8(start, i)
             i += 1
             return s
         }
@@ -339,6 +334,34 @@ struct JSONParser {
         }
         guard let s = String(validating: out, as: UTF8.self) else { throw error("invalid UTF-8") }
         return s
+    }
+
+    /// Moves `i` to the first `"`, `\\` or control byte of a string's
+    /// content (or the end), eight bytes a step while none is among them;
+    /// true when a byte on the way was not ASCII. Byte by byte this was
+    /// ~14 instructions a byte, the most of checking a relayed answer.
+    mutating func skipPlainRun() -> Bool {
+        var high: UInt64 = 0
+        if let base = b.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            while i + 8 <= b.count {
+                let x = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let quote = x ^ (ones &* 0x22), backslash = x ^ (ones &* 0x5C)
+                // A byte is 0 in `quote` or `backslash`, or below 0x20 in `x`
+                // (may flag bytes after a true one: the loop below decides).
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((x &- ones &* 0x20) & ~x)
+                if special & highs != 0 { break }
+                high |= x
+                i += 8
+            }
+        }
+        var seen: UInt8 = 0
+        while i < b.count, b[i] != UInt8(ascii: "\""), b[i] != UInt8(ascii: "\\"), b[i] >= 0x20 {
+            seen |= b[i]
+            i += 1
+        }
+        return high & 0x8080_8080_8080_8080 != 0 || seen >= 0x80
     }
 
     func validUTF8(_ from: Int, _ to: Int) throws(JSONParseError) -> String {
