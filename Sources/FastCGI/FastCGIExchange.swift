@@ -72,17 +72,24 @@ public final class FastCGIExchange: ResponseWriter {
         // CGI response (RFC 3875 §6.3.3): a `Status:` header, never an HTTP status line.
         var head: [UInt8] = []
         head.reserveCapacity(1024)
-        head.append(contentsOf: "Status: ".utf8)
-        head.append(contentsOf: String(status).utf8)
+        head.appendUTF8("Status: ")
+        head.appendDecimal(status)
         head.append(0x20)
-        head.append(contentsOf: HTTPStatus.reason(status).utf8)
+        head.appendUTF8(HTTPStatus.reason(status))
         head.append(0x0D); head.append(0x0A)
         head.append(contentsOf: fixedHead)
-        for (name, value) in headers where HeaderSafety.isSafe(name) && HeaderSafety.isSafe(value) {
-            head.append(contentsOf: name.utf8)
-            head.append(0x3A); head.append(0x20)
-            head.append(contentsOf: value.utf8)
-            head.append(0x0D); head.append(0x0A)
+        for (name, value) in headers {
+            var (name, value) = (name, value)
+            name.withUTF8 { n in
+                value.withUTF8 { v in
+                    // A header that could split the head is dropped, never written.
+                    guard HeaderSafety.isSafe(n), HeaderSafety.isSafe(v) else { return }
+                    head.append(contentsOf: n)
+                    head.append(0x3A); head.append(0x20)
+                    head.append(contentsOf: v)
+                    head.append(0x0D); head.append(0x0A)
+                }
+            }
         }
         head.append(0x0D); head.append(0x0A)
         putRaw(head)

@@ -103,6 +103,15 @@ extension Result where Failure == GatewayError {
         #expect(ASCIIText.build(capacity: 40) { $0.text("é\"x\""); $0.number(UInt64.max) } == "é\"x\"\(UInt64.max)")
     }
 
+    @Test func byteBuffersTakeTextAndDecimalNumbersAsStringInterpolationWould() {
+        for v in [0, 7, -7, 10, 1_000_000_007, Int.max, Int.min] {
+            var b: [UInt8] = []
+            b.appendUTF8("n=é")
+            b.appendDecimal(v)
+            #expect(String(decoding: b, as: UTF8.self) == "n=é\(v)")
+        }
+    }
+
     @Test func cutsAtTheCapacityInsteadOfWritingPastIt() {
         #expect(ASCIIText.build(capacity: 5) { $0.text("abc"); $0.number(12345) } == "abc12")
         #expect(ASCIIText.build(capacity: 0) { $0.text("abc") } == "")

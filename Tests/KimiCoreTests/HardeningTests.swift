@@ -102,3 +102,24 @@ import Testing
         #expect(dir != "/tmp")
     }
 }
+
+@Suite struct HeaderSafetyTests {
+    @Test func aControlOrNonASCIIByteMakesAValueUnsafeAtEveryOffsetOfTheWordScan() {
+        for length in 0..<20 {
+            let plain = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+            #expect(plain.withUnsafeBufferPointer { HeaderSafety.isSafe($0) })
+            for k in 0..<length {
+                for bad: UInt8 in [0x00, 0x0A, 0x0D, 0x1F, 0x7F, 0x80, 0xFF] {
+                    var v = plain
+                    v[k] = bad
+                    #expect(!v.withUnsafeBufferPointer { HeaderSafety.isSafe($0) }, "byte \(bad) at \(k) of \(length)")
+                }
+                var tabbed = plain
+                tabbed[k] = 0x09
+                tabbed[length - 1 - k] = 0x20
+                #expect(tabbed.withUnsafeBufferPointer { HeaderSafety.isSafe($0) }, "tab at \(k) of \(length)")
+            }
+        }
+        #expect(HeaderSafety.isSafe("max-age=31536000; includeSubDomains ~") && !HeaderSafety.isSafe("a\r\nSet-Cookie: x"))
+    }
+}

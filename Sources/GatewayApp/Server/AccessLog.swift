@@ -8,8 +8,8 @@ public enum AccessLog {
         if Log.jsonLines { return Log.writeLine(json(request: request, status: status, bytes: bytes, nanos: nanos, notes: notes)) }
         var line: [UInt8] = []
         line.reserveCapacity(256)
-        func add(_ s: String) { line.append(contentsOf: s.utf8) }
-        func int(_ v: Int) { add(String(v)) }
+        func add(_ s: String) { line.appendUTF8(s) }
+        func int(_ v: Int) { line.appendDecimal(v) }
         add(Clock.iso8601())
         add(" access ")
         add(HeaderSafety.printable(request.method, max: 16)); line.append(0x20)
@@ -34,7 +34,7 @@ public enum AccessLog {
     public static func json(request: Request, status: Int, bytes: Int, nanos: UInt64, notes: [String]) -> [UInt8] {
         var b: [UInt8] = []
         b.reserveCapacity(320)
-        func key(_ k: String) { b.append(contentsOf: k.utf8) }
+        func key(_ k: String) { b.appendUTF8(k) }
         func text(_ s: String) { JSON.writeString(s, into: &b) }
         key(#"{"time":"#); text(Clock.iso8601())
         key(#","level":"access","method":"#); text(HeaderSafety.printable(request.method, max: 16))

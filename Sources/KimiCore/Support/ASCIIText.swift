@@ -63,3 +63,33 @@ public struct ASCIIText {
         number(v.magnitude)
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Appends the string's UTF-8 through its contiguous storage:
+    /// `append(contentsOf: s.utf8)` took the generic sequence path, 7,100
+    /// instructions of a relayed completion's response head and log line
+    /// (callgrind, issue #15).
+    public mutating func appendUTF8(_ s: String) {
+        var s = s
+        s.withUTF8 { append(contentsOf: $0) }
+    }
+
+    /// Appends `v` in decimal without building a String.
+    public mutating func appendDecimal(_ v: Int) {
+        if v < 0 { append(0x2D) }
+        var m = v.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes ≥ 20 digits, on the stack
+        var n = 0
+        Swift.withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[n] = 0x30 + UInt8(m % 10)
+                m /= 10
+                n += 1
+            } while m > 0
+            while n > 0 {
+                n -= 1
+                append(d[n])
+            }
+        }
+    }
+}
