@@ -10,7 +10,7 @@ enum Middleware {
     static func run(_ ctx: RequestContext, gateway: Gateway) throws {
         let req = ctx.request
         if try corsAndPreflight(ctx, gateway: gateway) { return }
-        switch gateway.router.match(method: req.method, path: req.path) {
+        switch ctx.routeMatch ?? gateway.router.match(method: req.method, path: req.path) {
         case .notFound:
             throw GatewayError.notFound(req.path)
         case let .methodNotAllowed(allow):

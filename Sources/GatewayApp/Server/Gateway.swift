@@ -36,7 +36,10 @@ public final class Gateway: @unchecked Sendable {
         var request = exchange.head(requestID: requestID)
         var refusal: GatewayError?
         var bodySource: RequestBodySource?
-        switch router.bodyPolicy(method: request.method, path: request.path) {
+        let match = router.match(method: request.method, path: request.path)
+        var bodyPolicy = BodyPolicy.buffered
+        if case let .found(route, _) = match { bodyPolicy = route.body }
+        switch bodyPolicy {
         case .buffered:
             refusal = exchange.readBody(into: &request, maxBodyBytes: config.server.maxBodyBytes)
         case .streamed:
@@ -46,6 +49,7 @@ public final class Gateway: @unchecked Sendable {
             }
         }
         let ctx = RequestContext(request: request, writer: exchange, config: config)
+        ctx.routeMatch = match
         ctx.bodySource = bodySource
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized

@@ -24,11 +24,14 @@ public struct CGIParams: Sendable {
     /// Header names lowercased with `-`.
     public private(set) var headers: [String: String] = [:]
 
-    public init() {}
+    /// Room for a browser's headers at once (growing from empty rehashed
+    /// at 1, 2, 4 and 8 entries).
+    public init() { headers.reserveCapacity(16) }
 
     /// From a dictionary of params as a web server would send them (tests,
     /// tools); the same rules as entries read from libfcgi.
     public init(_ params: [String: String]) {
+        self.init()
         for (name, value) in params {
             var name = name, value = value
             name.withUTF8 { n in value.withUTF8 { v in add(name: n, value: v) } }
