@@ -39,7 +39,7 @@ let package = Package(
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "KimiCore"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "KimiCore"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "KimiCore", "GatewayApp"]),
-        .testTarget(name: "GatewayAppTests", dependencies: ["GatewayApp", "KimiCore"]),
+        .testTarget(name: "GatewayAppTests", dependencies: ["GatewayApp", "KimiCore", "Upstream"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -66,6 +66,14 @@ import Testing
         #expect(Usage.find(in: ["choices": [["delta": ["content": "x"]]]]) == nil)
     }
 
+    @Test func aCompletionsUsageIsScannedFromItsTextForTheLogWord() throws {
+        let body = Array(#"{"choices":[{"message":{"content":"\"usage\": {no}"}}],"usage": {"prompt_tokens":12,"completion_tokens":2,"total_tokens":14}}"#.utf8)
+        let u = try #require(Usage.scan(body))
+        #expect(Usage.logWord(u) == "tokens=12+2")
+        #expect(Usage.logWord(["total_tokens": 3]) == "tokens=0+0")
+        #expect(Usage.scan(Array(#"{"choices":[]}"#.utf8)) == nil)
+    }
+
     @Test func theFinalChunkIsOpenAIsShape() throws {
         let moonshot = try JSON.parse(#"{"id":"c","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{},"usage":{"total_tokens":3}}]}"#)
         let final = Usage.finalChunk(from: moonshot, usage: try #require(Usage.find(in: moonshot)))

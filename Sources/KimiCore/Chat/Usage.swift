@@ -25,8 +25,9 @@ public enum Usage {
     /// answer (only for the log: a long answer costs nothing extra). The
     /// last `"usage":` in the text is the top-level one in OpenAI's and
     /// Moonshot's answers, which put it after `choices`.
+    private static let needle: [UInt8] = Array(#""usage":"#.utf8)
+
     public static func scan(_ body: [UInt8]) -> JSON? {
-        let needle: [UInt8] = Array(#""usage":"#.utf8)
         let n = needle.count
         guard body.count > n else { return nil }
         return body.withUnsafeBufferPointer { b -> JSON? in
@@ -70,6 +71,10 @@ public enum Usage {
 
     /// `prompt+completion=total` for the access log.
     public static func logWord(_ u: JSON) -> String {
-        "tokens=\(u["prompt_tokens"]?.intValue ?? 0)+\(u["completion_tokens"]?.intValue ?? 0)"
+        // ASCIIText: interpolation was ~1,700 instructions a completion (callgrind).
+        ASCIIText.build(capacity: 48) { w in
+            w.text("tokens="); w.number(u["prompt_tokens"]?.intValue ?? 0)
+            w.byte(0x2B); w.number(u["completion_tokens"]?.intValue ?? 0)
+        }
     }
 }
