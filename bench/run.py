@@ -60,9 +60,9 @@ def run() -> int:
         r["health"] = scenarios.scenario_health(s, ports)
         r["completion"] = scenarios.scenario_completion(s, ports)
         r["cost"] = scenarios.scenario_cost(s, ports)
-        r["control"] = scenarios.scenario_control(s)
-        r["accounting"] = scenarios.scenario_accounting(s)
-        r["key_pool"] = scenarios.scenario_key_pool(s)
+        r["control"] = scenarios.scenario_control(s, ports)
+        r["accounting"] = scenarios.scenario_accounting(s, ports)
+        r["key_pool"] = scenarios.scenario_key_pool(s, ports)
         r["metrics"] = scenarios.scenario_metrics(s, ports)
         r["leak"] = scenarios.scenario_leak(s)
     finally:

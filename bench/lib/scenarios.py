@@ -36,11 +36,8 @@ def scenario_completion(s, ports) -> dict:
             "targets": {"rps_ratio": ">= 0.5", "p99_ratio": "<= 2"}}
 
 
-# Nine 4-second pairs rather than seven of 5 s (about the same time): pair
-# ratios here spread ±10 % with the machine's drift, so more, shorter pairs
-# narrow the median more than longer runs do.
-PAIRS = 3 if QUICK else 9
-PAIR_SECONDS = 3 if QUICK else 4
+# Scenario 2e's runs: 4 s each, three of each path (medians).
+COST_SECONDS = 3 if QUICK else 4
 
 
 def scenario_cost(s, ports) -> dict:
@@ -59,9 +56,9 @@ def scenario_cost(s, ports) -> dict:
     for _ in range(3):
         for name, url in paths.items():
             g0, n0 = cpu_split(gateway), cpu_split(nginx)
-            r = wrk(url, seconds=PAIR_SECONDS, script="post.lua")
+            r = wrk(url, seconds=COST_SECONDS, script="post.lua")
             g1, n1 = cpu_split(gateway), cpu_split(nginx)
-            one = wrk(url, seconds=PAIR_SECONDS, conns=1, threads=1, script="post.lua")
+            one = wrk(url, seconds=COST_SECONDS, conns=1, threads=1, script="post.lua")
             if r["errors"] or one["errors"]:
                 raise BenchError(f"2e {name}: runs had errors ({r['errors']} at c32, {one['errors']} at c1)")
             per = lambda a, b: (b - a) / r["requests"] * 1e6  # noqa: E731
@@ -77,139 +74,19 @@ def scenario_cost(s, ports) -> dict:
             "targets": {"gateway_cpu_us": "<= 60", "nginx_cpu_ratio": "<= 1.5", "added_p50_us": "<= 100", "added_p99_us": "<= 150"}}
 
 
-def scenario_control(s) -> dict:
-    """2a: an A/A control for the paired scenarios: the same config on both
-    sides (reloaded between runs as they are), so its ratio and the spread
-    of its pairs say how far this machine moves a paired figure by itself."""
-    log("2a: A/A control, the same completion and config on both sides of each pair")
-    cfg = json.loads(s.config_path.read_text())
-
-    def configure(on: bool) -> None:
-        s.write_config(cfg)
-        time.sleep(1.5)  # as long as the other scenarios' pick-up
-
-    url = s.base + "/v1/chat/completions"
-    warm_up((url, "post.lua"))
-    out = paired(s, url, configure, "A/A control")
-    out.pop("requests_on")
-    ratios = [p["ratio"] for p in out["pairs"]]
-    out["pair_spread"] = [min(ratios), max(ratios)]
-    return out
+def wrk_with_cpu(url: str, pids: list[int], seconds: int, script: str | None) -> dict:
+    """A wrk run and the CPU the processes `pids` spent per request in it
+    (user + system, every thread)."""
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    r = wrk(url, seconds=seconds, script=script)
+    r["cpu_us_per_request"] = (sum(cpu_seconds(p) for p in pids) - cpu0) / max(1, r["requests"]) * 1e6
+    return r
 
 
-def scenario_accounting(s) -> dict:
-    """2b: the same completion with the usage ledger and a token limit on vs
-    off, alternating in one run (the config reloads in place)."""
-    log("2b: POST /v1/chat/completions, usage ledger + token limit on vs off")
-    base_cfg = json.loads(s.config_path.read_text())
-
-    def configure(on: bool) -> None:
-        cfg = json.loads(json.dumps(base_cfg))
-        cfg.setdefault("usage", {})["enabled"] = on
-        cfg.setdefault("rateLimit", {})["tokensPerMinute"] = 1_000_000_000 if on else 0
-        s.write_config(cfg)
-        want = 1_000_000_000 if on else None
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            f = json.loads(subprocess.run(["curl", "-s", s.base + "/api/info"], capture_output=True, text=True).stdout)["data"]["features"]
-            if f["rateLimit"]["tokensPerMinute"] == want and f["usageLedger"] == on:
-                time.sleep(1.2)  # every process has seen it (each checks once a second)
-                return
-            time.sleep(0.2)
-        raise BenchError("the gateway did not pick up the accounting config")
-
-    def ledger_rows() -> int:
-        db = sqlite3.connect(f"file:{s.run / 'gateway.db'}?mode=ro", uri=True, timeout=10)
-        try:
-            return db.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
-        finally:
-            db.close()
-
-    url = s.base + "/v1/chat/completions"
-    configure(False)
-    warm_up((url, "post.lua"))
-    rows_before = ledger_rows()
-    out = paired(s, url, configure, "accounting")
-    time.sleep(1)  # the last drains
-    out["ledger_rows"] = ledger_rows() - rows_before
-    out["requests_while_on"] = out.pop("requests_on")
-    out["targets"] = {"rps_ratio": ">= 0.95"}
-    return out
-
-
-def paired(s, url: str, configure, what: str, script: str | None = "post.lua") -> dict:
-    """Pairs of wrk runs, off and on back to back, the order flipping each
-    time (so a drift of the shared machine counts against both sides
-    alike); the verdict is the median of the pairs' ratios. One best-of
-    per side swung ±8 % from run to run here, more than the effects
-    measured. CPU: the gateway processes' user + system time over wrk's
-    requests (every thread, the ledger's drain thread included)."""
-    pids = s.worker_pids()
-
-    def measured(on: bool) -> dict:
-        configure(on)
-        cpu0 = sum(cpu_seconds(p) for p in pids)
-        r = wrk(url, seconds=PAIR_SECONDS, script=script)
-        r["cpu_us_per_request"] = (sum(cpu_seconds(p) for p in pids) - cpu0) / max(1, r["requests"]) * 1e6
-        return r
-
-    pairs = []
-    for i in range(PAIRS):
-        first = measured(i % 2 == 1)
-        second = measured(i % 2 == 0)
-        off, on = (second, first) if i % 2 == 1 else (first, second)
-        pairs.append({"off": off, "on": on})
-    configure(False)
-    errors = [(p["off"]["errors"], p["on"]["errors"]) for p in pairs]
-    if any(a or b for a, b in errors):
-        raise BenchError(f"{what} runs had errors (off, on): {errors}")
-    med = lambda side, key: statistics.median(p[side][key] for p in pairs)  # noqa: E731
-    side = lambda name: {"rps": med(name, "rps"), "p99_ms": med(name, "p99_ms"), "cpu_us_per_request": med(name, "cpu_us_per_request")}  # noqa: E731
-    return {"off": side("off"), "on": side("on"),
-            "rps_ratio": statistics.median(p["on"]["rps"] / p["off"]["rps"] for p in pairs),
-            "p99_ratio": ratio(med("on", "p99_ms"), med("off", "p99_ms"), "p99"),
-            "cpu_added_us_per_request": med("on", "cpu_us_per_request") - med("off", "cpu_us_per_request"),
-            "requests_on": sum(p["on"]["requests"] for p in pairs),
-            "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": p["on"]["rps"] / p["off"]["rps"]} for p in pairs]}
-
-
-# Scenario 2d's rounds: many 1-second runs rather than a few longer ones.
-# Two identical pools alternating 1 s runs here moved ±9 % a round (sd
-# 0.088-0.091 at 1 s and at 2 s, 2 or 1 nginx workers, 1 or 2 gateway
-# processes alike), so the noise is each run's and only more rounds narrow
-# the median; wrk on both pools at the same time was no better (one side
-# took 0.77-1.05 of the other's req/s with the same config).
-TWIN_ROUNDS = 8 if QUICK else 64
-TWIN_SECONDS = 1
-
-
-def side_by_side(s, ports, configure, what: str, url_path: str, script: str | None) -> dict:
-    """Rounds of two back-to-back wrk runs, one on each gateway pool (the
-    stack's and its twin, each behind its own nginx server), the order
-    flipping each round; no config reload between them, so rounds can be
-    short and many. `configure(side)` turns the feature on in pool `side`
-    (0 or 1) and off in the other; each pool has it for half the rounds, so
-    what differs between the pools cancels. CPU: each pool's processes'
-    user + system time over its own requests."""
-    from .stacks import twin_pids
-    urls = [f"http://127.0.0.1:{ports['side_a']}{url_path}", f"http://127.0.0.1:{ports['side_b']}{url_path}"]
-    pools = [s.worker_pids(), twin_pids(s)]
-
-    def run(side: int) -> dict:
-        cpu0 = sum(cpu_seconds(p) for p in pools[side])
-        r = wrk(urls[side], seconds=TWIN_SECONDS, script=script)
-        r["cpu_us_per_request"] = (sum(cpu_seconds(p) for p in pools[side]) - cpu0) / max(1, r["requests"]) * 1e6
-        return r
-
-    pairs = []
-    for on in (0, 1):
-        configure(on)
-        warm_up((urls[0], script), (urls[1], script))
-        for i in range(TWIN_ROUNDS // 2):
-            order = (on, 1 - on) if i % 2 == 0 else (1 - on, on)
-            runs = {side: run(side) for side in order}
-            pairs.append({"off": runs[1 - on], "on": runs[on]})
-    configure(None)
+def summarize_pairs(pairs: list[dict], what: str) -> dict:
+    """Off/on pairs of runs → medians per side and the median of the pairs'
+    ratios (with their mean, standard error and spread). Any run with an
+    error makes the whole scenario a BenchError, never a figure."""
     errors = [(p["off"]["errors"], p["on"]["errors"]) for p in pairs]
     if any(a or b for a, b in errors):
         raise BenchError(f"{what} runs had errors (off, on): {errors}")
@@ -221,71 +98,149 @@ def side_by_side(s, ports, configure, what: str, url_path: str, script: str | No
             "pair_spread": [min(ratios), max(ratios)],
             "p99_ratio": ratio(med("on", "p99_ms"), med("off", "p99_ms"), "p99"),
             "cpu_added_us_per_request": med("on", "cpu_us_per_request") - med("off", "cpu_us_per_request"),
+            "requests_on": sum(p["on"]["requests"] for p in pairs),
             "pairs": [{"off_rps": p["off"]["rps"], "on_rps": p["on"]["rps"], "ratio": r} for p, r in zip(pairs, ratios)]}
 
 
-def scenario_metrics(s, ports) -> dict:
-    """2d: /health and the completion with the machine's metrics on in one
-    gateway pool and off in its twin, in alternating runs (`side_by_side`);
-    issue #14: a handful of atomic adds on the shared table per request."""
-    from .stacks import twin_config_path, write_twin_config
-    log("2d: GET /health and POST /v1/chat/completions, metrics on vs off, two gateway pools in alternating 1-second runs")
-    base_cfg = json.loads(s.config_path.read_text())
-    sides = [f"http://127.0.0.1:{ports['side_a']}/metrics", f"http://127.0.0.1:{ports['side_b']}/metrics"]
+# The paired scenarios (2a-2d) run on two gateway pools: the stack's and a
+# twin (bench/lib/stacks.py), each behind its own nginx server, in many
+# short rounds of one wrk run per pool, the order flipping each round; the
+# feature is on in one pool and off in the other, the pools swapping roles
+# halfway. Two identical pools alternating 1 s runs here moved ±9 % a round
+# (sd 0.088-0.091 at 1 s and at 2 s, 2 or 1 nginx workers, 1 or 2 gateway
+# processes alike), so the noise is each run's and only more rounds narrow
+# the median; wrk on both pools at the same time was no better (one side
+# took 0.77-1.05 of the other's req/s with the same config). Sequential
+# pairs with a config reload between the sides (9 of 4 s) could not
+# resolve 3 %: their A/A control read 0.97-1.03 with pairs 0.84-1.13.
+TWIN_ROUNDS = 8 if QUICK else 64
+TWIN_SECONDS = 1
+COMPLETIONS = "/v1/chat/completions"
 
-    def configure(on_side: int | None) -> None:
-        for i, write in enumerate((s.write_config, lambda c: write_twin_config(s, c))):  # noqa: B023
-            cfg = json.loads(json.dumps(base_cfg))
-            cfg.setdefault("metrics", {})["enabled"] = on_side == i
-            write(cfg)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            codes = [subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", u], capture_output=True, text=True).stdout for u in sides]
-            if codes == ["200" if on_side == i else "404" for i in range(2)]:
-                time.sleep(1.2)  # every process has seen it (each checks once a second)
-                return
-            time.sleep(0.2)
-        raise BenchError(f"the gateway pools did not pick up the metrics config ({twin_config_path(s)})")
 
-    out = {}
-    for name, path, script in (("health", "/health", None), ("completion", "/v1/chat/completions", "post.lua")):
-        out[name] = side_by_side(s, ports, configure, f"metrics ({name})", path, script)
-    s.write_config(base_cfg)
-    time.sleep(2.5)
-    out["targets"] = {"rps_ratio": ">= 0.97"}
+def side_by_side(s, ports, configure, what: str, url_path: str = COMPLETIONS, script: str | None = "post.lua") -> dict:
+    """The rounds (see TWIN_ROUNDS). `configure(side)` turns the feature on
+    in pool `side` (0 or 1) and off in the other (None: off in both). CPU:
+    each pool's processes' user + system time over its own requests (every
+    thread, the ledger's drain thread included)."""
+    from .stacks import twin_pids
+    urls = [f"http://127.0.0.1:{ports['side_a']}{url_path}", f"http://127.0.0.1:{ports['side_b']}{url_path}"]
+    pools = [s.worker_pids(), twin_pids(s)]
+    pairs = []
+    for on in (0, 1):
+        configure(on)
+        warm_up((urls[0], script), (urls[1], script))
+        for i in range(TWIN_ROUNDS // 2):
+            order = (on, 1 - on) if i % 2 == 0 else (1 - on, on)
+            runs = {side: wrk_with_cpu(urls[side], pools[side], TWIN_SECONDS, script) for side in order}
+            pairs.append({"off": runs[1 - on], "on": runs[on]})
+    configure(None)
+    return summarize_pairs(pairs, what)
+
+
+def configure_pools(s, ports, base_cfg: dict, on_side: int | None, change, picked_up, what: str) -> None:
+    """Writes both pools' configs from `base_cfg`, `change(cfg, on)` applied
+    to each (on in pool `on_side` only), and waits until `picked_up(base_url,
+    on)` holds for both pools."""
+    from .stacks import write_twin_config
+    bases = [f"http://127.0.0.1:{ports['side_a']}", f"http://127.0.0.1:{ports['side_b']}"]
+    for i, write in enumerate((s.write_config, lambda c: write_twin_config(s, c))):
+        cfg = json.loads(json.dumps(base_cfg))
+        change(cfg, on_side == i)
+        write(cfg)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        if all(picked_up(bases[i], on_side == i) for i in range(2)):
+            time.sleep(1.2)  # every process has seen it (each checks once a second)
+            return
+        time.sleep(0.2)
+    raise BenchError(f"the gateway pools did not pick up the {what} config")
+
+
+def get_json(url: str) -> dict:
+    return json.loads(subprocess.run(["curl", "-s", url], capture_output=True, text=True).stdout)
+
+
+def scenario_control(s, ports) -> dict:
+    """2a: the A/A control of the paired scenarios: the same config in both
+    pools, so its ratio's distance from 1 and its rounds' spread are the
+    method's resolution in this run."""
+    log("2a: A/A control, the same completion and config in both gateway pools")
+    out = side_by_side(s, ports, lambda side: None, "A/A control")
+    out.pop("requests_on")
     return out
 
 
-def scenario_key_pool(s) -> dict:
+def scenario_accounting(s, ports) -> dict:
+    """2b: the same completion with the usage ledger and a token limit on vs off."""
+    log("2b: POST /v1/chat/completions, usage ledger + token limit on vs off")
+    base_cfg = json.loads(s.config_path.read_text())
+
+    def change(cfg: dict, on: bool) -> None:
+        cfg.setdefault("usage", {})["enabled"] = on
+        cfg.setdefault("rateLimit", {})["tokensPerMinute"] = 1_000_000_000 if on else 0
+
+    def picked_up(base: str, on: bool) -> bool:
+        f = get_json(base + "/api/info")["data"]["features"]
+        return f["rateLimit"]["tokensPerMinute"] == (1_000_000_000 if on else None) and f["usageLedger"] == on
+
+    def ledger_rows() -> int:
+        db = sqlite3.connect(f"file:{s.run / 'gateway.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            return db.execute("SELECT COUNT(*) FROM usage").fetchone()[0]
+        finally:
+            db.close()
+
+    rows_before = ledger_rows()
+    out = side_by_side(s, ports, lambda side: configure_pools(s, ports, base_cfg, side, change, picked_up, "accounting"), "accounting")
+    time.sleep(1)  # the last drains
+    out["ledger_rows"] = ledger_rows() - rows_before
+    out["requests_while_on"] = out.pop("requests_on")
+    out["targets"] = {"rps_ratio": ">= 0.95"}
+    return out
+
+
+def scenario_key_pool(s, ports) -> dict:
     """2c: the same completion through a pool of 3 upstream keys vs one key
-    (issue #13: a pick by weight over the keys' shared health words per
-    request), alternating in one run."""
+    (issue #13: a pick by weight over the keys' shared health words per request)."""
     log("2c: POST /v1/chat/completions, a pool of 3 upstream keys vs one")
     base_cfg = json.loads(s.config_path.read_text())
     keys = [{"key": f"sk-bench-pool-{i}-" + "k" * 24, "name": f"pool-{i}"} for i in range(3)]
 
-    def configure(on: bool) -> None:
-        cfg = json.loads(json.dumps(base_cfg))
+    def change(cfg: dict, on: bool) -> None:
         cfg["upstream"]["keys"] = keys if on else keys[:1]
-        s.write_config(cfg)
-        want = 3 if on else 1
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            h = json.loads(subprocess.run(["curl", "-s", s.base + "/health"], capture_output=True, text=True).stdout)
-            if len(h["keys"]["healthy"]) == want:
-                time.sleep(1.2)  # every process has seen it (each checks once a second)
-                return
-            time.sleep(0.2)
-        raise BenchError("the gateway did not pick up the key pool config")
 
-    url = s.base + "/v1/chat/completions"
-    configure(False)
-    warm_up((url, "post.lua"))
-    out = paired(s, url, configure, "key pool")
+    def picked_up(base: str, on: bool) -> bool:
+        return len(get_json(base + "/health")["keys"]["healthy"]) == (3 if on else 1)
+
+    out = side_by_side(s, ports, lambda side: configure_pools(s, ports, base_cfg, side, change, picked_up, "key pool"), "key pool")
     out.pop("requests_on")
     out["targets"] = {"rps_ratio": ">= 0.97"}
-    s.write_config(base_cfg)
-    time.sleep(2.5)  # every process has read it back (each checks once a second): /health is the same everywhere again
+    # Back to the base config in both pools (/health is the same everywhere again).
+    configure_pools(s, ports, base_cfg, None, lambda cfg, on: None, lambda base, on: True, "base")
+    return out
+
+
+def scenario_metrics(s, ports) -> dict:
+    """2d: /health and the completion with the machine's metrics on vs off
+    (issue #14: a handful of atomic adds on the shared table per request)."""
+    log("2d: GET /health and POST /v1/chat/completions, metrics on vs off")
+    base_cfg = json.loads(s.config_path.read_text())
+
+    def change(cfg: dict, on: bool) -> None:
+        cfg.setdefault("metrics", {})["enabled"] = on
+
+    def picked_up(base: str, on: bool) -> bool:
+        code = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", base + "/metrics"], capture_output=True, text=True).stdout
+        return code == ("200" if on else "404")
+
+    def configure(side: int | None) -> None:
+        configure_pools(s, ports, base_cfg, side, change, picked_up, "metrics")
+
+    out = {name: side_by_side(s, ports, configure, f"metrics ({name})", path, script)
+           for name, path, script in (("health", "/health", None), ("completion", COMPLETIONS, "post.lua"))}
+    configure_pools(s, ports, base_cfg, None, lambda cfg, on: None, lambda base, on: True, "base")
+    out["targets"] = {"rps_ratio": ">= 0.97"}
     return out
 
 

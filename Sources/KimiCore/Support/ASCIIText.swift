@@ -42,6 +42,11 @@ public struct ASCIIText {
     public mutating func number(_ v: Int) { number(Int64(v)) }
 
     public mutating func number(_ v: UInt64) {
+        Self.decimal(v) { byte($0) }
+    }
+
+    /// `v`'s decimal digits, most significant first, without a String.
+    @inline(__always) static func decimal(_ v: UInt64, _ emit: (UInt8) -> Void) {
         var m = v
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes ≥ 20 digits, on the stack
         var n = 0
@@ -53,7 +58,7 @@ public struct ASCIIText {
             } while m > 0
             while n > 0 {
                 n -= 1
-                byte(d[n])
+                emit(d[n])
             }
         }
     }
@@ -77,19 +82,6 @@ extension Array where Element == UInt8 {
     /// Appends `v` in decimal without building a String.
     public mutating func appendDecimal(_ v: Int) {
         if v < 0 { append(0x2D) }
-        var m = v.magnitude
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0) // 24 bytes ≥ 20 digits, on the stack
-        var n = 0
-        Swift.withUnsafeMutableBytes(of: &digits) { d in
-            repeat {
-                d[n] = 0x30 + UInt8(m % 10)
-                m /= 10
-                n += 1
-            } while m > 0
-            while n > 0 {
-                n -= 1
-                append(d[n])
-            }
-        }
+        ASCIIText.decimal(UInt64(v.magnitude)) { append($0) }
     }
 }
