@@ -18,10 +18,12 @@ public final class GatewayMetrics: @unchecked Sendable {
         /// This process's slot for its own gauges (`ProcessSeries`); nil
         /// when the table cannot be used or all slots have live owners.
         let slot: Int?
+        let inFlightKey: Key?
         init(file: String) {
             self.file = file
             store = MappedMetricsStore(path: file)
             slot = Self.claimSlot(store)
+            inFlightKey = slot.map { Key("in_flight_requests").mixing(0x9A00 + $0) }
         }
 
         /// The first slot that is free, ours, or a dead process's (its
@@ -142,9 +144,16 @@ public final class GatewayMetrics: @unchecked Sendable {
         /// Changes this process's own gauge (see `ProcessSeries`).
         func processGauge(_ name: String, by delta: Int64) {
             guard let slot else { return }
-            let family = name == "in_flight_requests" ? Key.inFlight : Key(name)
-            add(family.mixing(0x9A00 + slot), UInt64(bitPattern: delta)) { ProcessSeries.gauge(slot, name) }
+            add(Key(name).mixing(0x9A00 + slot), UInt64(bitPattern: delta)) { ProcessSeries.gauge(slot, name) }
         }
+
+        /// This process's `in_flight_requests`, up or down one: twice a
+        /// request, its key mixed once per process (`Box.inFlightKey`).
+        func inFlight(by delta: Int64) {
+            guard let slot, let key = inFlightKey else { return }
+            add(key, UInt64(bitPattern: delta)) { ProcessSeries.gauge(slot, "in_flight_requests") }
+        }
+        let inFlightKey: Key?
     }
 
     /// A series key: FNV-1a over the family name and the label values (and
@@ -152,7 +161,10 @@ public final class GatewayMetrics: @unchecked Sendable {
     struct Key {
         private(set) var value: UInt64 = 0xcbf29ce484222325
         init(_ family: String) { self = self.mixing(family) }
-        static let inFlight = Key("in_flight_requests")
+        /// A label value's own key, to mix into several families' keys
+        /// (`mixing(_: Key)`): the string is hashed once, not once a family.
+        static func label(_ value: String) -> Key { Key(value: 0x84222325cbf29ce4).mixing(value) }
+        private init(value: UInt64) { self.value = value }
         /// Over the string's contiguous UTF-8 (`for b in s.utf8` cost ~60
         /// instructions a byte here, 6,600 a completion: callgrind, bench 2d).
         func mixing(_ s: String) -> Key {
@@ -162,6 +174,12 @@ public final class GatewayMetrics: @unchecked Sendable {
                 for b in bytes { k.value = (k.value ^ UInt64(b)) &* 0x100000001b3 }
             }
             k.value = (k.value ^ 0xFF) &* 0x100000001b3
+            return k
+        }
+        func mixing(_ label: Key) -> Key {
+            var k = self
+            k.value = (k.value ^ label.value) &* 0x100000001b3
+            k.value = (k.value ^ 0xFD) &* 0x100000001b3
             return k
         }
         func mixing(_ n: Int) -> Key {
@@ -177,7 +195,7 @@ public final class GatewayMetrics: @unchecked Sendable {
         guard let b = box(c), let m = b.store.mapping() else { return nil }
         let cache = ThreadCache.current()
         if cache.mapping !== m { (cache.mapping, cache.words) = (m, WordTable()) }
-        return Batch(store: b.store, mapping: m, cache: cache, slot: b.slot)
+        return Batch(store: b.store, mapping: m, cache: cache, slot: b.slot, inFlightKey: b.inFlightKey)
     }
 
     /// A thread's series words by their 64-bit key, which is already a
