@@ -94,6 +94,23 @@ import Testing
         #expect(s == #""a\nb\r\u0000\u007f""#)
     }
 
+    @Test func escapesAtEitherEndAndBetweenPlainRunsOfLongAndShortStrings() throws {
+        #expect(JSON.string("\"").serialized() == #""\"""#)
+        #expect(JSON.string("\tx\\").serialized() == #""\tx\\""#)
+        let long = "\u{1}" + String(repeating: "plain é 日本 ", count: 4) + "\"mid\"" + String(repeating: "z", count: 40) + "\n"
+        let out = JSON.string(long).serialized()
+        #expect(out.hasPrefix(#""\u0001plain é"#) && out.hasSuffix(#"zz\n""#) && out.contains(#"\"mid\""#))
+        // Whatever the string, parsing the output gives it back.
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<300 {
+            let scalars = (0..<Int.random(in: 0...40, using: &rng)).map { _ in
+                Unicode.Scalar([0x00, 0x09, 0x0A, 0x22, 0x5C, 0x7F, 0x41, 0xE9, 0x65E5, 0x1F600].randomElement(using: &rng)!)!
+            }
+            let text = String(String.UnicodeScalarView(scalars))
+            #expect(try JSON.parse(Array(JSON.string(text).serialized().utf8)) == .string(text))
+        }
+    }
+
     @Test func intValueAcceptsIntegralLiterals() throws {
         #expect(JSON.number("12").intValue == 12)
         #expect(JSON.number("1e3").intValue == 1000)

@@ -18,9 +18,9 @@ extension JSON {
 
     public func write(into out: inout [UInt8]) {
         switch self {
-        case .null: out.append(contentsOf: "null".utf8)
-        case let .bool(v): out.append(contentsOf: (v ? "true" : "false").utf8)
-        case let .number(n): out.append(contentsOf: n.utf8)
+        case .null: out.appendUTF8("null")
+        case let .bool(v): out.appendUTF8(v ? "true" : "false")
+        case let .number(n): out.appendUTF8(n)
         case let .string(s): JSON.writeString(s, into: &out)
         case let .array(items):
             out.append(UInt8(ascii: "["))
