@@ -58,6 +58,19 @@ import Testing
         #expect(err(#"{"rateLimit":{"windowMs":9000000000000000000}}"#).hasPrefix("rateLimit.windowMs: must be at most"))
     }
 
+    @Test func aRequestLimitFinerThanTheLimitersMicrosecondIsRefused() throws {
+        func err(_ s: String) -> String {
+            do { _ = try GatewayConfig.parse(fileBytes: Array(s.utf8)).validated(); return "" } catch { return error.description }
+        }
+        // One a microsecond is the finest GCRA can count: accepted.
+        #expect(err(#"{"rateLimit":{"windowMs":60000,"maxRequests":60000000}}"#) == "")
+        #expect(err(#"{"rateLimit":{"windowMs":60000,"maxRequests":60000001}}"#)
+            .hasPrefix("rateLimit.maxRequests: 60000001 per 60000 ms is finer than the limiter's 1 µs"))
+        #expect(err(#"{"auth":{"keys":["a",{"key":"b","rateLimit":{"windowMs":1,"maxRequests":1001}}]}}"#)
+            .hasPrefix("auth.keys[1].rateLimit.maxRequests: 1001 per 1 ms"))
+        #expect(throws: ConfigError.self) { try GatewayConfig().applying(env: ["RATE_LIMIT_WINDOW_MS": "1", "RATE_LIMIT_MAX_REQUESTS": "5000"]).validated() }
+    }
+
     @Test func httpIsAcceptedForLoopbackOnly() throws {
         var c = GatewayConfig()
         c.upstream.baseURL = "http://127.0.0.1:8080/v1"

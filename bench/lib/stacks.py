@@ -31,7 +31,7 @@ def http_stack() -> tuple[kimistack.Stack, dict]:
         "TWIN_SOCK": kimistack.public_dir(run) / "twin.sock", "SIDE_A_PORT": ports["side_a"], "SIDE_B_PORT": ports["side_b"],
         "SIDE_A_FASTCGI": fastcgi, "SIDE_B_FASTCGI": fastcgi.replace("fastcgi_pass kimi_gateway;", "fastcgi_pass kimi_twin;")})
     cfg = {"upstream": {"baseURL": f"http://127.0.0.1:{ports['fixed']}/v1", "apiKey": "sk-bench-placeholder"},
-           "rateLimit": {"windowMs": 60000, "maxRequests": 1_000_000_000}}
+           "rateLimit": {"windowMs": 60000, "maxRequests": 60_000_000}}
     s = kimistack.Stack(run, config=cfg, workers=int(os.environ.get("BENCH_WORKERS", "2")), simulator=False, nginx_workers=int(os.environ.get("BENCH_NGINX_WORKERS", "2")), extra_servers=extra,
                         access_log=False, upstream_base=cfg["upstream"]["baseURL"],
                         ports={k: chosen[k] for k in kimistack.STACK_PORTS})

@@ -33,6 +33,8 @@ extension GatewayConfig {
                 throw ConfigError("auth.keys[\(i)].models", "\"\(HeaderSafety.printable(m, max: 60))\" is not in upstream.models")
             }
         }
+        try rateLimit.policy.checkResolution("rateLimit.maxRequests")
+        for (i, k) in auth.keys.enumerated() { try k.rateLimit?.checkResolution("auth.keys[\(i)].rateLimit.maxRequests") }
         for (i, k) in auth.keys.enumerated() where k.budget != nil && !usage.enabled {
             throw ConfigError("auth.keys[\(i)].budget", "budgets are counted from the usage ledger: usage.enabled must be true")
         }
@@ -120,5 +122,17 @@ extension GatewayConfig {
         ]
         if !server.trustedProxies.isEmpty { lines.append("server.trustedProxies = \(server.trustedProxies.joined(separator: ", "))") }
         return lines
+    }
+}
+
+extension GatewayConfig.RateLimitPolicy {
+    /// The limiter's clock is in microseconds (`GCRA`): with more requests
+    /// than microseconds in the window, the interval between them would be
+    /// under 1 µs and the limit admitted would be one per microsecond, not
+    /// the one configured (and advertised in `RateLimit-Limit`).
+    func checkResolution(_ key: String) throws(ConfigError) {
+        guard Int64(maxRequests) <= Int64(windowMs) * 1000 else {
+            throw ConfigError(key, "\(maxRequests) per \(windowMs) ms is finer than the limiter's 1 µs: allow at most \(Int64(windowMs) * 1000) (one a microsecond), lengthen windowMs, or turn the limit off")
+        }
     }
 }
