@@ -30,6 +30,10 @@ struct ServeCommand: ParsableCommand {
         guard let cache = ConfigLoading.load(path: config) else { throw ExitCode.failure }
         let config = cache.current()
         Log.jsonLines = config.log.format == .json // the supervisor's lines too
+        // Before any thread or fork: every thread of every worker inherits it.
+        if config.server.batchScheduling, let why = SchedulingPolicy.useBatch() {
+            Log.warn("server.batchScheduling: the kernel refused SCHED_BATCH (\(why)); running under its default policy")
+        }
         let fd: Int32
         do { fd = try process.listen() } catch { throw Failure("\(error)") }
         guard let workers else { return try serve(process, cache: cache, fd: fd, restarted: false) }

@@ -84,6 +84,15 @@ import Testing
         #expect(refused.count == 1 && refused[0].hasPrefix("rateLimit.tableSize"))
     }
 
+    @Test func batchSchedulingIsOnByDefaultCanBeTurnedOffAndWaitsForARestart() throws {
+        #expect(try ConfigSource(path: nil, processEnv: [:]).load().server.batchScheduling)
+        let off = try GatewayConfig.parse(fileBytes: Array(#"{"server":{"batchScheduling":false}}"#.utf8))
+        #expect(!off.server.batchScheduling)
+        #expect(throws: ConfigError.self) { try GatewayConfig.parse(fileBytes: Array(#"{"server":{"batchScheduling":"yes"}}"#.utf8)) }
+        let (kept, refused) = off.keepingRestartOnly(from: GatewayConfig())
+        #expect(kept.server.batchScheduling && refused == ["server.batchScheduling (false → kept true)"])
+    }
+
     @Test func aFIFOAtTheConfigPathIsRefusedWithoutBlocking() throws {
         var t = Array("/tmp/kimi-fifo-XXXXXX".utf8CString)
         let dir = String(cString: mkdtemp(&t)!)

@@ -366,3 +366,42 @@ def test_workers_exit_when_their_supervisor_is_killed():
         assert wait_for(lambda: not any(kimistack.process_alive(p) for p in workers), 20)
     finally:
         s.stop()
+
+
+# ------------------------------------- 8: the threads' scheduling policy
+
+SCHED_OTHER, SCHED_BATCH = 0, 3
+
+
+def _policies(pids: list[int]) -> dict[int, int]:
+    """Each thread's scheduling policy (field 41 of /proc/<pid>/task/<tid>/stat)."""
+    out: dict[int, int] = {}
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            out[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[38])
+    return out
+
+
+@pytest.mark.parametrize("supervised", [False, True], ids=["spawn-fcgi", "supervised"])
+def test_every_thread_of_a_worker_runs_sched_batch_unless_configured_off(supervised):
+    """server.batchScheduling (default on) puts every thread a worker starts
+    under SCHED_BATCH: the request threads (also those the pool adds under
+    load), the manager, the usage drain; off leaves the kernel's default."""
+    for on in (True, False):
+        cfg = {"server": {"minThreads": 2}} if on else {"server": {"minThreads": 2, "batchScheduling": False}}
+        gw = Gateway(RUNS / f"sched-{supervised}-{on}", cfg, processes=2, supervised=supervised)
+        try:
+            # The socket exists before the processes do: wait until both serve.
+            assert wait_for(lambda: gw.log.exists() and gw.log.read_text().count(" serving on ") == 2, 10), gw.diagnostics()
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:  # enough at once for the pool to add threads
+                assert all(s == 200 for s, _, _ in pool.map(lambda _: gw.request("/health"), range(64)))
+            workers = gw.pids()
+            if supervised:
+                children = lambda: [int(x) for x in subprocess.run(["pgrep", "-P", str(gw.proc.pid)], capture_output=True, text=True).stdout.split()]  # noqa: E731
+                assert wait_for(lambda: len(children()) == 2, 10)
+                workers = children()
+            policies = _policies(workers)
+            assert len(policies) >= 3 * len(workers), policies  # main, manager, request threads
+            assert set(policies.values()) == {SCHED_BATCH if on else SCHED_OTHER}, (on, policies)
+        finally:
+            gw.stop()

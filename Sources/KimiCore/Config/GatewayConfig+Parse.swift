@@ -129,7 +129,7 @@ extension GatewayConfig {
             let r = ConfigReader(prefix: "server.")
             let o = try r.object(s)
             try r.check(o, known: ["maxBodyBytes", "minThreads", "maxThreads", "drainTimeoutMs", "trustedProxies", "readTimeoutMs",
-                                   "maxBufferedBytes"])
+                                   "maxBufferedBytes", "batchScheduling"])
             if let v = s["maxBodyBytes"] { c.server.maxBodyBytes = try r.int(v, "maxBodyBytes", min: 1) }
             if let v = s["minThreads"] { c.server.minThreads = try r.int(v, "minThreads", min: 1) }
             if let v = s["maxThreads"] { c.server.maxThreads = try r.int(v, "maxThreads", min: 1) }
@@ -137,6 +137,7 @@ extension GatewayConfig {
             if let v = s["readTimeoutMs"] { c.server.readTimeoutMs = try r.int(v, "readTimeoutMs", min: 1) }
             if let v = s["maxBufferedBytes"] { c.server.maxBufferedBytes = try r.int(v, "maxBufferedBytes", min: 1 << 20) }
             if let v = s["trustedProxies"] { c.server.trustedProxies = try r.strings(v, "trustedProxies") }
+            if let v = s["batchScheduling"] { c.server.batchScheduling = try r.bool(v, "batchScheduling") }
         }
         if let a = root["auth"] {
             let r = ConfigReader(prefix: "auth.")

@@ -5,8 +5,9 @@ extension GatewayConfig {
     /// - `rateLimit.file`, `rateLimit.tableSize`: a new table would start every
     ///   client's quota afresh, and processes that reload at different moments
     ///   would count in different tables;
-    /// - `server.minThreads`, `server.maxThreads`, `server.readTimeoutMs`:
-    ///   read once when the worker pool starts;
+    /// - `server.minThreads`, `server.maxThreads`, `server.readTimeoutMs`,
+    ///   `server.batchScheduling`: read once when the worker pool starts
+    ///   (threads inherit the policy from the thread that starts them);
     /// - `storage.database`: opened once; a new path would lose sight of
     ///   every file recorded in the old one.
     public func keepingRestartOnly(from running: GatewayConfig) -> (GatewayConfig, refused: [String]) {
@@ -23,6 +24,7 @@ extension GatewayConfig {
         keep("server.minThreads", \.server.minThreads)
         keep("server.maxThreads", \.server.maxThreads)
         keep("server.readTimeoutMs", \.server.readTimeoutMs)
+        keep("server.batchScheduling", \.server.batchScheduling)
         keep("storage.database", \.storage.database)
         return (c, refused)
     }

@@ -112,7 +112,7 @@ extension GatewayConfig {
             "upstream.keys = \(upstream.secrets.isEmpty ? "(not set)" : upstream.keys.map { "\($0.name) (fingerprint \($0.fingerprint), weight \($0.weight), \($0.baseURL))" }.joined(separator: "; "))",
             "upstream retries = \(upstream.retries) within \(upstream.retryDeadlineMs) ms; refused keys out for \(upstream.disabledKeySeconds) s",
             "upstream.defaultModel = \(upstream.defaultModel); models: \(upstream.modelsConfigured ? upstream.models.map(\.id).joined(separator: ", ") : "the upstream's list")",
-            "server.maxBodyBytes = \(server.maxBodyBytes); threads \(server.minThreads)...\(server.maxThreads) per process",
+            "server.maxBodyBytes = \(server.maxBodyBytes); threads \(server.minThreads)...\(server.maxThreads) per process, \(server.batchScheduling ? "SCHED_BATCH" : "the kernel's default scheduling")",
             "auth.required = \(auth.required); keys: \(auth.keys.map { "\($0.name) (\($0.sha256.prefix(8)))" }.joined(separator: ", "))",
             "cors.allowedOrigins = \(cors.allowedOrigins.joined(separator: ", "))",
             "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms\(rateLimit.tokensPerMinute > 0 ? ", \(rateLimit.tokensPerMinute) tokens per minute" : ""), file \(rateLimit.file)" : "off")",

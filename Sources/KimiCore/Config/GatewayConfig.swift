@@ -95,6 +95,16 @@ public struct GatewayConfig: Sendable, Equatable {
         public var maxBufferedBytes = 64 << 20
         /// Addresses whose `X-Forwarded-For` is believed (e.g. a load balancer in front of nginx).
         public var trustedProxies: [String] = []
+        /// Run the process's threads under SCHED_BATCH (Linux, no privilege
+        /// needed): a gateway thread woken by nginx or the upstream does not
+        /// preempt the task running on that CPU (nginx, mid-way through a
+        /// batch of events) but waits for it to block or its slice to end.
+        /// Measured (two pools side by side, 40 alternating rounds, 32
+        /// connections, 2 cores): completion req/s 1.14x (± 0.009), gateway
+        /// CPU 85 -> 76 µs a completion; `/health` 1.34x, 26 -> 19 µs;
+        /// latency at concurrency 1 unchanged within the noise (an idle CPU
+        /// runs the woken thread at once). Off: the kernel's default policy.
+        public var batchScheduling = true
     }
 
     public struct APIKey: Sendable, Equatable {
