@@ -25,7 +25,17 @@ def request(sock_path: str, params: dict[str, str], body: bytes = b"", timeout: 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(sock_path)
-    out = _record(BEGIN, struct.pack(">HB5x", 1, 0))  # role RESPONDER, no keep-conn
+    try:
+        return exchange(s, params, body)
+    finally:
+        s.close()
+
+
+def exchange(s: socket.socket, params: dict[str, str], body: bytes = b"", keep_conn: bool = False) -> tuple[int, dict, bytes]:
+    """One request on the connected socket `s` (FastCGI 1.0 §5.1: with
+    `keep_conn` the responder leaves the connection open for the next one);
+    returns (status, headers, body) parsed from the CGI response."""
+    out = _record(BEGIN, struct.pack(">HB5x", 1, 1 if keep_conn else 0))  # role RESPONDER
     blob = b"".join(_pair(k.encode(), v.encode()) for k, v in params.items())
     out += _record(PARAMS, blob) + _record(PARAMS, b"")
     for i in range(0, len(body), 65535):
@@ -48,9 +58,7 @@ def request(sock_path: str, params: dict[str, str], body: bytes = b"", timeout: 
             if rtype == STDOUT:
                 stdout += content
             elif rtype == END:
-                s.close()
                 return _parse(stdout)
-    s.close()
     return _parse(stdout)
 
 

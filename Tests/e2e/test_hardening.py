@@ -322,6 +322,49 @@ def test_peers_that_stop_mid_request_do_not_stall_the_process():
         gw.stop()
 
 
+def test_kept_connections_closing_while_new_ones_arrive_lose_no_request():
+    """Peers close kept connections (FCGI_KEEP_CONN) while others open new
+    ones, in one process: every request is answered, once. libfcgi closes a
+    connection's fd and then still writes to its request, so a pool that
+    keeps requests apart from threads must never let a reused fd number mix
+    two connections (an epoll intake tried for issue #15 did: requests hung)."""
+    gw = Gateway(RUNS / "kept-churn", {"rateLimit": {"enabled": False}, "server": {"minThreads": 8}}, processes=1)
+    params = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/health", "REMOTE_ADDR": "10.9.9.9", "CONTENT_LENGTH": "0"}
+
+    def kept(n: int) -> list:
+        seen = []
+        for _ in range(n):
+            c = socket.socket(socket.AF_UNIX)
+            c.settimeout(5)
+            try:
+                c.connect(str(gw.sock))
+                for _ in range(3):
+                    seen.append(fcgi_client.exchange(c, params, keep_conn=True)[0])
+            except OSError as e:
+                seen.append(repr(e))
+            finally:
+                c.close()
+        return seen
+
+    def fresh(n: int) -> list:
+        seen = []
+        for _ in range(n):
+            try:
+                seen.append(gw.request("/health", timeout=5)[0])
+            except OSError as e:
+                seen.append(repr(e))
+        return seen
+    try:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            jobs = [pool.submit(kept, 60) for _ in range(8)] + [pool.submit(fresh, 180) for _ in range(8)]
+            seen = [s for j in jobs for s in j.result()]
+        assert len(seen) == 8 * 60 * 3 + 8 * 180
+        failed = [s for s in seen if s != 200]
+        assert not failed, f"{len(failed)} of {len(seen)} requests failed: {failed[:3]}\n{gw.diagnostics()}"
+    finally:
+        gw.stop()
+
+
 # --------------------------------------------- 6: health under saturation
 
 def test_health_answers_and_the_rest_get_a_503_when_every_thread_is_busy():
