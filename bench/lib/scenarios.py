@@ -8,7 +8,8 @@ import statistics
 import subprocess
 import time
 
-from .measure import QUICK, ROOT, RUNS, BenchError, ab, best_of, cpu_seconds, cpu_split, fd_count, fd_split, log, ratio, rss_kb, threads, wrk
+from .measure import (QUICK, ROOT, RUNS, BenchError, ab, best_of, context_switches, cpu_seconds, cpu_split, fd_count, fd_split, log, ratio,
+                      rss_kb, threads, wrk)
 
 
 def warm_up(*urls_and_scripts) -> None:
@@ -46,7 +47,9 @@ def scenario_cost(s, ports) -> dict:
     run: CPU per request of the gateway processes (user, system) and of
     nginx's workers (which serve the fixed upstream in both paths), from
     /proc around fixed-length wrk runs at 32 connections; then the latency
-    each path has at concurrency 1 (wrk -c1), p50 and p99."""
+    each path has at concurrency 1 (wrk -c1), p50 and p99. Context switches
+    per request of the gateway's threads and nginx's workers are reported
+    beside the CPU (no target: they say where the thread model's cost is)."""
     log("2e: cost of a relayed completion, gateway path vs nginx proxy_pass (CPU per request, latency at concurrency 1)")
     master = s.procs["nginx"].pid
     nginx = [int(x) for x in subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()]
@@ -55,15 +58,18 @@ def scenario_cost(s, ports) -> dict:
     runs: dict[str, list[dict]] = {k: [] for k in paths}
     for _ in range(3):
         for name, url in paths.items():
-            g0, n0 = cpu_split(gateway), cpu_split(nginx)
+            g0, n0, gs0, ns0 = cpu_split(gateway), cpu_split(nginx), context_switches(gateway), context_switches(nginx)
             r = wrk(url, seconds=COST_SECONDS, script="post.lua")
-            g1, n1 = cpu_split(gateway), cpu_split(nginx)
+            g1, n1, gs1, ns1 = cpu_split(gateway), cpu_split(nginx), context_switches(gateway), context_switches(nginx)
             one = wrk(url, seconds=COST_SECONDS, conns=1, threads=1, script="post.lua")
             if r["errors"] or one["errors"]:
                 raise BenchError(f"2e {name}: runs had errors ({r['errors']} at c32, {one['errors']} at c1)")
             per = lambda a, b: (b - a) / r["requests"] * 1e6  # noqa: E731
             runs[name].append({"rps": r["rps"], "gateway_user_us": per(g0[0], g1[0]), "gateway_sys_us": per(g0[1], g1[1]),
-                               "nginx_us": per(sum(n0), sum(n1)), "c1_p50_ms": one["p50_ms"], "c1_p99_ms": one["p99_ms"], "c1_rps": one["rps"]})
+                               "nginx_us": per(sum(n0), sum(n1)), "c1_p50_ms": one["p50_ms"], "c1_p99_ms": one["p99_ms"], "c1_rps": one["rps"],
+                               # Switches per request: where the thread model's cost shows (README "Performance").
+                               "gateway_vcsw": (gs1[0] - gs0[0]) / r["requests"], "gateway_ivcsw": (gs1[1] - gs0[1]) / r["requests"],
+                               "nginx_vcsw": (ns1[0] - ns0[0]) / r["requests"], "nginx_ivcsw": (ns1[1] - ns0[1]) / r["requests"]})
     med = lambda name, key: statistics.median(x[key] for x in runs[name])  # noqa: E731
     side = lambda name: {k: med(name, k) for k in runs[name][0]}  # noqa: E731
     g, p = side("gateway"), side("proxy")
