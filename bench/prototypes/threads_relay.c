@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <fcgiapp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ int main(int argc, char **argv) {
     }
     if (!url[0]) return 1;
     curl_global_init(CURL_GLOBAL_DEFAULT); FCGX_Init();
+    signal(SIGTERM, SIG_DFL); /* libfcgi's handler only marks a shutdown that threads in accept() never see */
     pthread_t t[64];
     for (int i = 0; i < 64; i++) pthread_create(&t[i], 0, worker, 0);
     for (int i = 0; i < 64; i++) pthread_join(t[i], 0);
