@@ -131,17 +131,19 @@ public final class FastCGIExchange: ResponseWriter {
     /// Polls the connection: nginx closes it when its client leaves
     /// (`fastcgi_ignore_client_abort off`), which shows as POLLRDHUP or a
     /// zero-byte peek. Anything else readable (a record nginx sent) ends
-    /// the watching, not the wait.
+    /// the watching, not the wait. With 0 ms: one look, no wait.
     public func waitWhileConnected(milliseconds: Int) -> Bool {
         guard !clientGone else { return false }
         let end = Clock.monotonicNanos() &+ UInt64(max(0, milliseconds)) * 1_000_000
+        var looked = false
         while true {
             let now = Clock.monotonicNanos()
-            guard now < end else { return true }
-            let left = Int32(min(UInt64(Int32.max), (end - now + 999_999) / 1_000_000))
+            guard now < end || !looked else { return true }
+            looked = true
+            let left = now < end ? Int32(min(UInt64(Int32.max), (end - now + 999_999) / 1_000_000)) : 0
             var p = pollfd(fd: fd, events: Int16(POLLIN) | 0x2000 /* POLLRDHUP */, revents: 0)
             let n = fd >= 0 ? poll(&p, 1, left) : { usleep(useconds_t(left) * 1000); return 0 }()
-            if n < 0, errno == EINTR { continue }
+            if n < 0, errno == EINTR { looked = false; continue }
             guard n > 0 else { return n == 0 ? true : !clientGone }
             var byte: UInt8 = 0
             if p.revents & (0x2000 | Int16(POLLHUP) | Int16(POLLERR)) != 0 || recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0 {

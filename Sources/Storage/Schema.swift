@@ -83,6 +83,11 @@ public enum Schema {
         ALTER TABLE usage ADD COLUMN upstream_key TEXT NOT NULL DEFAULT '';
         ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
         """,
+        // 5: rows whose upstream counts were out of range and held to their
+        // bound (`ReportedTokens`).
+        """
+        ALTER TABLE usage ADD COLUMN clamped INTEGER NOT NULL DEFAULT 0;
+        """,
     ]
 
     public static var version: Int { migrations.count }

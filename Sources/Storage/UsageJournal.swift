@@ -24,7 +24,9 @@ import KimiCore
 ///
 /// Files: `journal-<pid>-<start>.log`, where `<start>` is the process's
 /// start time in clock ticks since boot (`/proc/<pid>/stat` field 22), so a
-/// reused pid is never mistaken for a live writer.
+/// reused pid is never mistaken for a live writer; beside it
+/// `journal-<pid>-<start>.inflight`, the provisional rows of the requests
+/// in flight (`InFlightSlots`).
 public final class UsageJournal: @unchecked Sendable {
     public let directory: String
     public let path: String
@@ -38,13 +40,16 @@ public final class UsageJournal: @unchecked Sendable {
     private var consumed = 0
     static let initialBytes = 1 << 20
     static let maxBytes = 1 << 30
+    private let inFlight: InFlightSlots
 
     public init(directory: String) throws {
         self.directory = directory
         guard SharedFiles.ensureParent(of: directory + "/x") else {
             throw SQLiteDatabase.Failure(description: "cannot create \(directory)")
         }
-        path = directory + "/journal-\(getpid())-\(Self.startTime(of: getpid()) ?? 0).log"
+        let stem = directory + "/journal-\(getpid())-\(Self.startTime(of: getpid()) ?? 0)"
+        path = stem + ".log"
+        inFlight = try InFlightSlots(path: stem + ".inflight")
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SQLiteDatabase.Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
         capacity = Self.initialBytes
@@ -52,6 +57,7 @@ public final class UsageJournal: @unchecked Sendable {
             let why = String(cString: strerror(errno))
             close(fd)
             unlink(path)
+            inFlight.remove()
             throw SQLiteDatabase.Failure(description: "cannot map \(path): \(why)")
         }
         base = m
@@ -68,6 +74,21 @@ public final class UsageJournal: @unchecked Sendable {
         guard posix_fallocate(fd, 0, off_t(bytes)) == 0 || ftruncate(fd, off_t(bytes)) == 0 else { return nil }
         let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         return m == MAP_FAILED ? nil : m
+    }
+
+    /// Writes a request's provisional row, at admission (`InFlightSlots`):
+    /// the ticket to hand to `append` with its final row; nil when no slot
+    /// could be had (the final row is still written at the end).
+    public func begin(_ provisional: UsageRecord) -> Int? { inFlight.put(provisional.journalLine) }
+
+    /// Appends one record, then clears the provisional row `ticket` (the
+    /// final row is in the journal first: a kill in between leaves both,
+    /// and the replay keeps the final). False when the journal cannot take
+    /// it (logged by the caller; the provisional row then stays).
+    public func append(_ record: UsageRecord, ticket: Int?) -> Bool {
+        guard append(record) else { return false }
+        if let ticket { inFlight.clear(ticket) }
+        return true
     }
 
     /// Appends one record; false when the journal cannot take it (logged by the caller).
@@ -125,36 +146,118 @@ public final class UsageJournal: @unchecked Sendable {
         return (rows, stored)
     }
 
+    /// Stores the provisional rows of requests still in flight as
+    /// `interrupted` (a stop that cuts them short): their final rows, if
+    /// they still come, are then skipped as already stored. Returns the rows stored.
+    @discardableResult
+    public func storeInFlight(into ledger: UsageLedger) throws -> Int {
+        let bytes = inFlight.lines()
+        guard !bytes.isEmpty else { return 0 }
+        return try bytes.withUnsafeBufferPointer { try ledger.insert(JournalLines.fields(in: $0).lines, replayed: true) }
+    }
+
     /// Removes this process's journal when nothing is left in it (a clean
     /// stop, after the last drain); otherwise it stays for the next start.
     public func closeIfEmpty() {
-        lock.withLock { if length == 0 { unlink(path) } }
+        lock.withLock {
+            if length == 0 {
+                unlink(path)
+                inFlight.remove()
+            }
+        }
     }
 
-    /// Journals of processes that are gone: stored, then removed. Returns
-    /// the records stored (a record already in the ledger counts once).
+    /// What a replay did: rows stored (a record already in the ledger
+    /// counts once), lines that were not records (logged by the caller),
+    /// journals taken.
+    public struct Replay: Equatable, Sendable {
+        public var stored = 0
+        public var skipped = 0
+        public var journals = 0
+    }
+
+    /// Journals of processes that are gone (or zombies: a writer that can
+    /// never write again) — their records, then the provisional rows of
+    /// what they had in flight — stored, then removed. Each journal is
+    /// taken by one process at a time (`flock`, never waited for: a journal
+    /// another process is replaying is left to it) and read in chunks, so a
+    /// 1 GiB journal costs a chunk of memory, not a gigabyte (two workers
+    /// starting on one took 2 GB). The drain thread calls this every few
+    /// seconds too: a dead worker's rows do not wait for the next start.
     @discardableResult
-    public func replayLeftovers(into ledger: UsageLedger) throws -> Int {
-        guard let dir = opendir(directory) else { return 0 }
-        var names: [String] = []
+    public func replayLeftovers(into ledger: UsageLedger, chunkBytes: Int = 1 << 20) throws -> Replay {
+        var out = Replay()
+        guard let dir = opendir(directory) else { return out }
+        var stems: Set<String> = []
         while let e = readdir(dir) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix("journal-"), name.hasSuffix(".log"), directory + "/" + name != path { names.append(name) }
+            guard name.hasPrefix("journal-") else { continue }
+            for suffix in [".log", ".inflight"] where name.hasSuffix(suffix) { stems.insert(String(name.dropLast(suffix.count))) }
         }
         closedir(dir)
-        var stored = 0
-        for name in names {
-            let parts = name.dropFirst("journal-".count).dropLast(".log".count).split(separator: "-")
+        let own = String(path.dropLast(".log".count))
+        for stem in stems.sorted() where directory + "/" + stem != own {
+            let parts = stem.dropFirst("journal-".count).split(separator: "-")
             guard parts.count == 2, let pid = Int32(parts[0]), let start = Int(parts[1]) else { continue }
             if let live = Self.startTime(of: pid), live == start { continue } // its writer is alive
-            let file = directory + "/" + name
-            guard let bytes = Self.read(file, from: 0) else { continue }
-            // A mapped journal is its lines, then zeros.
-            let (records, _, _) = JournalLines.records(in: bytes[..<(bytes.firstIndex(of: 0) ?? bytes.count)])
-            stored += try ledger.insert(records, replayed: true)
-            unlink(file)
+            let base = directory + "/" + stem
+            // The lock is on the journal (or, without one, the slots file):
+            // whoever holds it replays both; a second process skips them.
+            let lockPath = access(base + ".log", F_OK) == 0 ? base + ".log" : base + ".inflight"
+            let lockFD = open(lockPath, O_RDONLY | O_CLOEXEC)
+            guard lockFD >= 0 else { continue }
+            defer { close(lockFD) }
+            guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else { continue }
+            // Removed by the process that held the lock before us: nothing left.
+            guard access(lockPath, F_OK) == 0 else { continue }
+            for suffix in [".log", ".inflight"] {
+                let (stored, skipped) = try Self.replay(base + suffix, slots: suffix == ".inflight", into: ledger, chunkBytes: chunkBytes)
+                out.stored += stored
+                out.skipped += skipped
+            }
+            unlink(base + ".inflight")
+            unlink(base + ".log")
+            out.journals += 1
         }
-        return stored
+        return out
+    }
+
+    /// One leftover file stored chunk by chunk: a journal's lines up to its
+    /// first zero byte, or a slots file's complete slots.
+    static func replay(_ file: String, slots: Bool, into ledger: UsageLedger, chunkBytes: Int) throws -> (stored: Int, skipped: Int) {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return (0, 0) }
+        defer { close(fd) }
+        let chunk = slots ? max(1, chunkBytes / InFlightSlots.slotBytes) * InFlightSlots.slotBytes : max(4096, chunkBytes)
+        var buffer = [UInt8](repeating: 0, count: chunk)
+        var carry: [UInt8] = []
+        var offset: off_t = 0
+        var (stored, skipped) = (0, 0)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, chunk, offset) }
+            guard n > 0 else { break }
+            offset += off_t(n)
+            var bytes: [UInt8]
+            var ended = false
+            if slots {
+                bytes = buffer.withUnsafeBytes { InFlightSlots.lines(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            } else {
+                let read = buffer[..<n]
+                let end = read.firstIndex(of: 0) ?? n
+                ended = end < n
+                bytes = carry + read[..<end]
+            }
+            try bytes.withUnsafeBufferPointer { buf in
+                let (lines, consumed, bad) = JournalLines.fields(in: buf)
+                stored += try ledger.insert(lines, replayed: true)
+                skipped += bad
+                carry = slots ? [] : Array(buf[consumed...])
+            }
+            // A line longer than a chunk is no record of ours.
+            if carry.count >= chunk { skipped += 1; carry = [] }
+            if ended { break }
+        }
+        return (stored, skipped)
     }
 
     static func read(_ path: String, from offset: Int) -> [UInt8]? {
@@ -169,13 +272,16 @@ public final class UsageJournal: @unchecked Sendable {
         return Array(out.prefix(n))
     }
 
-    /// A process's start time in clock ticks since boot, nil when it is gone.
+    /// A process's start time in clock ticks since boot; nil when it is
+    /// gone or a zombie (`Z`, `X`: it can never write again, and its parent
+    /// may not reap it for a long time).
     static func startTime(of pid: Int32) -> Int? {
         guard let bytes = FileIO.read("/proc/\(pid)/stat", limit: 4096) else { return nil }
         let text = String(decoding: bytes, as: UTF8.self)
         // Fields after the command name, which is in parentheses and may hold spaces.
         guard let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? Int(fields[19]) : nil // field 22 overall
+        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return nil } // field 3: the state
+        return Int(fields[19]) // field 22 overall
     }
 }

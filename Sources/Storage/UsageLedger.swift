@@ -32,9 +32,9 @@ public final class UsageLedger: @unchecked Sendable {
         return try db.transaction { tx in
             let columns = """
                 record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
-                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts
+                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts, clamped
                 """
-            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20"
+            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21"
             let insert = try tx.statement(replayed
                 ? "INSERT INTO usage (\(columns)) SELECT \(values) WHERE NOT EXISTS (SELECT 1 FROM usage WHERE at = ?2 AND record_id = ?1)"
                 : "INSERT INTO usage (\(columns)) VALUES (\(values))")
@@ -49,15 +49,25 @@ public final class UsageLedger: @unchecked Sendable {
                 text(1, F.recordID); insert.bind(2, f.number(F.at)!); text(3, F.requestID); text(4, F.keyName)
                 text(5, F.keyFingerprint); text(6, F.client); text(7, F.route); text(8, F.model)
                 let prompt = f.number(F.promptTokens)!, completion = f.number(F.completionTokens)!
-                insert.bind(9, prompt); insert.bind(10, completion); insert.bind(11, prompt + completion)
+                insert.bind(9, prompt); insert.bind(10, completion); insert.bind(11, prompt &+ completion)
                 insert.bind(12, f.int(F.cachedTokens)); insert.bind(13, f.number(F.status)!); insert.bind(14, f.number(F.stream)!)
                 text(15, F.outcome); insert.bind(16, f.number(F.estimated)!); insert.bind(17, f.number(F.durationMs)!)
                 insert.bind(18, f.int(F.firstTokenMs))
-                if f.current { text(19, F.upstreamKey); insert.bind(20, f.number(F.attempts) ?? 1) } else { insert.bindInPlace(19, F.Field(start: nil, count: 0)); insert.bind(20, Int64(1)) }
+                if f.hasUpstreamKey { text(19, F.upstreamKey); insert.bind(20, f.number(F.attempts) ?? 1) } else { insert.bindInPlace(19, F.Field(start: nil, count: 0)); insert.bind(20, Int64(1)) }
+                insert.bind(21, f.number(F.clamped) ?? 0)
                 added += try insert.run()
             }
             return added
         }
+    }
+
+    /// A column's sum that cannot fail: SQLite's `SUM` of integers raises
+    /// "integer overflow" (a month's report answered 503 after one row of
+    /// 10^18 tokens), `TOTAL` sums in floating point; negative rows (none
+    /// since counts are clamped, but an older ledger may hold them) count
+    /// as 0, and the result is held below 2^62.
+    static func sum(_ column: String) -> String {
+        "CAST(MIN(TOTAL(MAX(COALESCE(\(column), 0), 0)), 4.0e18) AS INTEGER)"
     }
 
     public struct Totals: Equatable, Sendable {
@@ -78,7 +88,7 @@ public final class UsageLedger: @unchecked Sendable {
     /// Totals over `[from, to)` (unix ms), for one key fingerprint or all.
     public func totals(from: Int64, to: Int64, keyFingerprint: String? = nil) throws -> Totals {
         let rows = try db.query("""
-            SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0),
+            SELECT COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens")),
                    COALESCE(SUM(estimated), 0)
             FROM usage WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR key_fingerprint = ?3)
             """, [.int(from), .int(to), keyFingerprint.map { .text($0) } ?? .null])
@@ -96,7 +106,7 @@ public final class UsageLedger: @unchecked Sendable {
     public func countsByKey(from: Int64, to: Int64, upTo rowID: Int64) throws -> [String: UsageCounts] {
         var out: [String: UsageCounts] = [:]
         for r in try db.query("""
-            SELECT key_fingerprint, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens)
+            SELECT key_fingerprint, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens"))
             FROM usage WHERE at >= ?1 AND at < ?2 AND rowid <= ?3 GROUP BY key_fingerprint
             """, [.int(from), .int(to), .int(rowID)]) where r.count == 5
         {
@@ -112,7 +122,7 @@ public final class UsageLedger: @unchecked Sendable {
     /// whole cost at thousands of requests a second).
     public func added(after: Int64, upTo: Int64, day: UsagePeriod, month: UsagePeriod) throws -> [(fingerprint: String, inDay: Bool, counts: UsageCounts)] {
         try db.query("""
-            SELECT key_fingerprint, at >= ?3 AND at < ?4, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens)
+            SELECT key_fingerprint, at >= ?3 AND at < ?4, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens"))
             FROM usage WHERE rowid > ?1 AND rowid <= ?2 AND at >= ?5 AND at < ?6 GROUP BY 1, 2
             """, [.int(after), .int(upTo), .int(day.from), .int(day.to), .int(month.from), .int(month.to)]).compactMap { r in
             guard r.count == 6 else { return nil }
@@ -143,8 +153,8 @@ public final class UsageLedger: @unchecked Sendable {
         case .day: group = "strftime('%Y-%m-%d', at / 1000, 'unixepoch')"
         }
         return try db.query("""
-            SELECT \(group) AS g, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), SUM(estimated),
-                   COALESCE(SUM(cached_tokens), 0)
+            SELECT \(group) AS g, model, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens")), SUM(estimated),
+                   \(Self.sum("cached_tokens"))
             FROM usage WHERE at >= ?1 AND at < ?2 GROUP BY g, model ORDER BY g, model
             """, [.int(from), .int(to)]).compactMap { r in
             guard r.count == 8 else { return nil }

@@ -162,7 +162,7 @@ import Testing
     }
 
     @Test func aCompletedRequestCarriesTheUpstreamsUsage() throws {
-        let c = UsageCapture(model: "kimi-k2", stream: false, promptCharacters: 400)
+        let c = UsageCapture(model: "kimi-k2", stream: false, promptTokens: 100, tokenBound: 10_000)
         c.usage = ["prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150, "cached_tokens": 100]
         let r = record(c)
         #expect(r.outcome == .completed && !r.estimated && r.promptTokens == 120 && r.completionTokens == 30 && r.cachedTokens == 100)
@@ -170,26 +170,52 @@ import Testing
     }
 
     @Test func aStreamTheClientLeftIsEstimatedFromWhatWasRelayed() throws {
-        let c = UsageCapture(model: "kimi-k2", stream: true, promptCharacters: 401)
+        let c = UsageCapture(model: "kimi-k2", stream: true, promptTokens: 101, tokenBound: 10_000)
         c.relayedDeltas = 17
         let r = record(c, clientLeft: true)
         #expect(r.outcome == .clientLeft && r.estimated && r.promptTokens == 101 && r.completionTokens == 17)
     }
 
     @Test func aStreamTheClientLeftAfterTheUsageCameIsExact() throws {
-        let c = UsageCapture(model: "kimi-k2", stream: true, promptCharacters: 401)
+        let c = UsageCapture(model: "kimi-k2", stream: true, promptTokens: 101, tokenBound: 10_000)
         c.usage = ["prompt_tokens": 90, "completion_tokens": 12]
         let r = record(c, clientLeft: true)
         #expect(r.outcome == .clientLeft && !r.estimated && r.totalTokens == 102)
     }
 
     @Test func anUpstreamErrorWithoutUsageIsNotBilled() throws {
-        let c = UsageCapture(model: "kimi-k2", stream: false, promptCharacters: 400)
+        let c = UsageCapture(model: "kimi-k2", stream: false, promptTokens: 100, tokenBound: 10_000)
         let r = record(c, status: 502)
         #expect(r.outcome == .upstreamError && !r.estimated && r.totalTokens == 0)
-        let failedStream = UsageCapture(model: "kimi-k2", stream: true, promptCharacters: 400)
+        let failedStream = UsageCapture(model: "kimi-k2", stream: true, promptTokens: 100, tokenBound: 10_000)
         failedStream.failed = true
         #expect(record(failedStream).outcome == .upstreamError)
+    }
+
+    @Test func anAnswerTheGatewayDroppedIsChargedItsReservationNotNothing() throws {
+        // max_tokens 32768 answered in full, dropped as too large: Kimi billed it.
+        let c = UsageCapture(model: "kimi-k2", stream: false, promptTokens: 10, tokenBound: 300_000)
+        c.reservedTokens = 10 + 32_768
+        c.answerDropped = true
+        let r = record(c, status: 502)
+        #expect(r.estimated && r.promptTokens == 10 && r.completionTokens == 32_768)
+    }
+
+    @Test func hostileUsageNumbersAreClampedToTheRequestsBoundAndTheRowSaysSo() throws {
+        let c = UsageCapture(model: "kimi-k2", stream: false, promptTokens: 10, tokenBound: 9_000)
+        c.usage = ["prompt_tokens": .number("9223372036854775807"), "completion_tokens": -5_000_000]
+        let r = record(c)
+        #expect(r.promptTokens == 9_000 && r.completionTokens == 0 && r.clamped && r.totalTokens == 9_000)
+        #expect(UsageRecord(journalLine: Array(r.journalLine.dropLast())) == r)
+    }
+
+    @Test func theProvisionalRowAndTheFinalRowShareTheirTimeAndID() throws {
+        let c = UsageCapture(model: "kimi-k2", stream: true, promptTokens: 40, tokenBound: 10_000)
+        c.reservedTokens = 40 + 1024
+        let p = c.provisional(requestID: "rid", key: nil, client: "10.0.0.1", route: "/v1/chat/completions", startUnixMs: 1_800_000_000_000)
+        #expect(p.outcome == .interrupted && p.estimated && p.promptTokens == 40 && p.completionTokens == 1024)
+        let r = record(c)
+        #expect(r.recordID == p.recordID && r.at == p.at)
     }
 
     @Test func recordIDsSortByTimeAndNeverRepeat() throws {

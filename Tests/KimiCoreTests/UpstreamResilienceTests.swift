@@ -52,19 +52,19 @@ import Testing
         let out = KeyHealth(condition: .disabled, reason: .unauthorized, until: Self.t0 + 10 * Self.second).word
         var counts = [0, 0, 0]
         for r in 0..<4000 {
-            guard case let .key(i, nil) = KeyChoice.pick(weights: [1, 3, 5], words: [0, 0, out], tried: [false, false, false], now: Self.t0,
+            guard case let .key(i, nil) = KeyChoice.pick(weights: [1, 3, 5], words: [0, 0, out], tried: [0, 0, 0], now: Self.t0,
                                                          random: UInt64(r) &* 0x9E37_79B9_7F4A_7C15) else { Issue.record("no key"); return }
             counts[i] += 1
         }
         #expect(counts[2] == 0)
         #expect(counts[1] > 2 * counts[0] && counts[1] < 4 * counts[0])
         // Tried keys come last; when all usable ones were tried, one of them again.
-        #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [true, false], now: Self.t0, random: 0) == .key(index: 1, claim: nil))
-        #expect(KeyChoice.pick(weights: [1, 1], words: [0, out], tried: [true, false], now: Self.t0, random: 7) == .key(index: 0, claim: nil))
+        #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [1, 0], now: Self.t0, random: 0) == .key(index: 1, claim: nil))
+        #expect(KeyChoice.pick(weights: [1, 1], words: [0, out], tried: [1, 0], now: Self.t0, random: 7) == .key(index: 0, claim: nil))
         // None usable: the soonest return.
         let later = KeyHealth(condition: .cooling, reason: .rateLimited, until: Self.t0 + 3 * Self.second).word
-        #expect(KeyChoice.pick(weights: [1, 1], words: [out, later], tried: [false, false], now: Self.t0, random: 0) == .none(until: Self.t0 + 3 * Self.second))
-        #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [false, false], excluded: [0, 1], now: Self.t0, random: 0) == .none(until: Self.t0 + Self.second))
+        #expect(KeyChoice.pick(weights: [1, 1], words: [out, later], tried: [0, 0], now: Self.t0, random: 0) == .none(until: Self.t0 + 3 * Self.second))
+        #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [0, 0], excluded: [0, 1], now: Self.t0, random: 0) == .none(until: Self.t0 + Self.second))
     }
 
     @Test func failuresAreClassifiedAsKimiMeansThem() {

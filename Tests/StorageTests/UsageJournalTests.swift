@@ -123,12 +123,90 @@ import Testing
         // One of them had already been stored before the kill.
         try ledger.insert([Self.record(1)])
         let journal = try UsageJournal(directory: journalDir)
-        #expect(try journal.replayLeftovers(into: ledger) == 3)
+        #expect(try journal.replayLeftovers(into: ledger).stored == 3)
         #expect(access(leftover, F_OK) != 0)
         #expect(try ledger.totals(from: Self.everything.0, to: Self.everything.1).requests == 4)
         // The live process's own journal is never taken for a leftover.
         _ = journal.append(Self.record(9))
-        #expect(try journal.replayLeftovers(into: ledger) == 0 && access(journal.path, F_OK) == 0)
+        #expect(try journal.replayLeftovers(into: ledger).stored == 0 && access(journal.path, F_OK) == 0)
+    }
+
+    @Test func aKilledProcessLeavesOneRowPerRequestItSentUpstreamFinalOrProvisional() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journalDir = dir + "/journal"
+        let dead = try UsageJournal(directory: journalDir)
+        var tickets: [Int?] = []
+        for n in 1...5 {
+            var p = Self.record(n, outcome: .interrupted)
+            p.estimated = true
+            tickets.append(dead.begin(p))
+        }
+        // Requests 1 and 2 ended; 3–5 were in flight when the process died.
+        #expect(dead.append(Self.record(1), ticket: tickets[0]!) && dead.append(Self.record(2), ticket: tickets[1]!))
+        // As if killed: its files stay under a pid that is gone.
+        let stem = String(dead.path.dropLast(".log".count))
+        for suffix in [".log", ".inflight"] { #expect(rename(stem + suffix, journalDir + "/journal-0-777" + suffix) == 0) }
+        let live = try UsageJournal(directory: journalDir)
+        let r = try live.replayLeftovers(into: ledger)
+        #expect(r.stored == 5 && r.journals == 1 && r.skipped == 0)
+        let rows = try ledger.report(from: 0, to: .max, groupBy: .model)
+        #expect(rows.first?.totals.requests == 5 && rows.first?.totals.estimatedRequests == 3)
+        #expect(access(journalDir + "/journal-0-777.log", F_OK) != 0 && access(journalDir + "/journal-0-777.inflight", F_OK) != 0)
+        // A final row that made it to the journal before the kill wins over its provisional row.
+        #expect(try live.replayLeftovers(into: ledger).stored == 0)
+    }
+
+    @Test func aStopStoresWhatItCutShortAsInterrupted() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journal = try UsageJournal(directory: dir + "/journal")
+        let cut = journal.begin(Self.record(3, outcome: .interrupted))
+        let ended = journal.begin(Self.record(4, outcome: .interrupted))
+        #expect(cut != nil && ended != nil && cut != ended)
+        #expect(journal.append(Self.record(4), ticket: ended))
+        #expect(try journal.drain(into: ledger) == 1)
+        // The stop: request 3 is still running; it is stored as interrupted, once.
+        #expect(try journal.storeInFlight(into: ledger) == 1)
+        #expect(try journal.storeInFlight(into: ledger) == 0)
+        let t = try ledger.totals(from: 0, to: .max)
+        #expect(t.requests == 2 && t.promptTokens == 70)
+    }
+
+    @Test func aZombieWriterIsGoneAndItsJournalIsTaken() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journalDir = dir + "/journal"
+        _ = SharedFiles.ensureParent(of: journalDir + "/x")
+        let child = fork()
+        if child == 0 { _exit(0) }
+        defer { var status: Int32 = 0; waitpid(child, &status, 0) }
+        var waited = 0
+        while waited < 200, (FileIO.readText("/proc/\(child)/stat") ?? "").split(separator: " ")[2] != "Z" { usleep(10_000); waited += 1 }
+        #expect(UsageJournal.startTime(of: child) == nil) // a zombie can never write again
+        #expect(UsageJournal.startTime(of: getpid()) != nil)
+        let file = journalDir + "/journal-\(child)-1.log"
+        let fd = open(file, O_WRONLY | O_CREAT, 0o600)
+        _ = Self.record(1).journalLine.withUnsafeBytes { FileIO.writeAll(fd, $0) }
+        close(fd)
+        #expect(try UsageJournal(directory: journalDir).replayLeftovers(into: ledger).stored == 1)
+    }
+
+    @Test func aLargeLeftoverJournalIsReplayedChunkByChunkWithTornAndForeignLinesSkipped() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journalDir = dir + "/journal"
+        _ = SharedFiles.ensureParent(of: journalDir + "/x")
+        var bytes: [UInt8] = []
+        for n in 1...3000 {
+            var r = Self.record(n)
+            r.recordID = "big\(n)"
+            bytes += r.journalLine
+            if n % 1000 == 0 { bytes += Array("not a record\n".utf8) }
+        }
+        bytes += Array(Self.record(9).journalLine.prefix(20)) + [UInt8](repeating: 0, count: 100)
+        let fd = open(journalDir + "/journal-0-5.log", O_WRONLY | O_CREAT, 0o600)
+        _ = bytes.withUnsafeBytes { FileIO.writeAll(fd, $0) }
+        close(fd)
+        // Chunks far smaller than the file, and than some lines' sum: lines split across chunks still count once.
+        let r = try UsageJournal(directory: journalDir).replayLeftovers(into: ledger, chunkBytes: 4096)
+        #expect(r.stored == 3000 && r.skipped == 3)
     }
 
     @Test func totalsAreByKeyAndPeriod() throws {
@@ -160,6 +238,25 @@ import Testing
         let ledger = try UsageLedger(database: db)
         #expect(try ledger.totals(from: 0, to: 10).totalTokens == 7)
         #expect(try ledger.insert([Self.record(1)]) == 1 && ledger.lastRowID() == 2)
+    }
+
+    @Test func sumsThatWouldOverflowAreReportedNotFailed() throws {
+        let (_, ledger) = try Self.fresh()
+        var a = Self.record(1)
+        a.promptTokens = Int(Int64.max / 2)
+        var b = Self.record(2)
+        b.promptTokens = Int(Int64.max / 2)
+        b.recordID = "b"
+        try ledger.db.transaction { tx in
+            for r in [a, b] {
+                try tx.query("INSERT INTO usage (record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens, total_tokens, status, stream, outcome, estimated, duration_ms) VALUES ('\(r.recordID)', \(r.at), 'q', 'k', 'abcd1234', 'c', '/v1', 'm', \(r.promptTokens), 0, \(r.promptTokens), 200, 0, 'completed', 0, 1)")
+            }
+            try tx.query("INSERT INTO usage (record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens, total_tokens, status, stream, outcome, estimated, duration_ms) VALUES ('neg', 5, 'q', 'k', 'abcd1234', 'c', '/v1', 'm', -5000000, 0, -5000000, 200, 0, 'completed', 0, 1)")
+        }
+        let t = try ledger.totals(from: 0, to: .max)
+        #expect(t.requests == 3 && t.promptTokens > Int(Int64.max / 4) && t.promptTokens < Int.max)
+        #expect(try ledger.report(from: 0, to: .max, groupBy: .key).count == 1)
+        #expect(try ledger.countsByKey(from: 0, to: .max, upTo: .max)["abcd1234"]?.requests == 3)
     }
 
     @Test func aCompleteLineThatDoesNotParseIsSkippedNotBlocking() {

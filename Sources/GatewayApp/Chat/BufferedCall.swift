@@ -60,7 +60,10 @@ final class BufferedCall: UpstreamReceiver {
         defer { ctx?.noteUpstreamVersion(client) }
         switch client.perform(req, receiver: call) {
         case .completed: break
-        case .abortedByReceiver: return .failed(.final, call.refusal ?? .upstreamFailed("Upstream transfer aborted"))
+        case .abortedByReceiver:
+            // The upstream answered (and billed it); the gateway dropped it.
+            if (200..<300).contains(call.status) { ctx?.usage?.answerDropped = true }
+            return .failed(.final, call.refusal ?? .upstreamFailed("Upstream transfer aborted"))
         case let .failed(f): return .failed(UpstreamAttempts.classify(f), UpstreamErrorMapping.map(f))
         }
         guard (200..<300).contains(call.status) else {

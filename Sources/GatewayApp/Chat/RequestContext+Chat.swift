@@ -8,42 +8,68 @@ extension RequestContext {
     func validatedChat(_ openAIBody: JSON, services: Services) throws -> ChatRequest {
         let chat = try ChatValidation.validateShape(openAIBody, config: config)
         let catalogue = services.models.catalogue(config: config, budget: services.buffers, lookingFor: chat.model)
-        try ChatValidation.checkModel(chat.model, allowed: catalogue.models(for: apiKey).map(\.id))
+        let allowed = catalogue.models(for: apiKey)
+        try ChatValidation.checkModel(chat.model, allowed: allowed.map(\.id))
         logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
-        try admitChat(UsageCapture(model: chat.model, stream: chat.stream, promptCharacters: chat.characters),
+        let context = allowed.first { $0.id == chat.model }?.contextLength ?? KimiModels.contextLength(chat.model)
+        let completion = chat.maxTokens ?? config.limits.maxTokens
+        try admitChat(UsageCapture(model: chat.model, stream: chat.stream, promptTokens: chat.promptTokens,
+                                   tokenBound: context.addingSaturated(max(1, chat.choices) * completion)),
                       completionTokens: chat.maxTokens, choices: chat.choices, services: services)
         return chat
     }
 
-    /// The last gate before the upstream (issue #12): the key's budget,
-    /// then the token limit's reservation — prompt estimate + `max_tokens`
-    /// per choice (`rateLimit.completionReserveTokens` when none is named),
-    /// settled with the actual usage when the request ends
-    /// (`Services.recordUsage`). Refused: 429, nothing goes upstream, no
-    /// ledger row. Admitted: the request's usage is captured from here on.
+    /// The last gate before the upstream: the reservations of every limit
+    /// that requests in flight could overshoot, each of the request's worst
+    /// case — prompt estimate (`PromptEstimate`) + max tokens per choice
+    /// (`rateLimit.completionReserveTokens` when none is named) — in shared
+    /// state, settled with the actual usage when the request ends
+    /// (`Services.recordUsage`): the key's budgets (day, month), then the
+    /// token limit. Refused: 429, nothing goes upstream, no ledger row, and
+    /// what was already reserved is given back. Admitted: the request's
+    /// usage is captured from here on.
     func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services) throws {
+        let tokens = capture.promptTokens.addingSaturated(max(1, choices) * (completionTokens ?? config.rateLimit.completionReserveTokens))
+        capture.reservedTokens = tokens
         if let key = apiKey, let budget = key.budget {
             guard let book = services.usage else {
                 throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem)); budgets cannot be checked")
             }
             let nowMs = Clock.wallMicros() / 1000
-            if let (message, retryAfter) = BudgetCheck.refusal(budget: budget, spent: services.spent(key: key, book: book, config: config, nowMs: nowMs), now: nowMs) {
-                logNotes.append("budget-exhausted")
-                metricsNotes.rateLimited = "budget"
-                throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
+            let spent = services.spent(key: key, book: book, config: config, nowMs: nowMs)
+            for (kind, limit, baseline) in [(BudgetCounter.Kind.month, budget.tokensPerMonth, spent.month.totalTokens),
+                                            (.day, budget.tokensPerDay, spent.day.totalTokens)]
+            {
+                guard let limit else { continue }
+                let reservation = UsageCapture.BudgetReservation(key: BudgetCounter.slotKey(fingerprint: key.fingerprint, kind: kind),
+                                                                 period: BudgetCounter.period(kind, at: nowMs), tokens: tokens)
+                let d = services.limiter.update(key: reservation.key, config: config, now: nowMs * 1000) { word in
+                    BudgetCounter.reserve(word: word, period: reservation.period, baseline: baseline, tokens: tokens, limit: limit)
+                }
+                guard d.allowed else {
+                    services.settleBudgets(capture.budgetReservations, used: 0, config: config)
+                    capture.budgetReservations = []
+                    logNotes.append("budget-exhausted")
+                    metricsNotes.rateLimited = "budget"
+                    let (message, retryAfter) = BudgetCheck.refusal(kind: kind, limit: limit, spent: d.spent, tokens: tokens, now: nowMs)
+                    throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
+                }
+                capture.budgetReservations.append(reservation)
             }
         }
         let perMinute = apiKey?.tokensPerMinute ?? config.rateLimit.tokensPerMinute
         if config.rateLimit.enabled, perMinute > 0 {
             let policy = TokenGCRA(tokensPerMinute: perMinute)
-            let tokens = UsageCapture.estimatedPromptTokens(characters: capture.promptCharacters)
-                + max(1, choices) * (completionTokens ?? config.rateLimit.completionReserveTokens)
             let key = RateLimiter.key(client: clientIdentity, policy: apiKey?.tokensPerMinute != nil
                 ? ASCIIText.build(capacity: apiKey!.name.utf8.count + 32) { $0.text("tokens-key-"); $0.text(apiKey!.name); $0.byte(0x3A); $0.number(perMinute) }
                 : ASCIIText.build(capacity: 32) { $0.text("tokens:"); $0.number(perMinute) })
             let now = Clock.wallMicros()
             let d = services.limiter.reserve(key: key, tokens: tokens, policy: policy, config: config, now: now)
             RateLimitHeaders.addTokens(to: &responseHeaders, policy: policy, decision: d)
+            if d.tooLarge || !d.allowed {
+                services.settleBudgets(capture.budgetReservations, used: 0, config: config)
+                capture.budgetReservations = []
+            }
             if d.tooLarge { throw GatewayError.tooLargeForTokenLimit(tokens: tokens, limit: policy.limit) }
             guard d.allowed else {
                 logNotes.append("token-limited")
@@ -53,5 +79,6 @@ extension RequestContext {
             capture.reservation = .init(key: key, tokens: tokens, policy: policy)
         }
         usage = capture
+        services.beginUsage(capture, ctx: self)
     }
 }

@@ -46,15 +46,19 @@ final class StreamRelay: UpstreamReceiver {
             return false
         case let .relay(events):
             headFirst()
+            var wrote = false
             for e in events {
                 let frames = transform(e, self)
                 for frame in frames { ctx.writer.write(frame) }
-                if !frames.isEmpty, let capture = ctx.usage, UsageCapture.carriesText(e.data) {
+                wrote = wrote || !frames.isEmpty
+                if let capture = ctx.usage, ChunkText.carriesText(e.data) {
                     capture.relayedDeltas += 1
                     if capture.firstTokenNanos == nil { capture.firstTokenNanos = Clock.monotonicNanos() }
                 }
             }
-            return flushed()
+            // Nothing for the client (reasoning it did not ask for, a role
+            // chunk): no flush would tell that it left, so ask the connection.
+            return wrote ? flushed() : stillConnected()
         }
     }
 
@@ -65,9 +69,27 @@ final class StreamRelay: UpstreamReceiver {
             ctx.writer.write(SSEFrame.keepAlive)
             return flushed()
         case .nothing:
-            return !ctx.writer.clientGone
+            return stillConnected()
         }
     }
+
+    /// Whether the client is still there while nothing is written to it:
+    /// a look at the FastCGI connection (the web server closes it when its
+    /// client goes), at most every `pollNanos`. A stream whose events are
+    /// all filtered out (reasoning the app face was not asked for) or a
+    /// silent upstream ran to its end — 300 of 300 deltas — after the
+    /// client had left.
+    private func stillConnected() -> Bool {
+        if ctx.writer.clientGone { return false }
+        let now = Clock.monotonicNanos()
+        guard now &- lastPoll >= Self.pollNanos else { return true }
+        lastPoll = now
+        return ctx.writer.waitWhileConnected(milliseconds: 0)
+    }
+
+    private var lastPoll: UInt64 = 0
+    /// 20 ms: one poll(2) per 20 ms of unwritten events at most.
+    static let pollNanos: UInt64 = 20_000_000
 
     /// Flushes what was written; a failed flush means the client left.
     private func flushed() -> Bool {

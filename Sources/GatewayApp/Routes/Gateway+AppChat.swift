@@ -19,6 +19,7 @@ extension Gateway {
     /// "reasoning"?,"finish_reason"?, …extra}}` from an upstream completion.
     func respondAppAnswer(_ ctx: RequestContext, call: BufferedCall, model: String, extra: [(String, JSON)] = []) throws {
         guard let answer = try? JSON.parse(call.body), let message = answer["choices"]?[0]?["message"] else {
+            ctx.usage?.answerDropped = true
             throw GatewayError.upstreamFailed("Upstream answer is not a chat completion")
         }
         let usage = Usage.find(in: answer) ?? .null

@@ -109,7 +109,9 @@ extension Gateway {
             try ChatValidation.checkModel(model, allowed: allowed.map(\.id))
         }
         ctx.logNotes.append("model=\(HeaderSafety.printable(model, max: 60)) estimate=\(estimate)")
-        try ctx.admitChat(UsageCapture(model: model, stream: question.stream, promptCharacters: estimate * 4),
+        let context = allowed.first { $0.id == model }?.contextLength ?? KimiModels.contextLength(model)
+        try ctx.admitChat(UsageCapture(model: model, stream: question.stream, promptTokens: estimate,
+                                       tokenBound: context.addingSaturated(question.maxTokens ?? ctx.config.limits.maxTokens)),
                           completionTokens: question.maxTokens, choices: 1, services: services)
 
         var body: JSON = ["model": .string(model), "messages": .array(messages)]

@@ -12,8 +12,13 @@ extension Gateway {
         guard chat.stream else {
             let call = try ctx.upstreamCall(services, "POST", "/chat/completions", body: body, maxBytes: chat.answerByteCap)
             // Passed on byte for byte, so it must be what it claims: JSON.
-            guard JSON.isValid(call.body) else { throw GatewayError.upstreamFailed("Upstream answer is not JSON") }
-            if let u = Usage.scan(call.body) {
+            guard JSON.isValid(call.body) else {
+                ctx.usage?.answerDropped = true
+                throw GatewayError.upstreamFailed("Upstream answer is not JSON")
+            }
+            // The byte scan reads the compact spelling; any other spelling of
+            // the answer is parsed (JSON may be spelled with any whitespace).
+            if let u = Usage.scan(call.body) ?? (try? JSON.parse(call.body)).flatMap(Usage.find) {
                 ctx.logNotes.append(Usage.logWord(u))
                 ctx.usage?.usage = u
             }

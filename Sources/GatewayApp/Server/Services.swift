@@ -62,28 +62,52 @@ public final class Services: @unchecked Sendable {
         }
     }
 
+    /// The request's provisional row (see `InFlightSlots`), at admission:
+    /// what the ledger keeps if this process dies before the request ends.
+    func beginUsage(_ capture: UsageCapture, ctx: RequestContext) {
+        guard ctx.config.usage.enabled, let usage else { return }
+        capture.startUnixMs = Clock.wallMicros() / 1000 - Int64((Clock.monotonicNanos() &- ctx.startNanos) / 1_000_000)
+        capture.ticket = usage.begin(capture.provisional(requestID: ctx.request.requestID, key: ctx.apiKey, client: Self.client(ctx),
+                                                          route: ctx.request.path, startUnixMs: capture.startUnixMs!))
+    }
+
+    private static func client(_ ctx: RequestContext) -> String { ctx.apiKey.map { "key:" + $0.fingerprint } ?? ctx.request.remoteAddr }
+
     /// Writes the request's usage row to this process's journal (one
-    /// write; SQLite is the drain thread's business) and settles its token
-    /// reservation with what it used.
+    /// copy into a mapping; SQLite is the drain thread's business), clears
+    /// its provisional row, and settles its reservations — token limit and
+    /// budgets — with what it used.
     func recordUsage(_ capture: UsageCapture, ctx: RequestContext, status: Int, clientLeft: Bool, startNanos: UInt64) {
         let recording = ctx.config.usage.enabled && usage != nil
-        guard recording || capture.reservation != nil else { return }
+        guard recording || capture.reservation != nil || !capture.budgetReservations.isEmpty else { return }
         let now = Clock.monotonicNanos()
         let nowMicros = Clock.wallMicros()
+        let t = capture.tokens(status: status, clientLeft: clientLeft)
+        let used = t.prompt.addingSaturated(t.completion)
         if let r = capture.reservation {
-            let t = capture.tokens(status: status, clientLeft: clientLeft)
-            limiter.settle(key: r.key, delta: t.prompt + t.completion - r.tokens, policy: r.policy, config: ctx.config, now: nowMicros)
+            limiter.settle(key: r.key, delta: used.addingSaturated(-r.tokens), policy: r.policy, config: ctx.config, now: nowMicros)
         }
+        settleBudgets(capture.budgetReservations, used: used, config: ctx.config)
         guard recording else { return }
-        let startMs = nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
-        let client = ctx.apiKey.map { "key:" + $0.fingerprint } ?? ctx.request.remoteAddr
-        let record = capture.record(requestID: ctx.request.requestID, key: ctx.apiKey, client: client, route: ctx.request.path,
+        let startMs = capture.startUnixMs ?? nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
+        let record = capture.record(requestID: ctx.request.requestID, key: ctx.apiKey, client: Self.client(ctx), route: ctx.request.path,
                                     status: status, clientLeft: clientLeft, startNanos: startNanos, endNanos: now, startUnixMs: startMs,
                                     upstreamKey: ctx.upstreamKey?.fingerprint ?? "", attempts: ctx.upstreamAttempts)
-        usage?.record(record, pending: ctx.apiKey?.budget != nil)
+        usage?.record(record, pending: ctx.apiKey?.budget != nil, ticket: capture.ticket)
         if let key = ctx.apiKey, key.budget != nil, let fleet = limiter.fleetStore(for: ctx.config),
            !fleet.addUsage(fingerprint: key.fingerprint, at: record.at, UsageCounts(record)) {
             limiter.onFallback?(ctx.config)
+        }
+    }
+
+    /// Settles budget reservations with the tokens used (0: a refund of
+    /// all), in the counters they were taken from (`BudgetCounter`).
+    func settleBudgets(_ reservations: [UsageCapture.BudgetReservation], used: Int, config: GatewayConfig) {
+        let now = Clock.wallMicros()
+        for r in reservations {
+            let delta = used.addingSaturated(-r.tokens)
+            guard delta != 0 else { continue }
+            limiter.update(key: r.key, config: config, now: now) { word in (BudgetCounter.settle(word: word, period: r.period, delta: delta), ()) }
         }
     }
 

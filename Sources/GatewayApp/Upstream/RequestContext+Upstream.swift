@@ -21,7 +21,7 @@ extension RequestContext {
         let candidates = pinned ? [0] : Array(keys.indices)
         var plan = UpstreamAttempts(retries: retries ?? up.retries, deadline: startNanos &+ UInt64(up.retryDeadlineMs) * 1_000_000,
                                     baseBackoffMs: up.retryBackoffMs)
-        var tried = Array(repeating: false, count: keys.count)
+        var tried = Array(repeating: 0, count: keys.count)
         var last: GatewayError?
         let began = Clock.monotonicNanos()
         defer {
@@ -39,6 +39,14 @@ extension RequestContext {
                 let waitMs = Int(max(0, until - now) / 1000) + 1
                 guard let error = last else {
                     logNotes.append("no-upstream-key")
+                    // Keys resting after 429 rate_limit_reached_error: the
+                    // same 429 with the soonest key's Retry-After; refused
+                    // or unreachable keys: 503.
+                    if case let .rateLimited(back) = services.pool.outage(config: config, candidates: candidates, now: now) {
+                        let seconds = max(1, Int((max(0, back - now) + 999_999) / 1_000_000))
+                        throw .upstreamRateLimited("Every upstream key is resting after the upstream's rate limit; retry in \(seconds) second\(seconds == 1 ? "" : "s")",
+                                                   type: "rate_limit_reached_error", retryAfter: seconds)
+                    }
                     throw .noUpstreamKey(retryAfter: max(1, (waitMs + 999) / 1000))
                 }
                 guard plan.attempts <= plan.retries, Clock.monotonicNanos() &+ UInt64(waitMs) * 1_000_000 < plan.deadline else { throw error }
@@ -47,8 +55,8 @@ extension RequestContext {
                     throw error
                 }
             case let .key(i, _):
-                tried[i] = true
                 plan.started()
+                tried[i] = plan.attempts
                 let key = keys[i]
                 upstreamKey = key
                 switch attempt(key) {

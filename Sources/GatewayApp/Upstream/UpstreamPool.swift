@@ -27,12 +27,15 @@ public final class UpstreamPool: @unchecked Sendable {
 
     /// The key for the next attempt; a half-open probe is claimed here (one
     /// request wins the CAS; the others pick again without that key).
-    func pick(config: GatewayConfig, candidates: [Int], tried: [Bool], now: Int64) -> KeyChoice.Pick {
+    func pick(config: GatewayConfig, candidates: [Int], tried: [Int], now: Int64) -> KeyChoice.Pick {
         let keys = config.upstream.keys
         var excluded = Set(keys.indices).subtracting(candidates)
+        // One key: nothing to weigh.
+        let trouble = keys.count > 1 ? keys.map { limiter.update(key: $0.troubleSlot, config: config, now: now) { w in (nil, w) } } : []
         while true {
             let words = keys.map { word($0, config: config, now: now) }
-            let pick = KeyChoice.pick(weights: keys.map(\.weight), words: words, tried: tried, excluded: excluded, now: now, random: nextRandom())
+            let pick = KeyChoice.pick(weights: keys.map(\.weight), words: words, tried: tried, troubledSince: trouble, excluded: excluded,
+                                      now: now, random: nextRandom())
             guard case let .key(i, claim?) = pick else { return pick }
             let won = limiter.update(key: keys[i].healthSlot, config: config, now: now) { w in
                 w == words[i] ? (claim, true) : (nil, false)
@@ -45,8 +48,22 @@ public final class UpstreamPool: @unchecked Sendable {
         }
     }
 
-    /// Records what an attempt taught about its key.
+    /// Why every key is out (`KeyChoice.outage`).
+    func outage(config: GatewayConfig, candidates: [Int], now: Int64) -> KeyChoice.Outage {
+        KeyChoice.outage(words: candidates.map { word(config.upstream.keys[$0], config: config, now: now) }, now: now)
+    }
+
+    /// Records what an attempt taught about its key: its health, and for
+    /// an overload, a 5xx or a timeout, when it met that trouble (a pool
+    /// of one has no other key to prefer: nothing is written).
     func learn(_ lesson: KeyHealth.Lesson, key: UpstreamKey, config: GatewayConfig, now: Int64) {
+        if config.upstream.keys.count > 1 {
+            switch lesson {
+            case .inconclusive: limiter.update(key: key.troubleSlot, config: config, now: now) { _ in (now, ()) }
+            case .worked: limiter.update(key: key.troubleSlot, config: config, now: now) { w in (w == 0 ? nil : 0, ()) }
+            default: break
+            }
+        }
         let disabled = Int64(config.upstream.disabledKeySeconds) * 1_000_000
         let changed = limiter.update(key: key.healthSlot, config: config, now: now) { w -> (Int64?, Bool) in
             let next = KeyHealth.after(lesson, word: w, now: now, disabledMicros: disabled)

@@ -25,12 +25,20 @@ public final class UsageService: @unchecked Sendable {
     /// mapping) and, for a key with a budget, counts it as pending: its next
     /// request must see it before any drain (`pending` takes a lock every
     /// request shares, so it is only for the keys that need it).
-    func record(_ record: UsageRecord, pending: Bool) {
-        guard journal.append(record) else {
+    func record(_ record: UsageRecord, pending: Bool, ticket: Int? = nil) {
+        guard journal.append(record, ticket: ticket) else {
             if log.tryEnter() { Log.error("usage: cannot append to \(journal.path): \(String(cString: strerror(errno)))") }
             return
         }
         if pending { lock.withLock { book.addPending(record) } }
+    }
+
+    /// The request's provisional row, written at admission (see
+    /// `InFlightSlots`): the ticket its final row clears.
+    func begin(_ provisional: UsageRecord) -> Int? {
+        let ticket = journal.begin(provisional)
+        if ticket == nil, log.tryEnter() { Log.error("usage: no in-flight slot for a provisional row in \(journal.path)") }
+        return ticket
     }
 
     /// What the key used today and this month, as this process knows it.
@@ -45,12 +53,7 @@ public final class UsageService: @unchecked Sendable {
     /// drain's bursts of CPU stay short on a busy machine (measured: at
     /// 250 ms the completion p99 rose).
     func start(intervalMs: Int) {
-        do {
-            let replayed = try journal.replayLeftovers(into: ledger)
-            if replayed > 0 { Log.info("usage: replayed \(replayed) record(s) from journals of processes that are gone") }
-        } catch {
-            Log.error("usage: replaying leftover journals failed: \(error); retried at the next start")
-        }
+        adoptLeftovers(atStart: true)
         try? refreshBook()
         Thread.detached(stackBytes: 256 << 10) { [self] in
             // Below the request threads (nice 10: a tenth of one's share when
@@ -59,12 +62,35 @@ public final class UsageService: @unchecked Sendable {
             // completion p99 doubled (bench scenario 2b); records wait in
             // the journal a little longer instead, which is what it is for.
             _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10) // Linux: 0 is the calling thread
+            // Journals of workers that died while this one runs are taken
+            // every few seconds (a supervisor restarts a worker, but a
+            // zombie or a worker that is not replaced would hold its rows
+            // until the next start).
+            let adoptEvery = max(1, Self.adoptIntervalMs / max(1, intervalMs))
+            var round = 0
             while true {
                 usleep(useconds_t(intervalMs) * 1000)
                 do { try drainOnce() } catch {
                     if log.tryEnter() { Log.error("usage: ledger write failed (\(error)); records wait in \(journal.path)") }
                 }
+                round += 1
+                if round % adoptEvery == 0 { adoptLeftovers(atStart: false) }
             }
+        }
+    }
+
+    static let adoptIntervalMs = 5_000
+
+    /// Stores the journals (and rows in flight) of processes that are gone.
+    func adoptLeftovers(atStart: Bool) {
+        do {
+            let r = try journal.replayLeftovers(into: ledger)
+            if r.journals > 0 {
+                Log.info("usage: stored \(r.stored) record(s) from \(r.journals) journal(s) of processes that are gone"
+                    + (r.skipped > 0 ? "; \(r.skipped) line(s) were not records and were skipped" : ""))
+            }
+        } catch {
+            Log.error("usage: replaying leftover journals failed: \(error); retried \(atStart ? "by the drain thread" : "in a few seconds")")
         }
     }
 
@@ -103,10 +129,13 @@ public final class UsageService: @unchecked Sendable {
         }
     }
 
-    /// Stores what the journal holds now (at shutdown, after the drain).
+    /// Stores what the journal holds now (at shutdown, after the drain),
+    /// and the provisional rows of requests the stop cut short.
     public func flush() {
         do {
             try drainOnce()
+            let cut = try journal.storeInFlight(into: ledger)
+            if cut > 0 { Log.info("usage: \(cut) request(s) still in flight at the stop recorded as interrupted") }
             journal.closeIfEmpty()
         } catch {
             Log.error("usage: final ledger write failed (\(error)); records wait in \(journal.path) for the next start")

@@ -15,8 +15,14 @@ public struct ChatRequest: Sendable {
     public var modified: Bool
     /// The most bytes a non-stream answer to this request can have: see `answerByteCap`.
     public var answerByteCap: Int
-    /// `max_tokens` / `max_completion_tokens` when the client named one (the smaller).
+    /// `max_tokens` / `max_completion_tokens` when the client named one: the
+    /// larger of the two when both are there (which one Kimi honours is not
+    /// documented; with `max_completion_tokens: 1, max_tokens: 32768` it
+    /// produced 32,768 tokens), so the reservation and the answer's byte cap
+    /// hold whichever the upstream obeys.
     public var maxTokens: Int? = nil
+    /// What the prompt will cost, for the reservations (`PromptEstimate`).
+    public var promptTokens = 1
     /// `n`: completions asked for.
     public var choices = 1
 
@@ -97,7 +103,7 @@ public enum ChatValidation {
         for key in ["max_tokens", "max_completion_tokens"] {
             if let v = body[key], !v.isNull {
                 guard let n = v.intValue else { throw .badRequest("'\(key)' must be an integer") }
-                defer { completionTokens = min(completionTokens, n); named = min(named ?? n, n) }
+                defer { named = max(named ?? n, n); completionTokens = named! }
                 guard n >= 1 else { throw .badRequest("'\(key)' must be at least 1") }
                 guard n <= config.limits.maxTokens else {
                     throw .badRequest("'\(key)' \(n) exceeds the limit of \(config.limits.maxTokens)")
@@ -128,7 +134,7 @@ public enum ChatValidation {
         return ChatRequest(body: out, model: model, stream: stream, includeUsage: includeUsage,
                            messageCount: messages.count, characters: chars, modified: modified,
                            answerByteCap: ChatRequest.answerByteCap(maxTokens: completionTokens, choices: choices),
-                           maxTokens: named, choices: choices)
+                           maxTokens: named, promptTokens: PromptEstimate.tokens(out), choices: choices)
     }
 
     /// One message; returns its character count in Unicode scalars: grapheme

@@ -15,6 +15,9 @@ public struct UpstreamKey: Sendable, Equatable {
     /// This key's word in the shared table (`KeyHealth`); a key at two
     /// endpoints has two.
     public let healthSlot: UInt64
+    /// Beside it: when the key last answered overloaded, 5xx or timed out
+    /// (µs; `KeyChoice` weighs a key in trouble less).
+    public var troubleSlot: UInt64 { healthSlot &* 0x9E37_79B9_7F4A_7C15 | 1 }
 
     public init(name: String, key: String, weight: Int = 1, baseURL: String = "", keyEnv: String? = nil) {
         self.name = name

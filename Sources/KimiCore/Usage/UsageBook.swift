@@ -16,9 +16,12 @@ public struct UsageCounts: Equatable, Sendable {
         self.init(requests: 1, promptTokens: r.promptTokens, completionTokens: r.completionTokens, totalTokens: r.totalTokens)
     }
 
+    /// Saturating: counts come from outside (`ReportedTokens` bounds each
+    /// row, but a sum of many must not trap either).
     public static func + (a: UsageCounts, b: UsageCounts) -> UsageCounts {
-        UsageCounts(requests: a.requests + b.requests, promptTokens: a.promptTokens + b.promptTokens,
-                    completionTokens: a.completionTokens + b.completionTokens, totalTokens: a.totalTokens + b.totalTokens)
+        UsageCounts(requests: a.requests.addingSaturated(b.requests), promptTokens: a.promptTokens.addingSaturated(b.promptTokens),
+                    completionTokens: a.completionTokens.addingSaturated(b.completionTokens),
+                    totalTokens: a.totalTokens.addingSaturated(b.totalTokens))
     }
 
     var clampedAtZero: UsageCounts {
@@ -27,8 +30,8 @@ public struct UsageCounts: Equatable, Sendable {
     }
 
     public static func - (a: UsageCounts, b: UsageCounts) -> UsageCounts {
-        UsageCounts(requests: a.requests - b.requests, promptTokens: a.promptTokens - b.promptTokens,
-                    completionTokens: a.completionTokens - b.completionTokens, totalTokens: a.totalTokens - b.totalTokens)
+        a + UsageCounts(requests: 0 &- b.requests, promptTokens: 0 &- b.promptTokens, completionTokens: 0 &- b.completionTokens,
+                        totalTokens: 0 &- b.totalTokens)
     }
 }
 
@@ -108,7 +111,7 @@ public struct UsageBook: Sendable {
             guard !f[JournalFields.keyFingerprint].isEmpty else { return nil }
             let prompt = f.int(JournalFields.promptTokens) ?? 0, completion = f.int(JournalFields.completionTokens) ?? 0
             (fingerprint, at) = (f.text(JournalFields.keyFingerprint), f.number(JournalFields.at) ?? 0)
-            counts = UsageCounts(requests: 1, promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion)
+            counts = UsageCounts(requests: 1, promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingSaturated(completion))
         }
     }
 
@@ -157,5 +160,19 @@ public enum BudgetCheck {
                     Int((end - ms + 999) / 1000))
         }
         return nil
+    }
+
+    /// The refusal of a request whose reservation does not fit what is
+    /// left of a budget (`BudgetCounter`): the message names the budget,
+    /// what is spent, what the request reserves and when the period renews;
+    /// the seconds until then.
+    public static func refusal(kind: BudgetCounter.Kind, limit: Int, spent: Int, tokens: Int, now ms: Int64) -> (message: String, retryAfter: Int) {
+        let (name, noun, period) = kind == .day ? ("Daily", "today", UsagePeriod.day(containing: ms))
+                                                : ("Monthly", "this month", UsagePeriod.month(containing: ms))
+        let retry = Int((period.to - ms + 999) / 1000)
+        if spent >= limit {
+            return ("\(name) token budget exhausted: \(spent) of \(limit) tokens used \(noun) (UTC); it renews at \(UsagePeriod.iso(period.to))", retry)
+        }
+        return ("\(name) token budget: \(spent) of \(limit) tokens used \(noun) (UTC), \(limit - spent) left; this request reserves \(tokens) (prompt estimate + max_tokens per choice): lower max_tokens, or wait until it renews at \(UsagePeriod.iso(period.to))", retry)
     }
 }

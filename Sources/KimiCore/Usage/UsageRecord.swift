@@ -9,6 +9,9 @@ public struct UsageRecord: Equatable, Sendable {
         case upstreamError = "upstream_error"
         /// Refused by the gateway (limit, budget) before the upstream.
         case rejected
+        /// The process serving it died (or stopped) before it ended: the row
+        /// written at admission, with the reservation as its estimate.
+        case interrupted
     }
 
     /// Unique per record and process lifetime: the ledger's key, so a
@@ -36,14 +39,17 @@ public struct UsageRecord: Equatable, Sendable {
     public var upstreamKey: String
     /// Upstream attempts it took (0 when nothing went upstream).
     public var attempts: Int
+    /// The upstream reported a count out of range, held to its bound (`ReportedTokens`).
+    public var clamped: Bool
 
-    public var totalTokens: Int { promptTokens + completionTokens }
+    public var totalTokens: Int { promptTokens.addingSaturated(completionTokens) }
 
     public init(recordID: String, at: Int64, requestID: String, keyName: String, keyFingerprint: String, client: String,
                 route: String, model: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil,
                 status: Int, stream: Bool, outcome: Outcome, estimated: Bool, durationMs: Int, firstTokenMs: Int? = nil,
-                upstreamKey: String = "", attempts: Int = 1)
+                upstreamKey: String = "", attempts: Int = 1, clamped: Bool = false)
     {
+        self.clamped = clamped
         self.upstreamKey = upstreamKey
         self.attempts = attempts
         self.recordID = recordID
@@ -77,7 +83,7 @@ public struct UsageRecord: Equatable, Sendable {
     /// from nested functions took 2.4 µs a line (a boxed capture, a String
     /// per number), this 0.5 µs (StorageTests timing, release build).
     public var journalLine: [UInt8] {
-        var bound = Self.version.count + 1 + 10 * 21 + 9 + 2 * (outcome.rawValue.utf8.count + upstreamKey.utf8.count)
+        var bound = Self.version.count + 1 + 11 * 21 + 9 + 2 * (outcome.rawValue.utf8.count + upstreamKey.utf8.count)
         bound += 2 * (recordID.utf8.count + requestID.utf8.count + keyName.utf8.count + keyFingerprint.utf8.count)
         bound += 2 * (client.utf8.count + route.utf8.count + model.utf8.count)
         return [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
@@ -87,7 +93,7 @@ public struct UsageRecord: Equatable, Sendable {
             w.text(route); w.text(model); w.number(Int64(promptTokens)); w.number(Int64(completionTokens))
             w.number(cachedTokens.map(Int64.init)); w.number(Int64(status)); w.number(stream ? 1 : 0); w.text(outcome.rawValue)
             w.number(estimated ? 1 : 0); w.number(Int64(durationMs)); w.number(firstTokenMs.map(Int64.init))
-            w.text(upstreamKey); w.number(Int64(attempts))
+            w.text(upstreamKey); w.number(Int64(attempts)); w.number(clamped ? 1 : 0)
             w.put(0x0A)
             count = w.count
         }
@@ -157,9 +163,11 @@ public struct UsageRecord: Equatable, Sendable {
         }
     }
 
-    /// U2 adds the upstream key and the attempts (issue #13); U1 lines (a
-    /// journal left by an older process) still read, with "" and 1.
-    static let version: [UInt8] = Array("U2".utf8)
+    /// U3 adds `clamped`; U2 added the upstream key and the attempts. Lines
+    /// of older versions (a journal left by an older process) still read,
+    /// with "", 1 and not clamped.
+    static let version: [UInt8] = Array("U3".utf8)
+    static let version2: [UInt8] = Array("U2".utf8)
     static let version1: [UInt8] = Array("U1".utf8)
 
     /// A journal line back (without its newline); nil for a torn or foreign line.
@@ -184,8 +192,8 @@ public struct UsageRecord: Equatable, Sendable {
                   cachedTokens: f.int(JournalFields.cachedTokens), status: f.int(JournalFields.status)!,
                   stream: f.int(JournalFields.stream) == 1, outcome: f.outcome, estimated: f.int(JournalFields.estimated) == 1,
                   durationMs: f.int(JournalFields.durationMs)!, firstTokenMs: f.int(JournalFields.firstTokenMs),
-                  upstreamKey: f.current ? f.text(JournalFields.upstreamKey) : "",
-                  attempts: f.current ? f.int(JournalFields.attempts) ?? 1 : 1)
+                  upstreamKey: f.hasUpstreamKey ? f.text(JournalFields.upstreamKey) : "",
+                  attempts: f.hasUpstreamKey ? f.int(JournalFields.attempts) ?? 1 : 1, clamped: f.int(JournalFields.clamped) == 1)
     }
 }
 
@@ -199,26 +207,27 @@ public struct JournalFields {
     public typealias Field = UnsafeBufferPointer<UInt8>
     public static let recordID = 1, at = 2, requestID = 3, keyName = 4, keyFingerprint = 5, client = 6, route = 7, model = 8
     public static let promptTokens = 9, completionTokens = 10, cachedTokens = 11, status = 12, stream = 13, outcome = 14
-    public static let estimated = 15, durationMs = 16, firstTokenMs = 17, upstreamKey = 18, attempts = 19
+    public static let estimated = 15, durationMs = 16, firstTokenMs = 17, upstreamKey = 18, attempts = 19, clamped = 20
 
     private let fields: [Field]
-    /// A U2 line (U1 lines have no upstream key and attempts).
-    public let current: Bool
+    /// A U2 or U3 line (U1 lines have no upstream key and attempts; U3 adds `clamped`).
+    public let hasUpstreamKey: Bool
     public let outcome: UsageRecord.Outcome
 
     /// nil for a torn or foreign line.
     public init?(line: UnsafeBufferPointer<UInt8>) {
         var fields: [Field] = []
-        fields.reserveCapacity(20)
+        fields.reserveCapacity(21)
         var start = 0
         for i in 0...line.count where i == line.count || line[i] == 0x09 {
             fields.append(Field(rebasing: line[start..<i]))
             start = i + 1
         }
-        let current = fields.count == 20 && fields[0].elementsEqual(UsageRecord.version)
-        guard current || fields.count == 18 && fields[0].elementsEqual(UsageRecord.version1) else { return nil }
+        let v3 = fields.count == 21 && fields[0].elementsEqual(UsageRecord.version)
+        let v2 = fields.count == 20 && fields[0].elementsEqual(UsageRecord.version2)
+        guard v3 || v2 || fields.count == 18 && fields[0].elementsEqual(UsageRecord.version1) else { return nil }
         self.fields = fields
-        self.current = current
+        hasUpstreamKey = v3 || v2
         let required = [Self.at, Self.promptTokens, Self.completionTokens, Self.status, Self.stream, Self.estimated, Self.durationMs]
         guard required.allSatisfy({ Self.number(fields[$0]) != nil }),
               let outcome = UsageRecord.Outcome(rawValue: String(decoding: fields[Self.outcome], as: UTF8.self)) else { return nil }
