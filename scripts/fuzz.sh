@@ -7,7 +7,7 @@
 #                                  kept in .build-fuzz/corpus/<target>, crashes in .build-fuzz/crashes/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGETS=(json content-length sse config dotenv url header multipart path)
+TARGETS=(json content-length sse config dotenv url header multipart path chunk)
 OUT=.build-fuzz
 BIN=$OUT/kimi-fuzz
 SEEDS=Tests/Fuzz/corpus

@@ -22,7 +22,8 @@ public final class KimiSimulator: @unchecked Sendable {
     public init(env: [String: String]) {
         defaults = SimulatorDirectives(tokens: Int(env["KIMI_SIM_TOKENS"] ?? "") ?? 24,
                                        delayMs: Int(env["KIMI_SIM_DELAY_MS"] ?? "") ?? 0,
-                                       firstMs: Int(env["KIMI_SIM_FIRST_MS"] ?? "") ?? 0)
+                                       firstMs: Int(env["KIMI_SIM_FIRST_MS"] ?? "") ?? 0,
+                                       spelling: JSONRespelling.Style(rawValue: env["KIMI_SIM_SPELLING"] ?? "") ?? .compact)
         let extra = (env["KIMI_SIM_EXTRA_MODELS"] ?? "").split(separator: ",").map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
         models = Locked(KimiModels.catalogue + extra.map { GatewayConfig.Model(id: $0, contextLength: KimiModels.contextLength($0)) })
         // Like Kimi: any Bearer key is a client; the stats are the tests' own.
@@ -185,7 +186,10 @@ public final class KimiSimulator: @unchecked Sendable {
         // Thinking models reason first (`reasoning_content`), as Kimi's do.
         let reasoning = model.contains("thinking") ? SimulatorText.tokens(prompt: "reasoning: " + lastUser, count: min(8, max(1, d.tokens))) : []
         let choices = min(max(body["n"]?.intValue ?? 1, 1), 16)
-        let prompt = promptText.count / 4 + 1
+        // Kimi bills the whole request as prompt: the messages and the tools
+        // offered (their JSON text), not only the message text.
+        let toolText = body["tools"].map { $0.serializedBytes().count } ?? 0
+        let prompt = (promptText.count + toolText) / 4 + 1
         let completion = (tokens.count + reasoning.count) * choices
         let usage: JSON = ["prompt_tokens": .number(prompt), "completion_tokens": .number(completion), "total_tokens": .number(prompt + completion)]
         let answer = Answer(id: "chatcmpl-sim\(RequestID.fresh())", created: .number(Clock.unixSeconds()), model: model,
@@ -202,11 +206,13 @@ public final class KimiSimulator: @unchecked Sendable {
                 message = message.setting("tool_calls", [["id": .string(t.id), "type": "function",
                                                           "function": ["name": .string(t.name), "arguments": .string(t.arguments)]]])
             }
-            ex.respondJSON(status: 200, [
+            let json: JSON = [
                 "id": .string(answer.id), "object": "chat.completion", "created": answer.created, "model": .string(model),
                 "choices": .array((0..<choices).map { ["index": .number($0), "message": message, "finish_reason": answer.finish] }),
                 "usage": usage,
-            ])
+            ]
+            ex.respond(status: 200, headers: [("Content-Type", "application/json")],
+                       body: JSONRespelling.respell(json.serializedBytes(), style: d.spelling, seed: Clock.monotonicNanos()))
         }
     }
 
@@ -237,8 +243,11 @@ public final class KimiSimulator: @unchecked Sendable {
         func chunk(_ index: Int, _ delta: JSON, finish: JSON = .null, usage: JSON? = nil) -> String {
             var choice: JSON = ["index": .number(index), "delta": delta, "finish_reason": finish]
             if let usage { choice = choice.setting("usage", usage) }
-            return SSEFrame.json(["id": .string(a.id), "object": "chat.completion.chunk", "created": a.created,
-                                  "model": .string(a.model), "choices": [choice]])
+            let json: JSON = ["id": .string(a.id), "object": "chat.completion.chunk", "created": a.created,
+                              "model": .string(a.model), "choices": [choice]]
+            guard d.spelling != .compact else { return SSEFrame.json(json) }
+            return SSEFrame.data(String(decoding: JSONRespelling.respell(json.serializedBytes(), style: d.spelling, seed: Clock.monotonicNanos()),
+                                        as: UTF8.self))
         }
         func send(_ s: String) -> Bool { ex.write(s) && ex.flush() }
         func left() {

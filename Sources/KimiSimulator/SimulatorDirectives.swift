@@ -12,6 +12,9 @@ import KimiCore
 /// - overloaded=N  the first N attempts of this request (by X-Request-Id)
 ///              answer 429 `engine_overloaded_error`, as Kimi does when out
 ///              of capacity; the next one answers
+/// - spelling=compact|spaced|random  how the answer's JSON is spelled
+///              (default KIMI_SIM_SPELLING or compact): Kimi's JSON may
+///              carry any valid whitespace and escapes (`JSONRespelling`)
 /// - id=NAME    record this request's fate under NAME in /sim/stats
 /// - tool=NAME  call the request's tool NAME (its first tool when NAME is
 ///              not among them) instead of answering: `tool_calls`, the
@@ -29,6 +32,7 @@ struct SimulatorDirectives: Equatable {
     var id: String?
     var tool: String?
     var overloaded = 0
+    var spelling = JSONRespelling.Style.compact
 
     static func parse(_ text: String, defaults: SimulatorDirectives) -> SimulatorDirectives {
         var d = defaults
@@ -52,6 +56,7 @@ struct SimulatorDirectives: Equatable {
                 case "id": d.id = String(value.prefix(64))
                 case "tool": d.tool = String(value.prefix(64))
                 case "overloaded": if let n, n >= 0 { d.overloaded = min(n, 100) }
+                case "spelling": if let s = JSONRespelling.Style(rawValue: value) { d.spelling = s }
                 default: break
                 }
             }

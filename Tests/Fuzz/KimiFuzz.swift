@@ -9,12 +9,12 @@ import Glibc
 #endif
 
 enum FuzzTarget: String {
-    case json, contentLength = "content-length", sse, config, dotenv, url, header, multipart, path
+    case json, contentLength = "content-length", sse, config, dotenv, url, header, multipart, path, chunk
 }
 
 let target: FuzzTarget = {
     guard let raw = getenv("KIMI_FUZZ_TARGET"), let t = FuzzTarget(rawValue: String(cString: raw)) else {
-        fputs("KIMI_FUZZ_TARGET must be one of json, content-length, sse, config, dotenv, url, header, multipart, path\n", stderr)
+        fputs("KIMI_FUZZ_TARGET must be one of json, content-length, sse, config, dotenv, url, header, multipart, path, chunk\n", stderr)
         exit(2)
     }
     return t
@@ -30,6 +30,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         if let v = try? JSON.parse(bytes) {
             let again = try! JSON.parse(v.serializedBytes())
             precondition(again == v, "JSON round trip changed the value")
+        }
+    case .chunk:
+        // A stream chunk re-spelled at random (whitespace, escaped letters)
+        // is the same value, and carries text exactly when its compact form does.
+        if let v = try? JSON.parse(bytes) {
+            let compact = v.serializedBytes()
+            let seed = bytes.prefix(8).reduce(UInt64(size)) { $0 &* 31 &+ UInt64($1) }
+            let other = JSONRespelling.respell(compact, style: .random, seed: seed)
+            precondition((try? JSON.parse(other)) == v, "a respelling changed the value")
+            precondition(ChunkText.carriesText(String(decoding: compact, as: UTF8.self))
+                == ChunkText.carriesText(String(decoding: other, as: UTF8.self)), "text found in one spelling only")
         }
     case .contentLength:
         if case let .success(n) = ContentLength.parse(text, cap: 1 << 20) { precondition(n >= 0 && n <= 1 << 20) }

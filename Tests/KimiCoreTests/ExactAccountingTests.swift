@@ -133,6 +133,23 @@ import Testing
         for text in [role, done, emptySpaced, "[DONE]", "not json"] { #expect(!ChunkText.carriesText(text), "\(text)") }
     }
 
+    @Test func everyRespellingIsTheSameValueAndCarriesTheSameText() throws {
+        let chunks = [#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi \"there\" \u00e9"}}]}"#,
+                      #"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"q\":1}"}}]}}]}"#,
+                      #"{"choices":[{"delta":{"role":"assistant","content":""}}],"usage":null,"n":[1,2.5e3,true,false]}"#]
+        for c in chunks {
+            let v = try JSON.parse(Array(c.utf8))
+            for style in JSONRespelling.Style.allCases {
+                for seed in UInt64(1)...40 {
+                    let other = JSONRespelling.respell(v.serializedBytes(), style: style, seed: seed)
+                    #expect(try JSON.parse(other) == v)
+                    #expect(ChunkText.carriesText(String(decoding: other, as: UTF8.self)) == ChunkText.carriesText(c))
+                }
+            }
+        }
+        #expect(String(decoding: JSONRespelling.respell(Array(#"{"a":[1,2]}"#.utf8), style: .spaced), as: UTF8.self) == #"{ "a": [ 1, 2 ] }"#)
+    }
+
     // MARK: retries avoid a sick key
 
     @Test func whenEveryKeyWasTriedTheOneTriedLongestAgoGoesNext() {
