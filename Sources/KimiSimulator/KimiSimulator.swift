@@ -184,7 +184,8 @@ public final class KimiSimulator: @unchecked Sendable {
             tokens = []
         }
         // Thinking models reason first (`reasoning_content`), as Kimi's do.
-        let reasoning = model.contains("thinking") ? SimulatorText.tokens(prompt: "reasoning: " + lastUser, count: min(8, max(1, d.tokens))) : []
+        let reasoningChunks = d.reasoning ?? (model.contains("thinking") ? min(8, max(1, d.tokens)) : 0)
+        let reasoning = SimulatorText.tokens(prompt: "reasoning: " + lastUser, count: reasoningChunks)
         let choices = min(max(body["n"]?.intValue ?? 1, 1), 16)
         // Kimi bills the whole request as prompt: the messages and the tools
         // offered (their JSON text), not only the message text.

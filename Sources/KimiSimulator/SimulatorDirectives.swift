@@ -15,6 +15,8 @@ import KimiCore
 /// - spelling=compact|spaced|random  how the answer's JSON is spelled
 ///              (default KIMI_SIM_SPELLING or compact): Kimi's JSON may
 ///              carry any valid whitespace and escapes (`JSONRespelling`)
+/// - reasoning=N  N `reasoning_content` chunks before the answer (thinking
+///              models reason min(8, tokens) by default)
 /// - id=NAME    record this request's fate under NAME in /sim/stats
 /// - tool=NAME  call the request's tool NAME (its first tool when NAME is
 ///              not among them) instead of answering: `tool_calls`, the
@@ -33,6 +35,7 @@ struct SimulatorDirectives: Equatable {
     var tool: String?
     var overloaded = 0
     var spelling = JSONRespelling.Style.compact
+    var reasoning: Int?
 
     static func parse(_ text: String, defaults: SimulatorDirectives) -> SimulatorDirectives {
         var d = defaults
@@ -57,6 +60,7 @@ struct SimulatorDirectives: Equatable {
                 case "tool": d.tool = String(value.prefix(64))
                 case "overloaded": if let n, n >= 0 { d.overloaded = min(n, 100) }
                 case "spelling": if let s = JSONRespelling.Style(rawValue: value) { d.spelling = s }
+                case "reasoning": if let n, n >= 0 { d.reasoning = min(n, 100_000) }
                 default: break
                 }
             }

@@ -152,18 +152,27 @@ import Testing
 
     // MARK: retries avoid a sick key
 
-    @Test func whenEveryKeyWasTriedTheOneTriedLongestAgoGoesNext() {
-        // Key 0 failed on attempt 1 (a one-off), key 1 on attempt 2: attempt 3 takes key 0.
+    @Test func whenEveryKeyWasTriedTheOneWithTheShortestTroubleGoesNextThenTheOneTriedLongestAgo() {
+        let t = now * 1000
+        // Key 0 never answers (a long streak), key 1 met a one-off overload: attempt 3 takes key 1.
+        let sick = KeyTrouble(sinceMs: now, streak: 40).word, once = KeyTrouble(sinceMs: now, streak: 1).word
         for r in 0..<50 {
-            #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [1, 2], now: now * 1000, random: UInt64(r)) == .key(index: 0, claim: nil))
+            #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [1, 2], trouble: [sick, once], now: t, random: UInt64(r)) == .key(index: 1, claim: nil))
+            // No trouble known: the key tried longest ago.
+            #expect(KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [1, 2], now: t, random: UInt64(r)) == .key(index: 0, claim: nil))
         }
+        // Trouble adds up and success clears it.
+        let w = KeyTrouble.after(troubled: true, word: KeyTrouble.after(troubled: true, word: 0, nowMs: now), nowMs: now + 5)
+        #expect(KeyTrouble(word: w) == KeyTrouble(sinceMs: now + 5, streak: 2) && KeyTrouble.after(troubled: false, word: w, nowMs: now) == 0)
+        #expect(KeyTrouble(sinceMs: 4_102_444_800_000, streak: 255).word < 1 << 53) // year 2100, Redis-exact
     }
 
     @Test func aKeyInTroubleWeighsLessForAFewSeconds() {
         let t = now * 1000
+        let troubled = KeyTrouble(sinceMs: now - 1000, streak: 1).word
         var counts = [0, 0]
         for r in 0..<9000 {
-            guard case let .key(i, _) = KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [0, 0], troubledSince: [t - 1_000_000, 0],
+            guard case let .key(i, _) = KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [0, 0], trouble: [troubled, 0],
                                                        now: t, random: UInt64(r) &* 0x9E37_79B9_7F4A_7C15) else { return }
             counts[i] += 1
         }
@@ -171,7 +180,7 @@ import Testing
         // Its trouble forgotten after `troubleMicros`.
         var later = [0, 0]
         for r in 0..<2000 {
-            guard case let .key(i, _) = KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [0, 0], troubledSince: [t - 1_000_000, 0],
+            guard case let .key(i, _) = KeyChoice.pick(weights: [1, 1], words: [0, 0], tried: [0, 0], trouble: [troubled, 0],
                                                        now: t + KeyChoice.troubleMicros, random: UInt64(r) &* 0x9E37_79B9_7F4A_7C15) else { return }
             later[i] += 1
         }

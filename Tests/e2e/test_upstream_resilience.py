@@ -83,6 +83,17 @@ def single():
         yield s
 
 
+def test_a_one_off_overload_on_a_good_key_is_retried_there_not_on_the_sick_key(pool):
+    """Refused, always overloaded and good keys; each request's first
+    attempt meets a one-off overload. Once every usable key was tried, the
+    third attempt takes the one tried longest ago (the good key) rather than
+    a uniform pick that often returned to the key that had just failed."""
+    s = pool
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        results = list(ex.map(lambda i: chat(s, f"one-off {i} [sim:overloaded=1]"), range(40)))
+    assert [r.status for r in results] == [200] * 40, sorted({(r.status, r.text[:120]) for r in results if r.status != 200})
+
+
 def test_an_overload_on_the_first_attempt_is_retried_and_the_client_sees_one_200(single):
     s = single
     before = s.sim_stats()
@@ -162,7 +173,7 @@ def sim_rule(s, match, failure):
     assert http("POST", s.sim_base.removesuffix("/v1") + "/sim/keys", body={"match": match, "failure": failure}).status == 200
 
 
-def test_every_key_out_is_a_503_with_retry_after_and_the_sdk_retries_into_success(cooling):
+def test_every_key_resting_after_rate_limits_is_a_429_with_retry_after_and_the_sdk_retries_into_success(cooling):
     s = cooling
     sim_rule(s, "sk-cool-", "ratelimited")  # both keys: 429 rate_limit_reached_error, Retry-After 2
     try:
@@ -170,15 +181,17 @@ def test_every_key_out_is_a_503_with_retry_after_and_the_sdk_retries_into_succes
         assert first.status == 429, first.text  # tried a, then b (each cools 2 s); the deadline allows no wait
         before = s.sim_stats()["chatRequests"]
         r = chat(s, "nothing may go upstream")
-        assert r.status == 503 and 1 <= int(r.headers["Retry-After"]) <= 2, (r.status, r.text)
-        assert r.json()["error"]["type"] == "engine_overloaded_error"
+        # The pool rests after the upstream's rate limit: the upstream's own
+        # answer, 429 with the soonest key's Retry-After (503 is for refused keys).
+        assert r.status == 429 and 1 <= int(r.headers["Retry-After"]) <= 2, (r.status, r.text)
+        assert r.json()["error"]["type"] == "rate_limit_reached_error"
         assert s.sim_stats()["chatRequests"] == before  # nothing was sent
         h = http("GET", s.base + "/health")
         assert h.status == 503 and h.json()["status"] == "unavailable" and len(h.json()["keys"]["cooling"]) == 2
         assert int(h.headers["Retry-After"]) >= 1
     finally:
         sim_rule(s, "sk-cool-", "")
-    # The keys come back after their Retry-After; the SDK waits for it on the 503 and succeeds.
+    # The keys come back after their Retry-After; the SDK waits for it on the 429 and succeeds.
     client = openai.OpenAI(base_url=s.base + "/v1", api_key="x", max_retries=3)
     out = client.chat.completions.create(model="moonshot-v1-8k", messages=[{"role": "user", "content": "back?"}])
     assert out.choices[0].message.content

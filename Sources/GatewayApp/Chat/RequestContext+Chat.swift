@@ -6,16 +6,24 @@ extension RequestContext {
     /// noted for the access log, and admitted under the key's budget and
     /// token limit.
     func validatedChat(_ openAIBody: JSON, services: Services) throws -> ChatRequest {
-        let chat = try ChatValidation.validateShape(openAIBody, config: config)
+        var chat = try ChatValidation.validateShape(openAIBody, config: config)
         let catalogue = services.models.catalogue(config: config, budget: services.buffers, lookingFor: chat.model)
         let allowed = catalogue.models(for: apiKey)
         try ChatValidation.checkModel(chat.model, allowed: allowed.map(\.id))
         logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
         let context = allowed.first { $0.id == chat.model }?.contextLength ?? KimiModels.contextLength(chat.model)
         let completion = chat.maxTokens ?? config.limits.maxTokens
-        try admitChat(UsageCapture(model: chat.model, stream: chat.stream, promptTokens: chat.promptTokens,
-                                   tokenBound: context.addingSaturated(max(1, chat.choices) * completion)),
-                      completionTokens: chat.maxTokens, choices: chat.choices, services: services)
+        if let cap = try admitChat(UsageCapture(model: chat.model, stream: chat.stream, promptTokens: chat.promptTokens,
+                                                tokenBound: context.addingSaturated(max(1, chat.choices) * completion)),
+                                   completionTokens: chat.maxTokens, choices: chat.choices, services: services)
+        {
+            // What is left of the budget bounds the answer (the upstream obeys `max_tokens`).
+            chat.body = chat.body.setting("max_tokens", .number(cap))
+            chat.modified = true
+            chat.maxTokens = cap
+            chat.answerByteCap = ChatRequest.answerByteCap(maxTokens: cap, choices: chat.choices)
+            logNotes.append("max_tokens-capped=\(cap)")
+        }
         return chat
     }
 
@@ -28,21 +36,44 @@ extension RequestContext {
     /// token limit. Refused: 429, nothing goes upstream, no ledger row, and
     /// what was already reserved is given back. Admitted: the request's
     /// usage is captured from here on.
-    func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services) throws {
-        let tokens = capture.promptTokens.addingSaturated(max(1, choices) * (completionTokens ?? config.rateLimit.completionReserveTokens))
-        capture.reservedTokens = tokens
+    ///
+    /// A request that names no max tokens reserves
+    /// `rateLimit.completionReserveTokens` per choice; when a budget has less
+    /// room than that, it reserves what is left instead and the returned
+    /// cap goes upstream as its `max_tokens`, so the answer stops where the
+    /// budget does (a budget of 600 with 500 left serves a 500-token answer
+    /// rather than refusing a 1,024-token reservation).
+    func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services) throws -> Int? {
+        let choices = max(1, choices)
+        var completion = completionTokens ?? config.rateLimit.completionReserveTokens
+        var cap: Int?
+        var periods: [(kind: BudgetCounter.Kind, limit: Int, baseline: Int, key: UInt64, period: Int64)] = []
+        let nowMs = Clock.wallMicros() / 1000
         if let key = apiKey, let budget = key.budget {
             guard let book = services.usage else {
                 throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem)); budgets cannot be checked")
             }
-            let nowMs = Clock.wallMicros() / 1000
             let spent = services.spent(key: key, book: book, config: config, nowMs: nowMs)
             for (kind, limit, baseline) in [(BudgetCounter.Kind.month, budget.tokensPerMonth, spent.month.totalTokens),
                                             (.day, budget.tokensPerDay, spent.day.totalTokens)]
             {
                 guard let limit else { continue }
-                let reservation = UsageCapture.BudgetReservation(key: BudgetCounter.slotKey(fingerprint: key.fingerprint, kind: kind),
-                                                                 period: BudgetCounter.period(kind, at: nowMs), tokens: tokens)
+                periods.append((kind, limit, baseline, BudgetCounter.slotKey(fingerprint: key.fingerprint, kind: kind), BudgetCounter.period(kind, at: nowMs)))
+            }
+            if completionTokens == nil {
+                let left = periods.map { p in
+                    let word = services.limiter.update(key: p.key, config: config, now: nowMs * 1000) { w in (nil, w) }
+                    return p.limit - max(BudgetCounter.count(word, period: p.period), p.baseline)
+                }.min() ?? .max
+                let fit = (left - capture.promptTokens) / choices
+                if fit >= 1, fit < completion { (completion, cap) = (fit, fit) }
+            }
+        }
+        let tokens = capture.promptTokens.addingSaturated(choices * completion)
+        capture.reservedTokens = tokens
+        if !periods.isEmpty {
+            for (kind, limit, baseline, slot, period) in periods {
+                let reservation = UsageCapture.BudgetReservation(key: slot, period: period, tokens: tokens)
                 let d = services.limiter.update(key: reservation.key, config: config, now: nowMs * 1000) { word in
                     BudgetCounter.reserve(word: word, period: reservation.period, baseline: baseline, tokens: tokens, limit: limit)
                 }
@@ -80,5 +111,6 @@ extension RequestContext {
         }
         usage = capture
         services.beginUsage(capture, ctx: self)
+        return cap
     }
 }

@@ -110,12 +110,12 @@ extension Gateway {
         }
         ctx.logNotes.append("model=\(HeaderSafety.printable(model, max: 60)) estimate=\(estimate)")
         let context = allowed.first { $0.id == model }?.contextLength ?? KimiModels.contextLength(model)
-        try ctx.admitChat(UsageCapture(model: model, stream: question.stream, promptTokens: estimate,
-                                       tokenBound: context.addingSaturated(question.maxTokens ?? ctx.config.limits.maxTokens)),
-                          completionTokens: question.maxTokens, choices: 1, services: services)
+        let cap = try ctx.admitChat(UsageCapture(model: model, stream: question.stream, promptTokens: estimate,
+                                                 tokenBound: context.addingSaturated(question.maxTokens ?? ctx.config.limits.maxTokens)),
+                                    completionTokens: question.maxTokens, choices: 1, services: services)
 
         var body: JSON = ["model": .string(model), "messages": .array(messages)]
-        if let m = question.maxTokens { body = body.setting("max_tokens", .number(m)) }
+        if let m = question.maxTokens ?? cap { body = body.setting("max_tokens", .number(m)) }
         if let t = question.temperature { body = body.setting("temperature", t) }
         let info: JSON = ["fileId": ownFileID.map { .string($0) } ?? .null, "filename": .string(document.filename),
                           "tokens": .number(estimate), "cached": .bool(cached)]

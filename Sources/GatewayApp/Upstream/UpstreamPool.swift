@@ -34,7 +34,7 @@ public final class UpstreamPool: @unchecked Sendable {
         let trouble = keys.count > 1 ? keys.map { limiter.update(key: $0.troubleSlot, config: config, now: now) { w in (nil, w) } } : []
         while true {
             let words = keys.map { word($0, config: config, now: now) }
-            let pick = KeyChoice.pick(weights: keys.map(\.weight), words: words, tried: tried, troubledSince: trouble, excluded: excluded,
+            let pick = KeyChoice.pick(weights: keys.map(\.weight), words: words, tried: tried, trouble: trouble, excluded: excluded,
                                       now: now, random: nextRandom())
             guard case let .key(i, claim?) = pick else { return pick }
             let won = limiter.update(key: keys[i].healthSlot, config: config, now: now) { w in
@@ -53,14 +53,16 @@ public final class UpstreamPool: @unchecked Sendable {
         KeyChoice.outage(words: candidates.map { word(config.upstream.keys[$0], config: config, now: now) }, now: now)
     }
 
-    /// Records what an attempt taught about its key: its health, and for
-    /// an overload, a 5xx or a timeout, when it met that trouble (a pool
-    /// of one has no other key to prefer: nothing is written).
+    /// Records what an attempt taught about its key: its health, and its
+    /// `KeyTrouble` (an overload, a 5xx or a timeout adds to it, success
+    /// clears it; a pool of one has no other key to prefer: nothing is written).
     func learn(_ lesson: KeyHealth.Lesson, key: UpstreamKey, config: GatewayConfig, now: Int64) {
         if config.upstream.keys.count > 1 {
             switch lesson {
-            case .inconclusive: limiter.update(key: key.troubleSlot, config: config, now: now) { _ in (now, ()) }
-            case .worked: limiter.update(key: key.troubleSlot, config: config, now: now) { w in (w == 0 ? nil : 0, ()) }
+            case .inconclusive:
+                limiter.update(key: key.troubleSlot, config: config, now: now) { w in (KeyTrouble.after(troubled: true, word: w, nowMs: now / 1000), ()) }
+            case .worked:
+                limiter.update(key: key.troubleSlot, config: config, now: now) { w in (w == 0 ? nil : 0, ()) }
             default: break
             }
         }

@@ -11,7 +11,9 @@ public enum JSONRespelling {
         case compact
         /// A space after every `:` and `,`, inside `[ ]` and `{ }`.
         case spaced
-        /// Random whitespace and random letters escaped.
+        /// Random spaces and tabs, and random letters escaped. (No line
+        /// breaks: an SSE `data:` line carries one line of JSON, and a CR in
+        /// it would end the line for any SSE parser.)
         case random
     }
 
@@ -28,7 +30,7 @@ public enum JSONRespelling {
         func space() {
             switch style {
             case .spaced: out.append(0x20)
-            case .random: while chance(40) { out.append([0x20, 0x0A, 0x09, 0x0D][Int(rng % 4)]) }
+            case .random: while chance(40) { out.append(rng & 8 == 0 ? 0x20 : 0x09) }
             case .compact: break
             }
         }

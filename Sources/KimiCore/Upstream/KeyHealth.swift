@@ -109,13 +109,36 @@ public struct KeyHealth: Equatable, Sendable {
     }
 }
 
+/// A key's recent trouble beside its health word: when it last answered
+/// overloaded, 5xx or timed out (ms since the epoch, the high bits) and how
+/// many such answers in a row since it last worked (the low 8 bits). Every
+/// process of the machine (or the fleet) writes it by CAS; 0 is no trouble.
+/// Below 2^53, so Redis's Lua keeps it exact.
+public struct KeyTrouble: Equatable, Sendable {
+    public var sinceMs: Int64
+    public var streak: Int
+
+    public init(sinceMs: Int64 = 0, streak: Int = 0) { (self.sinceMs, self.streak) = (sinceMs, streak) }
+    public init(word: Int64) { (sinceMs, streak) = (word >> 8, Int(word & 0xFF)) }
+    public var word: Int64 { streak == 0 ? 0 : sinceMs << 8 | Int64(min(streak, 255)) }
+
+    /// The word after an attempt: trouble adds to the streak, success clears it.
+    public static func after(troubled: Bool, word: Int64, nowMs: Int64) -> Int64 {
+        troubled ? KeyTrouble(sinceMs: nowMs, streak: KeyTrouble(word: word).streak + 1).word : 0
+    }
+
+    /// Trouble that still weighs on the choice at `nowMicros`.
+    func recent(nowMicros: Int64) -> Bool { streak > 0 && nowMicros / 1000 - sinceMs < KeyChoice.troubleMicros / 1000 }
+}
+
 /// Which key an attempt uses: a weighted random pick among the keys usable
-/// now, those this request has not tried first. A key in trouble — it
-/// answered overloaded, 5xx or timed out within `troubleMicros` (any
-/// process's attempt: `troubledSince`) — weighs `troubleDivisor` times
-/// less; once every usable key was tried by this request, the one it tried
-/// longest ago goes next (a uniform pick sent the third attempt back to the
-/// key that had just failed: 26 of 40 requests succeeded where 40 could).
+/// now, those this request has not tried first. A key in trouble (it
+/// answered overloaded, 5xx or timed out within `troubleMicros`, for any
+/// process: `KeyTrouble`) weighs `troubleDivisor` times less. Once every
+/// usable key was tried by this request, the one with the shortest run of
+/// trouble goes next (ties: the one tried longest ago) — a uniform pick
+/// sent the third attempt back to a key that never answers, and 26 of 40
+/// requests succeeded where 40 could.
 public enum KeyChoice {
     public enum Pick: Equatable, Sendable {
         case key(index: Int, claim: Int64?)
@@ -128,9 +151,9 @@ public enum KeyChoice {
     public static let troubleDivisor = 8
 
     /// `words[i]` is `keys[i]`'s health word; `tried[i]` the request's
-    /// attempt number that last used it (0: never); `troubledSince[i]` when
-    /// the key last met trouble (µs, 0: never).
-    public static func pick(weights: [Int], words: [Int64], tried: [Int], troubledSince: [Int64] = [], excluded: Set<Int> = [],
+    /// attempt number that last used it (0: never); `trouble[i]` its
+    /// `KeyTrouble` word (missing: none).
+    public static func pick(weights: [Int], words: [Int64], tried: [Int], trouble: [Int64] = [], excluded: Set<Int> = [],
                             now: Int64, random: UInt64) -> Pick
     {
         var usable: [(Int, Int64?)] = []
@@ -143,14 +166,18 @@ public enum KeyChoice {
             }
         }
         guard !usable.isEmpty else { return .none(until: soonest == .max ? now + 1_000_000 : soonest) }
+        func troubleOf(_ i: Int) -> KeyTrouble { KeyTrouble(word: i < trouble.count ? trouble[i] : 0) }
         let fresh = usable.filter { tried[$0.0] == 0 }
-        if fresh.isEmpty, let oldest = usable.min(by: { tried[$0.0] < tried[$1.0] }) {
-            return .key(index: oldest.0, claim: oldest.1)
+        if fresh.isEmpty, let best = usable.min(by: { a, b in
+            let (ta, tb) = (troubleOf(a.0), troubleOf(b.0))
+            let (sa, sb) = (ta.recent(nowMicros: now) ? ta.streak : 0, tb.recent(nowMicros: now) ? tb.streak : 0)
+            return sa != sb ? sa < sb : tried[a.0] < tried[b.0]
+        }) {
+            return .key(index: best.0, claim: best.1)
         }
         func weight(_ i: Int) -> Int {
-            let w = max(1, weights[i]) * troubleDivisor
-            let t = i < troubledSince.count ? troubledSince[i] : 0
-            return t > 0 && now - t < troubleMicros ? max(1, weights[i]) : w
+            let w = max(1, weights[i])
+            return troubleOf(i).recent(nowMicros: now) ? w : w * troubleDivisor
         }
         let total = fresh.reduce(0) { $0 + weight($1.0) }
         var r = Int(random % UInt64(total))
