@@ -184,7 +184,17 @@ public final class KimiSimulator: @unchecked Sendable {
             tokens = []
         }
         // Thinking models reason first (`reasoning_content`), as Kimi's do.
-        let reasoningChunks = d.reasoning ?? (model.contains("thinking") ? min(8, max(1, d.tokens)) : 0)
+        let thinking = KimiModels.reasons(model, body: body)
+        // Kimi's rule with thinking on: every assistant turn with tool calls
+        // carries its reasoning_content (an empty string is refused too).
+        if thinking, let i = messages.firstIndex(where: { m in
+            m["role"]?.stringValue == "assistant" && (m["tool_calls"]?.arrayValue?.isEmpty == false)
+                && (m["reasoning_content"]?.stringValue ?? "").isEmpty
+        }) {
+            return error(ex, 400, "invalid_request_error",
+                         "thinking is enabled but reasoning_content is missing in assistant tool call message at index \(i)")
+        }
+        let reasoningChunks = d.reasoning ?? (thinking ? min(8, max(1, d.tokens)) : 0)
         let reasoning = SimulatorText.tokens(prompt: "reasoning: " + lastUser, count: reasoningChunks)
         let choices = min(max(body["n"]?.intValue ?? 1, 1), 16)
         // Kimi bills the whole request as prompt: the messages and the tools

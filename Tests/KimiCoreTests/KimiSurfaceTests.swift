@@ -97,6 +97,26 @@ import Testing
     }
 }
 
+@Suite struct KimiLineUpTests {
+    @Test func todaysModelsAreBuiltInAndDiscontinuedOnesAreNot() {
+        let ids = KimiModels.catalogue.map(\.id)
+        for id in ["kimi-k3", "kimi-k2.7-code", "kimi-k2.7-code-highspeed", "kimi-k2.6", "kimi-k2.5", "moonshot-v1-8k", "moonshot-v1-auto"] {
+            #expect(ids.contains(id), "\(id)")
+        }
+        for id in ["kimi-k2-thinking", "kimi-k2-turbo-preview", "kimi-latest", "kimi-k2-0905-preview", "kimi-k2-0711-preview"] {
+            #expect(!ids.contains(id), "\(id)")
+        }
+        #expect(KimiModels.contextLength("kimi-k3") == 1_048_576 && KimiModels.contextLength("kimi-k3-preview") == 1_048_576)
+    }
+
+    @Test func whichModelsReason() {
+        #expect(KimiModels.reasons("kimi-k3", body: ["reasoning_effort": "low"]))
+        #expect(KimiModels.reasons("kimi-k2.7-code-highspeed", body: [:]))
+        #expect(KimiModels.reasons("kimi-k2.6", body: [:]) && !KimiModels.reasons("kimi-k2.6", body: ["thinking": ["type": "disabled"]]))
+        #expect(!KimiModels.reasons("moonshot-v1-8k", body: [:]) && !KimiModels.reasons("kimi-k2.5", body: [:]))
+    }
+}
+
 @Suite struct DocumentChatTests {
     let models = KimiModels.catalogue
 
@@ -104,8 +124,9 @@ import Testing
         #expect(DocumentChat.pickModel(promptTokens: 2_500, answerTokens: 4096, among: models) == .model("moonshot-v1-8k"))
         #expect(DocumentChat.pickModel(promptTokens: 20_000, answerTokens: 4096, among: models) == .model("moonshot-v1-32k"))
         #expect(DocumentChat.pickModel(promptTokens: 100_000, answerTokens: 4096, among: models) == .model("moonshot-v1-128k"))
-        #expect(DocumentChat.pickModel(promptTokens: 200_000, answerTokens: 4096, among: models) == .model("kimi-k2-0905-preview"))
-        #expect(DocumentChat.pickModel(promptTokens: 300_000, answerTokens: 4096, among: models) == .tooLong(largestContext: 262144))
+        #expect(DocumentChat.pickModel(promptTokens: 200_000, answerTokens: 4096, among: models) == .model("kimi-k2.6"))
+        #expect(DocumentChat.pickModel(promptTokens: 300_000, answerTokens: 4096, among: models) == .model("kimi-k3"))
+        #expect(DocumentChat.pickModel(promptTokens: 2_000_000, answerTokens: 4096, among: models) == .tooLong(largestContext: 1_048_576))
         // Exactly full is enough; one more is not.
         #expect(DocumentChat.pickModel(promptTokens: 8192 - 4096, answerTokens: 4096, among: models) == .model("moonshot-v1-8k"))
         #expect(DocumentChat.pickModel(promptTokens: 8192 - 4095, answerTokens: 4096, among: models) == .model("moonshot-v1-32k"))

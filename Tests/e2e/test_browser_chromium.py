@@ -70,7 +70,7 @@ def test_page_loads_with_no_console_errors_and_no_csp_violations(browser, stack)
 def test_model_list_is_filled(browser, stack):
     open_page(browser, stack)
     ids = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "model")).options]
-    assert "moonshot-v1-8k" in ids and "kimi-k2-turbo-preview" in ids
+    assert "moonshot-v1-8k" in ids and "kimi-k3" in ids
     assert Select(browser.find_element(By.ID, "model")).first_selected_option.get_attribute("value") == "moonshot-v1-8k"
 
 

@@ -37,7 +37,7 @@ def test_create_stream_assembles_the_simulators_text(stack, client):
 
 def test_models_list(client):
     ids = [m.id for m in client.models.list()]
-    assert "moonshot-v1-8k" in ids and "kimi-k2-turbo-preview" in ids
+    assert "moonshot-v1-8k" in ids and "kimi-k3" in ids
 
 
 def test_injected_429_raises_rate_limit_error(client):

@@ -64,10 +64,11 @@ def test_auto_picks_the_smallest_model_whose_context_holds_the_document(docs, ch
 
 
 def test_a_document_too_long_for_every_model_is_400_naming_the_estimate(docs):
-    r = ask(docs, ALICE, (uuid.uuid4().hex + "b" * 1_200_000).encode(), "Too much?")
+    # kimi-k3's 1,048,576 tokens are the largest context: 4.4 M characters are ~1.1 M tokens.
+    r = ask(docs, ALICE, (uuid.uuid4().hex + "b" * 4_400_000).encode(), "Too much?")
     assert r.status == 400
     error = r.json()["error"]
-    assert "need about 3000" in error and "largest allowed context is 262144" in error
+    assert "need about 1100" in error and "largest allowed context is 1048576" in error
 
 
 def test_a_file_uploaded_earlier_is_asked_about_by_id_and_only_by_its_owner(docs):

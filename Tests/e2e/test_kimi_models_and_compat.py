@@ -35,7 +35,7 @@ def chat(stack, model, content="hi [sim:tokens=3]"):
 
 def test_every_model_the_upstream_lists_can_be_used(kimi):
     listed = [m.id for m in client(kimi).models.list()]
-    for model in ["kimi-k2.5", "kimi-k2.6", "kimi-latest", "kimi-k9-preview", "moonshot-v1-128k"]:
+    for model in ["kimi-k2.5", "kimi-k2.6", "kimi-k3", "kimi-k2.7-code", "kimi-k9-preview", "moonshot-v1-128k"]:
         assert model in listed
         r = chat(kimi, model)
         assert r.status == 200, (model, r.text)
@@ -46,7 +46,7 @@ def test_the_three_lists_agree(kimi):
     v1 = [m["id"] for m in http("GET", kimi.base + "/v1/models").json()["data"]]
     app = [m["id"] for m in http("GET", kimi.base + "/api/chat/models").json()["data"]]
     info = [m["id"] for m in http("GET", kimi.base + "/api/info").json()["data"]["models"]]
-    assert v1 == app == info and len(v1) == 11
+    assert v1 == app == info and len(v1) == 13
     contexts = {m["id"]: m["context_length"] for m in http("GET", kimi.base + "/api/chat/models").json()["data"]}
     assert contexts["kimi-k2.6"] == 262144 and contexts["moonshot-v1-32k"] == 32768
 
@@ -72,7 +72,7 @@ def test_configured_models_narrow_the_list():
     with make_stack("narrow", workers=1, config={"upstream": {"models": ["moonshot-v1-8k", "kimi-k2.6"]}}) as s:
         assert [m["id"] for m in http("GET", s.base + "/v1/models").json()["data"]] == ["moonshot-v1-8k", "kimi-k2.6"]
         assert chat(s, "kimi-k2.6").status == 200
-        assert chat(s, "kimi-latest").status == 400
+        assert chat(s, "kimi-k3").status == 400
 
 
 # 4. Compatibility --------------------------------------------------------------
@@ -140,7 +140,7 @@ def node_era_client(stack, body) -> str:
     return text
 
 
-@pytest.mark.parametrize("model", ["moonshot-v1-8k", "kimi-k2-thinking"])
+@pytest.mark.parametrize("model", ["moonshot-v1-8k", "kimi-k3"])
 def test_a_node_era_stream_client_gets_exactly_the_answer_text(kimi, model):
     prompt = "tell me [sim:tokens=7]"
     expected = http("POST", kimi.sim_base + "/chat/completions", headers={"Authorization": "Bearer x"},
@@ -150,7 +150,7 @@ def test_a_node_era_stream_client_gets_exactly_the_answer_text(kimi, model):
 
 def test_usage_and_reasoning_events_come_when_asked_for(kimi):
     r = http("POST", kimi.base + "/api/chat/stream",
-             body={"messages": "think [sim:tokens=4]", "model": "kimi-k2-thinking", "include": ["usage", "reasoning"]})
+             body={"messages": "think [sim:tokens=4]", "model": "kimi-k3", "include": ["usage", "reasoning"]})
     events = kimistack.sse_events(r.body)
     assert any("reasoning" in e for e in events if isinstance(e, dict))
     assert events[-2]["usage"]["completion_tokens"] > 0 and events[-1] == "[DONE]"
@@ -177,13 +177,13 @@ TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "loo
 
 
 def test_tool_calls_pass_through_whole_and_streamed(kimi):
-    c = client(kimi).chat.completions.create(model="kimi-k2-turbo-preview", tools=TOOLS,
+    c = client(kimi).chat.completions.create(model="kimi-k2.5", tools=TOOLS,
                                               messages=[{"role": "user", "content": "weather in Oslo [sim:tool=lookup]"}])
     call = c.choices[0].message.tool_calls[0]
     assert c.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"query": "weather in Oslo"}
     # Streamed: the arguments arrive in pieces across chunks and the SDK's deltas add up to them.
-    stream = client(kimi).chat.completions.create(model="kimi-k2-turbo-preview", tools=TOOLS, stream=True,
+    stream = client(kimi).chat.completions.create(model="kimi-k2.5", tools=TOOLS, stream=True,
                                                    messages=[{"role": "user", "content": "weather in Oslo [sim:tool=lookup]"}])
     arguments, pieces, name = "", 0, None
     for chunk in stream:
@@ -206,7 +206,29 @@ def test_json_mode_answers_a_json_object(kimi):
 
 
 def test_n_choices_and_reasoning_pass_through(kimi):
-    c = client(kimi).chat.completions.create(model="kimi-k2-thinking", n=2,
+    c = client(kimi).chat.completions.create(model="kimi-k3", n=2,
                                               messages=[{"role": "user", "content": "think twice [sim:tokens=3]"}])
     assert [ch.index for ch in c.choices] == [0, 1]
     assert c.choices[0].message.model_extra.get("reasoning_content")
+
+
+def test_reasoning_content_survives_tool_call_turns_in_the_app_history_and_kimis_rule_is_enforced(kimi):
+    """With thinking on, Kimi refuses an assistant tool-call turn without its
+    reasoning_content (the simulator enforces the rule); the app face's
+    history carries it through unchanged, so the next turn is answered."""
+    turn = [{"role": "user", "content": "weather in Oslo?"},
+            {"role": "assistant", "content": "", "reasoning_content": "I should look it up.",
+             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"query\":\"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    r = http("POST", kimi.base + "/api/chat/history", body={"model": "kimi-k3", "messages": turn + [{"role": "user", "content": "so? [sim:tokens=3]"}]})
+    assert r.status == 200, r.text
+    assert r.json()["data"]["reasoning"]  # K3 always reasons
+    stripped = [dict(m) for m in turn]
+    del stripped[1]["reasoning_content"]
+    for face, body in [("/v1/chat/completions", {"model": "kimi-k3", "messages": stripped}),
+                       ("/api/chat/history", {"model": "kimi-k3", "messages": stripped})]:
+        r = http("POST", kimi.base + face, body=body)
+        assert r.status == 400 and "reasoning_content is missing in assistant tool call message at index 1" in r.text, (face, r.text)
+    # Thinking off (kimi-k2.6 allows it): no reasoning needed.
+    r = http("POST", kimi.base + "/v1/chat/completions", body={"model": "kimi-k2.6", "thinking": {"type": "disabled"}, "messages": stripped})
+    assert r.status == 200, r.text

@@ -4,18 +4,18 @@ same fixed upstream, in alternating wrk rounds. Per side: req/s at 32
 connections, CPU µs per request of its processes (user, sys) and of nginx's
 workers, context switches per request, p50/p99 at one connection.
 
-  KIMI_TWIN_BIN=/tmp/relay.sh PYTHONPATH=tools python3 bench/prototypes/compare.py [rounds] [seconds]
+  KIMI_TWIN_BIN=/tmp/relay.sh PYTHONPATH=tools python3 -m bench.prototypes.compare [rounds] [seconds]
+
+(from the repository's root: `bench` is a package, its `lib` imported by name.)
 """
 from __future__ import annotations
 
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.measure import context_switches, cpu_split, wrk  # noqa: E402
-from lib.stacks import http_stack, stop_baseline, twin_pids  # noqa: E402
+from bench.lib.measure import context_switches, cpu_split, wrk
+from bench.lib.stacks import http_stack, stop_baseline, twin_pids
 
 
 def main() -> None:

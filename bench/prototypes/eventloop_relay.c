@@ -10,7 +10,7 @@
  * proxy_pass in one stack (compare.py beside this file; README "Performance"):
  *   cc -O2 -o /tmp/relay bench/prototypes/eventloop_relay.c -lcurl
  *   printf '#!/bin/sh\nexec chrt -b 0 /tmp/relay "$@"\n' > /tmp/relay.sh && chmod +x /tmp/relay.sh
- *   KIMI_TWIN_BIN=/tmp/relay.sh PYTHONPATH=tools python3 bench/prototypes/compare.py
+ *   KIMI_TWIN_BIN=/tmp/relay.sh PYTHONPATH=tools python3 -m bench.prototypes.compare
  * (SCHED_BATCH as the gateway's threads.) The twin is started as `BIN serve --config FILE ...`: the upstream URL is
  * FILE's upstream.baseURL + /chat/completions. Small answers only (one
  * write each, up to 8 KiB), no timeouts, no error handling beyond a 502. */

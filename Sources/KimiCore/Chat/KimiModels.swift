@@ -3,22 +3,39 @@
 /// served when the upstream's `GET /models` cannot be had (and by the
 /// simulator). The upstream's list is the truth (`ModelCatalogue`).
 public enum KimiModels {
+    /// The line-up at the end of 2026. Discontinued in 2026 and so not here
+    /// (still served when the upstream lists them): `kimi-k2-thinking(-turbo)`,
+    /// `kimi-k2-turbo-preview`, `kimi-latest`, the `kimi-k2-0711/0905-preview`s.
     public static let catalogue: [GatewayConfig.Model] = [
         .init(id: "moonshot-v1-8k", contextLength: 8192),
         .init(id: "moonshot-v1-32k", contextLength: 32768),
         .init(id: "moonshot-v1-128k", contextLength: 131072),
         .init(id: "moonshot-v1-auto", contextLength: 131072),
-        .init(id: "kimi-k2-0905-preview", contextLength: 262144),
-        .init(id: "kimi-k2-turbo-preview", contextLength: 262144),
-        .init(id: "kimi-k2-thinking", contextLength: 262144),
-        .init(id: "kimi-k2.5", contextLength: 262144),
         .init(id: "kimi-k2.6", contextLength: 262144),
-        .init(id: "kimi-latest", contextLength: 131072),
+        .init(id: "kimi-k2.5", contextLength: 262144),
+        .init(id: "kimi-k2.7-code", contextLength: 262144),
+        .init(id: "kimi-k2.7-code-highspeed", contextLength: 262144),
+        .init(id: "kimi-k3", contextLength: 1_048_576),
+        .init(id: "moonshot-v1-8k-vision-preview", contextLength: 8192),
+        .init(id: "moonshot-v1-32k-vision-preview", contextLength: 32768),
+        .init(id: "moonshot-v1-128k-vision-preview", contextLength: 131072),
     ]
+
+    /// Whether the model reasons (`reasoning_content`) on a request with
+    /// this body: `kimi-k3` and `kimi-k2.7-code*` always (K3 takes a
+    /// top-level `reasoning_effort`, no `thinking` parameter); `kimi-k2.6`
+    /// unless the request says `"thinking": {"type": "disabled"}`; the
+    /// discontinued `*-thinking` models always.
+    public static func reasons(_ id: String, body: JSON) -> Bool {
+        if id.hasPrefix("kimi-k3") || id.hasPrefix("kimi-k2.7-code") || id.contains("thinking") { return true }
+        if id.hasPrefix("kimi-k2.6") { return body["thinking"]?["type"]?.stringValue != "disabled" }
+        return false
+    }
 
     /// A model's context: the built-in table, else Moonshot's naming scheme.
     public static func contextLength(_ id: String) -> Int {
         if let m = catalogue.first(where: { $0.id == id }) { return m.contextLength }
+        if id.hasPrefix("kimi-k3") { return 1_048_576 }
         if id.hasSuffix("-8k") || id.contains("-8k-") { return 8192 }
         if id.hasSuffix("-32k") || id.contains("-32k-") { return 32768 }
         if id.hasSuffix("-128k") || id.contains("-128k-") || id.hasSuffix("-auto") { return 131072 }
