@@ -31,16 +31,8 @@ final class InFlightSlots: @unchecked Sendable {
 
     init(path: String) throws {
         self.path = path
-        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SQLiteDatabase.Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
         slots = Self.initialSlots
-        guard let m = Self.map(fd, slots) else {
-            let why = String(cString: strerror(errno))
-            close(fd)
-            unlink(path)
-            throw SQLiteDatabase.Failure(description: "cannot map \(path): \(why)")
-        }
-        base = m
+        (fd, base) = try MappedJournalFile.create(path, bytes: slots * Self.slotBytes)
         free = Array((0..<slots).reversed())
     }
 
@@ -49,20 +41,13 @@ final class InFlightSlots: @unchecked Sendable {
         close(fd)
     }
 
-    private static func map(_ fd: Int32, _ slots: Int) -> UnsafeMutableRawPointer? {
-        let bytes = slots * slotBytes
-        guard posix_fallocate(fd, 0, off_t(bytes)) == 0 || ftruncate(fd, off_t(bytes)) == 0 else { return nil }
-        let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        return m == MAP_FAILED ? nil : m
-    }
-
     /// Writes the line (ending in a newline) into a free slot; nil when it
     /// is longer than a slot or no slot can be had.
     func put(_ line: [UInt8]) -> Int? {
         guard line.count < Self.slotBytes, line.last == 0x0A else { return nil }
         return lock.withLock {
             if free.isEmpty {
-                guard slots < Self.maxSlots, let m = Self.map(fd, slots * 2) else { return nil }
+                guard slots < Self.maxSlots, let m = MappedJournalFile.map(fd, slots * 2 * Self.slotBytes) else { return nil }
                 munmap(base, slots * Self.slotBytes)
                 base = m
                 free = Array((slots..<slots * 2).reversed())

@@ -50,30 +50,16 @@ public final class UsageJournal: @unchecked Sendable {
         let stem = directory + "/journal-\(getpid())-\(Self.startTime(of: getpid()) ?? 0)"
         path = stem + ".log"
         inFlight = try InFlightSlots(path: stem + ".inflight")
-        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SQLiteDatabase.Failure(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
         capacity = Self.initialBytes
-        guard let m = Self.map(fd, capacity) else {
-            let why = String(cString: strerror(errno))
-            close(fd)
-            unlink(path)
+        do { (fd, base) = try MappedJournalFile.create(path, bytes: capacity) } catch {
             inFlight.remove()
-            throw SQLiteDatabase.Failure(description: "cannot map \(path): \(why)")
+            throw error
         }
-        base = m
     }
 
     deinit {
         munmap(base, capacity)
         close(fd)
-    }
-
-    /// Sizes the file (fallocate: a full disk fails here, not with SIGBUS
-    /// on a later copy) and maps it shared.
-    private static func map(_ fd: Int32, _ bytes: Int) -> UnsafeMutableRawPointer? {
-        guard posix_fallocate(fd, 0, off_t(bytes)) == 0 || ftruncate(fd, off_t(bytes)) == 0 else { return nil }
-        let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        return m == MAP_FAILED ? nil : m
     }
 
     /// Writes a request's provisional row, at admission (`InFlightSlots`):
@@ -108,7 +94,7 @@ public final class UsageJournal: @unchecked Sendable {
     private func grow(toFit needed: Int) -> Bool {
         var bigger = capacity
         while bigger < needed { bigger *= 2 }
-        guard bigger <= Self.maxBytes, let m = Self.map(fd, bigger) else {
+        guard bigger <= Self.maxBytes, let m = MappedJournalFile.map(fd, bigger) else {
             errno = ENOSPC
             return false
         }

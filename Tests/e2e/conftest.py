@@ -14,6 +14,19 @@ ARTIFACTS = ROOT / "test-artifacts"
 RUNS = ROOT / "run" / "tests"
 
 
+def ledger_rows(stack, where="1=1", params=()) -> list[dict]:
+    """The usage ledger's rows in a stack's database (none before it is migrated)."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{stack.run / 'gateway.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute(f"SELECT * FROM usage WHERE {where}", params)]
+    except sqlite3.OperationalError:
+        return []  # not migrated yet
+    finally:
+        db.close()
+
+
 def make_stack(name: str, **kw) -> kimistack.Stack:
     return kimistack.Stack(RUNS / name, **kw)
 

@@ -9,7 +9,6 @@ import http.client as httpclient
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 import uuid
@@ -18,18 +17,10 @@ import kimistack
 import openai
 import pytest
 
-from conftest import http, make_stack, wait_for
+from conftest import http, ledger_rows, make_stack, wait_for
 
 
-def rows(stack, where="1=1", params=()):
-    db = sqlite3.connect(f"file:{stack.run / 'gateway.db'}?mode=ro", uri=True, timeout=5)
-    try:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(f"SELECT * FROM usage WHERE {where}", params)]
-    except sqlite3.OperationalError:
-        return []  # not migrated yet
-    finally:
-        db.close()
+rows = ledger_rows
 
 
 @pytest.fixture(scope="module")
