@@ -14,6 +14,8 @@ from `[bad:NAME]` in the request body (the last user message):
   echokey   error 400 whose type and message echo the Authorization header
   echokey5  error 500, the same echo
   streamkey stream: one chunk, then an error event echoing the header
+  hugeusage non-stream: usage.prompt_tokens 2^63-1 (and completion 10^18)
+  negusage  non-stream: usage.prompt_tokens -5,000,000
 The stats (`GET /stats`) count requests and bytes sent.
 """
 from __future__ import annotations
@@ -120,6 +122,17 @@ class BadUpstream:
     # Behaviours
     def _ok(self, conn, _auth):
         self._send(conn, 200, _completion("fine"))
+
+    def _usage(self, conn, prompt, completion):
+        answer = json.loads(_completion("hostile"))
+        answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": 0}
+        self._send(conn, 200, json.dumps(answer).encode())
+
+    def _hugeusage(self, conn, _auth):
+        self._usage(conn, 2**63 - 1, 10**18)
+
+    def _negusage(self, conn, _auth):
+        self._usage(conn, -5_000_000, 1)
 
     def _noblank(self, conn, _auth):
         self._stream_head(conn)

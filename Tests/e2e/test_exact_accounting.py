@@ -211,3 +211,60 @@ def test_workers_killed_mid_stream_leave_one_row_for_every_request_that_went_ups
         assert len({r["record_id"] for r in got}) == started
         assert all(r["outcome"] == "interrupted" and r["estimated"] == 1 and r["total_tokens"] > 0 for r in got), \
             {r["outcome"] for r in got}
+
+
+def test_hostile_usage_numbers_are_clamped_and_crash_nothing():
+    """An upstream reporting 2^63-1 or -5,000,000 prompt tokens: the worker
+    survives, the rows are clamped (and say so), a budget does not grow, and
+    the reports still add up."""
+    from bad_upstream import BadUpstream
+    upstream = BadUpstream()
+    key = "ea-hostile-" + "h" * 24
+    admin = "ea-admin-" + "a" * 24
+    config = {"upstream": {"baseURL": upstream.base, "apiKey": "sk-" + "x" * 40, "retries": 0},
+              "rateLimit": {"enabled": False},
+              "auth": {"required": True, "keys": [{"key": key, "name": "hostile", "budget": {"tokensPerDay": 1_000_000}},
+                                                  {"key": admin, "name": "ops", "role": "admin"}]}}
+    try:
+        with make_stack("accounting-hostile", workers=1, simulator=False, config=config) as s:
+            pid = s.gateway_pids()[0]
+            for mode in ["negusage", "hugeusage", "negusage"]:
+                r = http("POST", s.base + "/v1/chat/completions", headers=auth(key),
+                         body={"model": "moonshot-v1-8k", "max_tokens": 10, "messages": [{"role": "user", "content": f"x [bad:{mode}]"}]})
+                assert r.status == 200, r.text
+            assert s.gateway_pids() == [pid] and kimistack.process_alive(pid)
+            got = wait_for(lambda: (lambda r: r if len(r) == 3 else None)(rows(s, "key_name = 'hostile'")), 10)
+            assert got and all(r["clamped"] == 1 and 0 <= r["prompt_tokens"] <= 8192 + 10 for r in got), got
+            mine = http("GET", s.base + "/api/usage", headers=auth(key)).json()["data"]
+            assert 0 <= mine["today"]["totalTokens"] <= 3 * (8192 + 20), mine
+            assert mine["budget"]["remainingToday"] <= 1_000_000  # never grown by a negative count
+            report = http("GET", s.base + "/api/admin/usage?groupBy=key", headers=auth(admin))
+            assert report.status == 200, report.text
+    finally:
+        upstream.close()
+
+
+def test_streams_a_sigterm_drain_cuts_short_each_leave_a_row():
+    config = {"rateLimit": {"enabled": False}, "server": {"drainTimeoutMs": 300}}
+    with make_stack("accounting-drain", workers=2, config=config) as s:
+        tag = uuid.uuid4().hex[:8]
+        before = s.sim_stats()["streamsStarted"]
+
+        def stream(i):
+            body = {"model": "moonshot-v1-8k", "stream": True,
+                    "messages": [{"role": "user", "content": f"{tag} {i} [sim:tokens=100,delay=50]"}]}
+            try:
+                http("POST", s.base + "/v1/chat/completions", body=body, timeout=20)
+            except Exception:  # noqa: BLE001 - the stop cuts it
+                pass
+
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        assert wait_for(lambda: s.sim_stats()["streamsStarted"] - before >= 10, 10)
+        time.sleep(0.3)
+        s.stop_gateway(signal.SIGTERM)
+        for t in threads:
+            t.join()
+        got = rows(s, "route = '/v1/chat/completions'")
+        assert len(got) == 10 and all(r["outcome"] == "interrupted" for r in got), [(r["outcome"]) for r in got]
