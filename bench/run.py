@@ -12,6 +12,8 @@ Scenarios (issue: benchmark suite):
   4. 2,000 streams (50 chunks, 20 ms apart) started at once: completeness, RSS, CPU
   5. the shared rate limiter: cost of one check, 1 and 4 processes contending
   6. leak check: RSS and open fds after 10,000 vs 200,000 requests
+  7. the tail at saturation: p50/p90/p99 at 32 connections, gateway (defaults)
+     vs ledger off vs the libfcgi floor (bench/prototypes/threads_relay.c)
 
 BENCH_QUICK=1 shortens every run (for work on the bench itself; its figures
 are not the ones to publish). BENCH_WORKERS=N sets the gateway processes of
@@ -64,6 +66,7 @@ def run() -> int:
         r["accounting"] = scenarios.scenario_accounting(s, ports)
         r["key_pool"] = scenarios.scenario_key_pool(s, ports)
         r["metrics"] = scenarios.scenario_metrics(s, ports)
+        r["tail"] = scenarios.scenario_tail(s, ports)
         r["leak"] = scenarios.scenario_leak(s)
     finally:
         stop_baseline(s)

@@ -60,8 +60,14 @@ import Testing
         #expect(try journal.drain(into: ledger) == 3)
         let t = try ledger.totals(from: Self.everything.0, to: Self.everything.1)
         #expect(t.requests == 3 && t.promptTokens == 60 && t.completionTokens == 6 && t.totalTokens == 66)
-        #expect((UsageJournal.read(journal.path, from: 0) ?? [1]).allSatisfy { $0 == 0 })
+        // Empty as a reader of a dead process's file sees it: a zero first.
+        #expect(UsageJournal.read(journal.path, from: 0)?.first == 0)
         #expect(try journal.drain(into: ledger) == 0)
+        // Written again from offset 0: a reader sees the new line and not the stale ones after it.
+        #expect(journal.append(Self.record(7)))
+        let again = UsageJournal.read(journal.path, from: 0) ?? []
+        #expect(JournalLines.records(in: again[..<(again.firstIndex(of: 0) ?? again.count)]).records.map(\.recordID) == [Self.record(7).recordID])
+        #expect(try journal.drain(into: ledger) == 1)
         journal.closeIfEmpty()
         #expect(access(journal.path, F_OK) != 0)
     }
@@ -154,6 +160,23 @@ import Testing
         #expect(access(journalDir + "/journal-0-777.log", F_OK) != 0 && access(journalDir + "/journal-0-777.inflight", F_OK) != 0)
         // A final row that made it to the journal before the kill wins over its provisional row.
         #expect(try live.replayLeftovers(into: ledger).stored == 0)
+    }
+
+    @Test func aJournalGrowsPastItsFirstMegabyteUnderAMappingThatNeverMoves() throws {
+        let (dir, ledger) = try Self.fresh()
+        let journal = try UsageJournal(directory: dir + "/journal")
+        var n = 0
+        // A database that is down: records wait, the file doubles (past 1 MiB).
+        while n < 14_000 {
+            var r = Self.record(n)
+            r.recordID = "grow\(n)"
+            #expect(journal.append(r))
+            n += 1
+        }
+        let size = UsageJournal.read(journal.path, from: 0)?.count ?? 0
+        #expect(size >= 2 << 20) // grown from 1 MiB
+        #expect(try journal.drain(into: ledger) == 14_000)
+        #expect(try ledger.totals(from: 0, to: .max).requests == 14_000)
     }
 
     @Test func aStopStoresWhatItCutShortAsInterrupted() throws {

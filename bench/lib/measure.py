@@ -33,7 +33,7 @@ def wrk(url: str, seconds: int = WRK_SECONDS, conns: int = 32, threads: int = 2,
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+        "p50_ms": lat.get("50"), "p90_ms": lat.get("90"), "p99_ms": lat.get("99"),
         "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0),
     }
 

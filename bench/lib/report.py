@@ -21,6 +21,7 @@ def write_report(r: dict) -> None:
     acc, kp, mt, cost, ev = r["accounting"], r["key_pool"], r["metrics"], r["cost"], r["events"]
     cg, cp = cost["gateway"], cost["proxy"]
     ctl = r["control"]
+    tl = r["tail"]
     f = lambda v, d=2: f"{v:,.{d}f}"  # noqa: E731
     lines = [
         "# kimi-gateway benchmark report", "",
@@ -47,6 +48,9 @@ def write_report(r: dict) -> None:
         f"| 2d | POST /v1/chat/completions, metrics on vs off (two gateway pools, alternating), req/s | {f(mt['completion']['on']['rps'], 0)} | {f(mt['completion']['off']['rps'], 0)} (metrics off) | {f(mt['completion']['rps_ratio'])} | ≥ 0.97 | {verdict(mt['completion']['rps_ratio'], '>= 0.97')} |",
         f"| 2d | the same rounds: mean ratio ± standard error (/health; completion) | | | {f(mt['health']['rps_ratio_mean'])} ± {f(mt['health']['rps_ratio_se'], 3)}; {f(mt['completion']['rps_ratio_mean'])} ± {f(mt['completion']['rps_ratio_se'], 3)} | reported | rounds {f(mt['health']['pair_spread'][0])}–{f(mt['health']['pair_spread'][1])}; {f(mt['completion']['pair_spread'][0])}–{f(mt['completion']['pair_spread'][1])} |",
         f"| 2d | same, gateway CPU µs per request (/health; completion) | {f(mt['health']['on']['cpu_us_per_request'], 1)}; {f(mt['completion']['on']['cpu_us_per_request'], 1)} | {f(mt['health']['off']['cpu_us_per_request'], 1)}; {f(mt['completion']['off']['cpu_us_per_request'], 1)} | {mt['health']['cpu_added_us_per_request']:+,.1f}; {mt['completion']['cpu_added_us_per_request']:+,.1f} µs | reported | — |",
+        f"| 7 | completion at saturation (wrk -c32), p50 / p90 / p99 ms | {f(tl['gateway']['p50_ms'])} / {f(tl['gateway']['p90_ms'])} / {f(tl['gateway']['p99_ms'])} (defaults, ledger on) | {f(tl['floor']['p50_ms'])} / {f(tl['floor']['p90_ms'])} / {f(tl['floor']['p99_ms'])} (libfcgi floor) | p90 {f(tl['p90_vs_floor'])}×, p99 {f(tl['p99_vs_floor'])}× | p90 ≤ 1.5×, p99 ≤ 2× | {verdict(tl['p90_vs_floor'], '<= 1.5')}, {verdict(tl['p99_vs_floor'], '<= 2')} |",
+        f"| 7 | same, req/s | {f(tl['gateway']['rps'], 0)} | {f(tl['floor']['rps'], 0)} (floor) | {f(tl['gateway']['rps'] / tl['floor']['rps'])} | reported | — |",
+        f"| 7 | same, ledger on vs off, p50 / p90 / p99 ms | {f(tl['gateway']['p50_ms'])} / {f(tl['gateway']['p90_ms'])} / {f(tl['gateway']['p99_ms'])} | {f(tl['ledger_off']['p50_ms'])} / {f(tl['ledger_off']['p90_ms'])} / {f(tl['ledger_off']['p99_ms'])} (ledger off) | p99 {f(tl['p99_ledger_on_vs_off'])}× | p99 ≤ 1.2× | {verdict(tl['p99_ledger_on_vs_off'], '<= 1.2')} |",
         f"| 3 | 200-chunk stream, median TTFB ms | {f(st['gateway_ttfb_ms'])} | {f(st['direct_ttfb_ms'])} (simulator direct) | {st['ttfb_added_ms']:+,.2f} ms | ≤ +1 ms | {verdict(st['ttfb_added_ms'], '<= 1')} |",
         f"| 3 | 200-chunk stream, median total ms | {f(st['gateway_total_ms'], 1)} | {f(st['direct_total_ms'], 1)} | {st['total_added_pct']:+,.1f} % | ≤ +10 % | {verdict(st['total_added_pct'], '<= 10')} |",
         f"| 3b | gateway CPU per relayed SSE event ({ev['streams']} streams of {ev['events']:,} events vs of 1) | {f(ev['gateway_us_per_event'], 1)} µs | simulator writing it {f(ev['simulator_us_per_event'], 1)} µs; nginx relaying it {f(ev['nginx_us_per_event'], 1)} µs | {f(ev['gateway_us_per_event'] / ev['simulator_us_per_event'])}× the simulator | ≤ 2 µs (issue #15) | {verdict(ev['gateway_us_per_event'], '<= 2')} |",
@@ -68,6 +72,7 @@ def write_report(r: dict) -> None:
         "- Scenario 2e alternates the two paths 3 times (medians): CPU from /proc of the gateway's processes and nginx's workers around each 32-connection run, over wrk's requests; nginx also serves the fixed upstream in both paths. Then one connection each (wrk -c1) for the latency. Targets are issue #15's.",
         f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
         f"- Scenario 4 runs 4 gateway processes; the {cs['streams']:,} streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",
+        f"- Scenario 7 puts the ledger-off gateway, then the libfcgi floor (bench/prototypes/threads_relay.c) in the twin pool's place behind the same nginx and runs {len(tl['runs']['floor'])} alternating rounds of 5-second wrk runs at 32 connections against each beside the gateway with its defaults; figures are the medians of the rounds.",
         "- Scenario 5 hashes the client key and does the GCRA compare-and-swap on the shared file, on 64 hot keys.",
         "- Scenario 6: sockets rise and fall with nginx's cache of kept FastCGI connections; per gateway thread there are at most 4 (a kept FastCGI connection, an upstream connection, libcurl's wake-up socketpair). Every other descriptor must be equal.",
         "",

@@ -255,6 +255,64 @@ def scenario_metrics(s, ports) -> dict:
     return out
 
 
+def scenario_tail(s, ports) -> dict:
+    """7: the tail at saturation: p50/p90/p99 of the completion at 32
+    connections for the gateway with its defaults (usage ledger on), the
+    same with the ledger off, and the libfcgi floor — the gateway's process
+    model with no app logic (bench/prototypes/threads_relay.c: libfcgi's
+    FCGX_Accept_r in 64 threads, a blocking libcurl handle each, SCHED_BATCH
+    as the gateway) — each in the twin pool's place behind the same nginx,
+    in alternating rounds."""
+    from .stacks import restart_twin, write_twin_config
+    log("7: the tail at saturation: gateway (defaults, ledger on) vs ledger off vs the libfcgi floor, wrk -c32")
+    relay = s.run / "threads_relay"
+    subprocess.run(["cc", "-O2", "-o", str(relay), str(ROOT / "bench" / "prototypes" / "threads_relay.c"), "-lcurl", "-lfcgi", "-lpthread"],
+                   check=True)
+    wrapper = s.run / "threads_relay.sh"
+    wrapper.write_text(f'#!/bin/sh\nexec chrt -b 0 {relay} "$@"\n')
+    wrapper.chmod(0o755)
+    base_cfg = json.loads(s.config_path.read_text())
+    on_cfg = json.loads(json.dumps(base_cfg))
+    on_cfg.setdefault("usage", {})["enabled"] = True
+    off_cfg = json.loads(json.dumps(base_cfg))
+    off_cfg.setdefault("usage", {})["enabled"] = False
+    s.write_config(on_cfg)
+    a = f"http://127.0.0.1:{ports['side_a']}{COMPLETIONS}"
+    b = f"http://127.0.0.1:{ports['side_b']}{COMPLETIONS}"
+    seconds = 2 if QUICK else 5
+    rounds = 1 if QUICK else 3
+    runs: dict[str, list[dict]] = {"gateway": [], "ledger_off": [], "floor": []}
+    for twin, name in ((None, "ledger_off"), (str(wrapper), "floor")):
+        restart_twin(s, twin)
+        if twin is None:
+            write_twin_config(s, off_cfg)
+        s.wait_url(f"http://127.0.0.1:{ports['side_b']}/health")
+        time.sleep(1.5)  # both pools on their configs (checked once a second)
+        warm_up((a, "post.lua"), (b, "post.lua"))
+        for i in range(rounds):
+            order = ((a, "gateway"), (b, name)) if i % 2 == 0 else ((b, name), (a, "gateway"))
+            for url, side in order:
+                w = wrk(url, seconds=seconds, script="post.lua")
+                if w["errors"]:
+                    raise BenchError(f"7: {side} had {w['errors']} errors at 32 connections")
+                runs[side].append(w)
+    restart_twin(s)
+    write_twin_config(s, base_cfg)
+    s.write_config(base_cfg)
+    s.wait_url(f"http://127.0.0.1:{ports['side_b']}/health")
+
+    def med(side: str) -> dict:
+        return {k: statistics.median(r[k] for r in runs[side]) for k in ("rps", "p50_ms", "p90_ms", "p99_ms")}
+    out = {side: med(side) for side in runs}
+    out["runs"] = runs
+    g, f, off = out["gateway"], out["floor"], out["ledger_off"]
+    out["p90_vs_floor"] = g["p90_ms"] / f["p90_ms"]
+    out["p99_vs_floor"] = g["p99_ms"] / f["p99_ms"]
+    out["p99_ledger_on_vs_off"] = g["p99_ms"] / off["p99_ms"]
+    out["targets"] = {"p90_vs_floor": "<= 1.5", "p99_vs_floor": "<= 2", "p99_ledger_on_vs_off": "<= 1.2"}
+    return out
+
+
 def scenario_leak(s) -> dict:
     log("6: leak check, RSS and fds after 10,000 and after 200,000 requests")
     pids = s.worker_pids()

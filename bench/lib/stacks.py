@@ -59,21 +59,47 @@ def write_twin_config(s: kimistack.Stack, cfg: dict) -> None:
     os.replace(tmp, twin_config_path(s))
 
 
-def start_twin(s: kimistack.Stack) -> None:
+def start_twin(s: kimistack.Stack, binary: str | None = None) -> None:
     """A second gateway pool beside the stack's own: as many processes, the
     same binary and config (the same limiter table and database), its own
-    socket and config file, for scenarios that run two configs at once."""
+    socket and config file, for scenarios that run two configs at once.
+    `binary`: another program in the twin's place (the libfcgi floor)."""
     write_twin_config(s, json.loads(s.config_path.read_text()))
     argv = ["spawn-fcgi", "-s", str(s.pub / "twin.sock"), "-M", "0660", "-F", str(s.workers), "-P", str(s.run / "twin.pid")]
     if kimistack.web_user():
         argv += ["-G", kimistack.web_user()]
     with open(s.log("twin"), "ab") as log:
-        subprocess.run(argv + ["--", os.environ.get("KIMI_TWIN_BIN", str(kimistack.binary())), "serve", "--config", str(twin_config_path(s)), "--log-file", str(s.log("twin"))],
+        subprocess.run(argv + ["--", binary or os.environ.get("KIMI_TWIN_BIN", str(kimistack.binary())), "serve", "--config", str(twin_config_path(s)), "--log-file", str(s.log("twin"))],
                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=s.gateway_env(), check=True)
 
 
 def twin_pids(s: kimistack.Stack) -> list[int]:
     return [int(x) for x in (s.run / "twin.pid").read_text().split()]
+
+
+def restart_twin(s: kimistack.Stack, binary: str | None = None) -> None:
+    """The twin pool stopped and started again (on `binary`, or the gateway)."""
+    stop_pids(s, "twin.pid")
+    (s.pub / "twin.sock").unlink(missing_ok=True)
+    start_twin(s, binary)
+
+
+def stop_pids(s: kimistack.Stack, name: str) -> None:
+    """SIGTERM to the processes of a pid file, then SIGKILL to what is left after 5 s."""
+    import time
+    try:
+        pids = [int(p) for p in (s.run / name).read_text().split()]
+    except FileNotFoundError:
+        return
+    for sig in (15, 9):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 5
+        while time.time() < deadline and any(kimistack.process_alive(p) for p in pids):
+            time.sleep(0.05)
 
 
 def stop_baseline(s: kimistack.Stack) -> None:
