@@ -196,3 +196,20 @@ import Testing
         #expect(KeyChoice.outage(words: [refused], now: t) == .unavailable(until: t + 60_000_000))
     }
 }
+
+@Suite struct FileReferenceTests {
+    @Test func everyMsURLInEveryContentPartIsAReference() throws {
+        let body = try JSON.parse(Array(#"""
+        {"messages":[{"role":"system","content":"ms://not-a-part"},
+          {"role":"user","content":[{"type":"text","text":"ms://in-text-is-not-a-url"},
+            {"type":"image_url","image_url":{"url":"ms://file-a"}},
+            {"type":"video_url","video_url":{"url":"  MS://file-b "}},
+            {"type":"image_url","image_url":"ms://file-c"},
+            {"type":"future_part","future_part":{"url":"ms://file-d"}},
+            {"type":"image_url","image_url":{"url":"https://example.com/x.png"}},
+            {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}
+        """#.utf8))
+        #expect(FileReferences.ids(in: body) == ["file-a", "file-b", "file-c", "file-d"])
+        #expect(FileReferences.ids(in: ["messages": [["role": "user", "content": "hi"]]]).isEmpty)
+    }
+}

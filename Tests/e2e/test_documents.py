@@ -114,3 +114,29 @@ def test_no_file_and_no_file_id_is_400(docs):
     assert r.status == 400 and "'file'" in r.json()["error"]
     r = http("POST", docs.base + "/api/chat/document", headers={"x-api-key": ALICE, "Content-Type": "text/plain"}, body=b"x")
     assert r.status == 400
+
+
+def test_nothing_goes_upstream_for_a_document_question_that_will_be_refused():
+    """A key with a spent budget, a token-limited key and a bad max_tokens,
+    each asking 5 questions about a new document: refused before any upload,
+    extraction or tokenizer call (before, each made all three)."""
+    spent, limited = "spent-" + uuid.uuid4().hex, "limited-" + uuid.uuid4().hex
+    cfg = {"auth": {"required": True, "keys": [
+        {"name": "spent", "key": spent, "budget": {"tokensPerDay": 40}},
+        {"name": "limited", "key": limited, "rateLimit": {"tokensPerMinute": 100}}]},
+        "rateLimit": {"enabled": True, "windowMs": 60000, "maxRequests": 100000}}
+    with make_stack("documents-refused", workers=2, config=cfg) as s:
+        # The budget spent first (answers capped to what is left, then refused).
+        for _ in range(5):
+            r = http("POST", s.base + "/api/chat/completion", headers={"x-api-key": spent}, body={"message": "spend [sim:tokens=30]"})
+            if r.status == 429:
+                break
+        assert r.status == 429, r.text
+        before = s.sim_stats()
+        for key, fields, status in [(spent, {}, 429), (limited, {"max_tokens": "500"}, 429), (limited, {"max_tokens": "-5"}, 400)]:
+            for _ in range(5):
+                document = ("A new document " + uuid.uuid4().hex + ". " + "words " * 400).encode()
+                r = ask(s, key, document, "What is it about?", **fields)
+                assert r.status == status, (key[:6], fields, r.status, r.text)
+        after = s.sim_stats()
+        assert (after["uploads"], after["contentReads"], after["requests"]) == (before["uploads"], before["contentReads"], before["requests"])

@@ -186,3 +186,34 @@ def test_four_concurrent_50_mib_uploads_are_streamed_not_held(shared):
     growth_mib = (peak[0] - baseline) / 1024
     print(f"gateway RSS: {baseline / 1024:.1f} MiB before, peak {peak[0] / 1024:.1f} MiB during 4 x 50 MiB uploads")
     assert growth_mib <= 20, growth_mib
+
+
+@pytest.mark.parametrize("part", ["image_url", "video_url"])
+def test_a_file_id_in_a_chat_is_its_owners_as_on_the_files_routes(shared, part):
+    """Key B sends key A's file id as `ms://<id>` in a content part: the
+    same 404 as `GET /v1/files/<id>` for B, and nothing upstream; A's own
+    reference and an admin's go through."""
+    f = upload(shared, ALICE, b"a picture, as far as this test cares", name="pic.png")
+
+    def ask(key, file_id, face="v1"):
+        content = [{"type": "text", "text": "what is in it? [sim:tokens=3]"}, {"type": part, part: {"url": f"ms://{file_id}"}}]
+        if face == "v1":
+            return http("POST", shared.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                        body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": content}]})
+        return http("POST", shared.base + "/api/chat/history", headers={"x-api-key": key},
+                    body={"messages": [{"role": "user", "content": content}]})
+
+    before = shared.sim_stats()["chatRequests"]
+    for face in ("v1", "api"):
+        theirs = ask(BOB, f.id, face)
+        unknown = ask(BOB, "file-" + uuid.uuid4().hex, face)
+        assert theirs.status == unknown.status == 404, (face, theirs.text)
+        if face == "v1":
+            assert theirs.json()["error"]["type"] == unknown.json()["error"]["type"] == "resource_not_found_error"
+        else:
+            assert theirs.json()["success"] is False
+    assert shared.sim_stats()["chatRequests"] == before  # nothing went upstream
+    direct = http("GET", shared.base + f"/v1/files/{f.id}", headers={"Authorization": f"Bearer {BOB}"})
+    assert direct.status == 404
+    assert ask(ALICE, f.id).status == 200
+    assert ask(OPS, f.id).status == 200

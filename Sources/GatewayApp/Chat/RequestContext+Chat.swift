@@ -10,6 +10,7 @@ extension RequestContext {
         let catalogue = services.models.catalogue(config: config, budget: services.buffers, lookingFor: chat.model)
         let allowed = catalogue.models(for: apiKey)
         try ChatValidation.checkModel(chat.model, allowed: allowed.map(\.id))
+        try checkFileReferences(chat.body, services: services)
         logNotes.append("model=\(HeaderSafety.printable(chat.model, max: 60))")
         let context = allowed.first { $0.id == chat.model }?.contextLength ?? KimiModels.contextLength(chat.model)
         let completion = chat.maxTokens ?? config.limits.maxTokens
@@ -43,7 +44,12 @@ extension RequestContext {
     /// cap goes upstream as its `max_tokens`, so the answer stops where the
     /// budget does (a budget of 600 with 500 left serves a 500-token answer
     /// rather than refusing a 1,024-token reservation).
-    func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services) throws -> Int? {
+    ///
+    /// `dryRun`: the same decisions, nothing reserved or captured — a
+    /// preflight with the smallest the request can reserve (the document
+    /// route, before it uploads anything: what the preflight refuses the
+    /// real admission would refuse too).
+    func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services, dryRun: Bool = false) throws -> Int? {
         let choices = max(1, choices)
         var completion = completionTokens ?? config.rateLimit.completionReserveTokens
         var cap: Int?
@@ -70,12 +76,13 @@ extension RequestContext {
             }
         }
         let tokens = capture.promptTokens.addingSaturated(choices * completion)
-        capture.reservedTokens = tokens
+        if !dryRun { capture.reservedTokens = tokens }
         if !periods.isEmpty {
             for (kind, limit, baseline, slot, period) in periods {
                 let reservation = UsageCapture.BudgetReservation(key: slot, period: period, tokens: tokens)
                 let d = services.limiter.update(key: reservation.key, config: config, now: nowMs * 1000) { word in
-                    BudgetCounter.reserve(word: word, period: reservation.period, baseline: baseline, tokens: tokens, limit: limit)
+                    let (new, d) = BudgetCounter.reserve(word: word, period: reservation.period, baseline: baseline, tokens: tokens, limit: limit)
+                    return (dryRun ? nil : new, d)
                 }
                 guard d.allowed else {
                     services.settleBudgets(capture.budgetReservations, used: 0, config: config)
@@ -85,7 +92,7 @@ extension RequestContext {
                     let (message, retryAfter) = BudgetCheck.refusal(kind: kind, limit: limit, spent: d.spent, tokens: tokens, now: nowMs)
                     throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
                 }
-                capture.budgetReservations.append(reservation)
+                if !dryRun { capture.budgetReservations.append(reservation) }
             }
         }
         let perMinute = apiKey?.tokensPerMinute ?? config.rateLimit.tokensPerMinute
@@ -95,8 +102,10 @@ extension RequestContext {
                 ? ASCIIText.build(capacity: apiKey!.name.utf8.count + 32) { $0.text("tokens-key-"); $0.text(apiKey!.name); $0.byte(0x3A); $0.number(perMinute) }
                 : ASCIIText.build(capacity: 32) { $0.text("tokens:"); $0.number(perMinute) })
             let now = Clock.wallMicros()
-            let d = services.limiter.reserve(key: key, tokens: tokens, policy: policy, config: config, now: now)
-            RateLimitHeaders.addTokens(to: &responseHeaders, policy: policy, decision: d)
+            let d = dryRun
+                ? services.limiter.update(key: key, config: config, now: now) { tat in (nil, policy.reserve(tokens: tokens, tat: tat, now: now)) }
+                : services.limiter.reserve(key: key, tokens: tokens, policy: policy, config: config, now: now)
+            if !dryRun { RateLimitHeaders.addTokens(to: &responseHeaders, policy: policy, decision: d) }
             if d.tooLarge || !d.allowed {
                 services.settleBudgets(capture.budgetReservations, used: 0, config: config)
                 capture.budgetReservations = []
@@ -107,8 +116,9 @@ extension RequestContext {
                 metricsNotes.rateLimited = "tokens"
                 throw GatewayError.tokensLimited(retryAfter: d.retryAfterSeconds, tokens: tokens, limit: policy.limit)
             }
-            capture.reservation = .init(key: key, tokens: tokens, policy: policy)
+            if !dryRun { capture.reservation = .init(key: key, tokens: tokens, policy: policy) }
         }
+        guard !dryRun else { return nil }
         usage = capture
         services.beginUsage(capture, ctx: self)
         return cap

@@ -51,6 +51,18 @@ extension Gateway {
             throw GatewayError.badRequest("Content-Type must be multipart/form-data (file, message) or application/json (fileId, message)")
         }
         guard !question.message.trimmingSpaces().isEmpty else { throw GatewayError.badRequest("'message' is required") }
+        // Everything that can refuse the question without the document is
+        // checked before anything goes upstream (no upload, no extraction,
+        // no tokenizer call for a question that will be refused): its shape
+        // and file references, then the budgets and the token limit with
+        // the least it can reserve (the question without the document).
+        var shape: JSON = ["messages": .array(question.history + [["role": "user", "content": .string(question.message)]])]
+        if let m = question.maxTokens { shape = shape.setting("max_tokens", .number(m)) }
+        if let t = question.temperature { shape = shape.setting("temperature", t) }
+        _ = try ChatValidation.validateShape(shape.setting("model", "x"), config: ctx.config)
+        try ctx.checkFileReferences(shape, services: services)
+        _ = try ctx.admitChat(UsageCapture(model: "", stream: question.stream, promptTokens: PromptEstimate.tokens(shape), tokenBound: .max),
+                              completionTokens: question.maxTokens, choices: 1, services: services, dryRun: true)
 
         // The document's text: from the cache, or uploaded and extracted once.
         let owner = FileOwner.of(key: ctx.apiKey, authRequired: ctx.config.auth.required)
@@ -90,10 +102,6 @@ extension Gateway {
 
         // The question's own parts obey the chat rules; the document only the model's context.
         let messages = DocumentChat.messages(document: document.content, system: question.system, history: question.history, message: question.message)
-        var shape: JSON = ["messages": .array(question.history + [["role": "user", "content": .string(question.message)]])]
-        if let m = question.maxTokens { shape = shape.setting("max_tokens", .number(m)) }
-        if let t = question.temperature { shape = shape.setting("temperature", t) }
-        _ = try ChatValidation.validateShape(shape.setting("model", "x"), config: ctx.config)
 
         let allowed = services.models.catalogue(config: ctx.config, budget: services.buffers).models(for: ctx.apiKey)
         let estimate = try estimateTokens(messages, model: question.model == "auto" ? (allowed.first?.id ?? ctx.config.upstream.defaultModel) : question.model, ctx: ctx)

@@ -98,8 +98,8 @@ extension Gateway {
         return id
     }
 
-    private func owner(_ ctx: RequestContext) -> String { FileOwner.of(key: ctx.apiKey, authRequired: ctx.config.auth.required) }
-    private func isAdmin(_ ctx: RequestContext) -> Bool { ctx.apiKey?.role == .admin }
+    private func owner(_ ctx: RequestContext) -> String { ctx.fileOwner }
+    private func isAdmin(_ ctx: RequestContext) -> Bool { ctx.seesEveryFile }
 
     /// An upstream JSON answer, byte for byte.
     func passThrough(_ ctx: RequestContext, _ body: [UInt8]) {
