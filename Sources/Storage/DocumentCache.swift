@@ -27,10 +27,39 @@ public final class DocumentCache: @unchecked Sendable {
         self.maxBytes = maxBytes
         _ = SharedFiles.ensureParent(of: directory + "/x")
         mkdir(directory + "/tmp", 0o700)
+        sweepSpool()
     }
 
     /// Where uploads are spooled before they are hashed (same filesystem).
     public var spoolDirectory: String { directory + "/tmp" }
+
+    /// A `mkstemp` template for an upload's spool file, naming its writer
+    /// (pid and start time, as the usage journals do), so a spool that a
+    /// killed process left is recognised as nobody's (`sweepSpool`).
+    public var spoolTemplate: String { spoolDirectory + "/upload-\(getpid())-\(UsageJournal.startTime(of: getpid()) ?? 0)-XXXXXX" }
+
+    /// Removes spool files whose writer is gone (a worker killed mid-upload
+    /// left one behind, outside the cache's bound, for ever): uploads named
+    /// by `spoolTemplate`, and entries being written (`<key>.<pid>.<id>`).
+    /// Run when a process opens the cache. Returns the files removed.
+    @discardableResult
+    public func sweepSpool() -> Int {
+        guard let dir = opendir(spoolDirectory) else { return 0 }
+        var gone: [String] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let parts = name.split(separator: "-")
+            if name.hasPrefix("upload-"), parts.count >= 4, let pid = Int32(parts[1]), let start = Int(parts[2]) {
+                if UsageJournal.startTime(of: pid) != start { gone.append(name) }
+            } else if !name.hasPrefix("."), case let dots = name.split(separator: "."), dots.count >= 3,
+                      let pid = Int32(dots[dots.count - 2]), UsageJournal.startTime(of: pid) == nil {
+                gone.append(name)
+            }
+        }
+        closedir(dir)
+        for name in gone { unlink(spoolDirectory + "/" + name) }
+        return gone.count
+    }
 
     static func isKey(_ key: String) -> Bool {
         !key.isEmpty && key.utf8.count <= 160 && key.utf8.allSatisfy {
@@ -61,10 +90,20 @@ public final class DocumentCache: @unchecked Sendable {
         evict()
     }
 
-    /// Removes least recently used entries until the total fits.
+    /// Removes least recently used entries until the total fits; what
+    /// uploads being spooled take counts too (they are on the same disk).
     func evict() {
         guard let dir = opendir(directory) else { return }
         var entries: [(name: String, size: Int, mtime: Int)] = []
+        var spooled = 0
+        if let tmp = opendir(spoolDirectory) {
+            while let e = readdir(tmp) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                var st = stat()
+                if !name.hasPrefix("."), stat(spoolDirectory + "/" + name, &st) == 0 { spooled += Int(st.st_size) }
+            }
+            closedir(tmp)
+        }
         while let e = readdir(dir) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             guard name.hasSuffix(".json") else { continue }
@@ -73,7 +112,7 @@ public final class DocumentCache: @unchecked Sendable {
             entries.append((name, Int(st.st_size), Int(st.st_mtim.tv_sec) * 1_000_000_000 + Int(st.st_mtim.tv_nsec)))
         }
         closedir(dir)
-        var total = entries.reduce(0) { $0 + $1.size }
+        var total = entries.reduce(spooled) { $0 + $1.size }
         for e in entries.sorted(by: { $0.mtime < $1.mtime }) where total > maxBytes {
             unlink(directory + "/" + e.name)
             total -= e.size

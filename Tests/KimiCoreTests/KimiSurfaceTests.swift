@@ -145,3 +145,15 @@ import Testing
         #expect(DocumentChat.messages(document: "DOC", system: nil, history: [], message: "q").count == 2)
     }
 }
+
+@Suite struct DocumentCacheKeyTests {
+    @Test func theKeyCoversTheBytesAndTheDeclaredType() {
+        let h = String(repeating: "ab", count: 32)
+        #expect(DocumentChat.cacheKey(sha256: h, filename: "notes.txt") == h + "-txt")
+        #expect(DocumentChat.cacheKey(sha256: h, filename: "Report.PDF") == h + "-pdf")
+        #expect(DocumentChat.cacheKey(sha256: h, filename: "notes.txt") != DocumentChat.cacheKey(sha256: h, filename: "report.pdf"))
+        #expect(DocumentChat.cacheKey(sha256: h, filename: "no-extension") == h + "-none")
+        #expect(DocumentChat.cacheKey(sha256: h, filename: "x.t/../../etc") == h + "-none")
+        #expect(DocumentChat.cacheKey(sha256: h, filename: "weird.t x") == h + "-none")
+    }
+}

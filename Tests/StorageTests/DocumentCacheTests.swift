@@ -39,4 +39,33 @@ import Testing
         cache.put("big", .init(content: String(repeating: "y", count: 500), filename: "", fileID: ""))
         #expect(cache.get("big") == nil)
     }
+
+    @Test func spoolsThatAKilledProcessLeftAreSweptAndLiveOnesKept() throws {
+        let dir = Self.freshDir()
+        let first = DocumentCache(directory: dir, maxBytes: 1 << 20)
+        let me = "\(getpid())-\(UsageJournal.startTime(of: getpid()) ?? 0)"
+        let names = ["upload-0-12345-abcdef", "upload-\(me)-abcdef", "upload-\(getpid())-1-abcdef", "doc.0.rid", "doc.\(getpid()).rid"]
+        for n in names {
+            let fd = open(first.spoolDirectory + "/" + n, O_WRONLY | O_CREAT, 0o600)
+            _ = Array("spooled".utf8).withUnsafeBytes { FileIO.writeAll(fd, $0) }
+            close(fd)
+        }
+        // A process opening the cache (a restart) sweeps what nobody writes any more.
+        _ = DocumentCache(directory: dir, maxBytes: 1 << 20)
+        let left = names.filter { access(first.spoolDirectory + "/" + $0, F_OK) == 0 }
+        #expect(left == ["upload-\(me)-abcdef", "doc.\(getpid()).rid"])
+        #expect(first.spoolTemplate.hasPrefix(first.spoolDirectory + "/upload-\(me)-") && first.spoolTemplate.hasSuffix("-XXXXXX"))
+    }
+
+    @Test func spoolsCountAgainstTheCachesBound() throws {
+        let dir = Self.freshDir()
+        let cache = DocumentCache(directory: dir, maxBytes: 3_000)
+        cache.put("a", .init(content: String(repeating: "x", count: 900), filename: "", fileID: "a"))
+        usleep(20_000)
+        let fd = open(cache.spoolDirectory + "/upload-\(getpid())-\(UsageJournal.startTime(of: getpid()) ?? 0)-big", O_WRONLY | O_CREAT, 0o600)
+        _ = [UInt8](repeating: 0x61, count: 1_500).withUnsafeBytes { FileIO.writeAll(fd, $0) }
+        close(fd)
+        cache.put("b", .init(content: String(repeating: "x", count: 900), filename: "", fileID: "b"))
+        #expect(cache.get("a") == nil && cache.get("b") != nil) // 1,500 spooled + 2 entries of ~950 > 3,000
+    }
 }

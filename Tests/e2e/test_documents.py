@@ -47,10 +47,15 @@ def test_the_same_document_asked_twice_is_uploaded_and_extracted_once(docs):
     assert d2["document"]["cached"] is True and d2["document"]["fileId"] == d1["document"]["fileId"]
     after = docs.sim_stats()
     assert after["uploads"] - before["uploads"] == 1 and after["contentReads"] - before["contentReads"] == 1
-    # Another key asking about the same bytes: answered from the cache, but never told the other key's file id.
+    # Another key asking about the same bytes: answered from the cache, but told neither the other
+    # key's file id nor that someone asked before (`cached` speaks of its own uploads only).
     third = ask(docs, BOB, document, "Summarise. [sim:tokens=3]").json()["data"]
-    assert third["document"]["cached"] is True and third["document"]["fileId"] is None
+    assert third["document"]["cached"] is False and third["document"]["fileId"] is None
     assert docs.sim_stats()["uploads"] == after["uploads"]
+    # The same bytes declared as another type are another extraction, not the .txt one.
+    fourth = ask(docs, BOB, document, "Summarise. [sim:tokens=3]", filename="report.pdf").json()["data"]
+    assert fourth["document"]["cached"] is False and fourth["document"]["fileId"]
+    assert docs.sim_stats()["uploads"] == after["uploads"] + 1
 
 
 @pytest.mark.parametrize("chars, model", [(10_000, "moonshot-v1-8k"), (80_000, "moonshot-v1-32k"), (400_000, "moonshot-v1-128k")])
@@ -140,3 +145,12 @@ def test_nothing_goes_upstream_for_a_document_question_that_will_be_refused():
                 assert r.status == status, (key[:6], fields, r.status, r.text)
         after = s.sim_stats()
         assert (after["uploads"], after["contentReads"], after["requests"]) == (before["uploads"], before["contentReads"], before["requests"])
+
+
+def test_a_named_model_gets_the_same_context_check_as_auto(docs):
+    before = docs.sim_stats()["chatRequests"]
+    r = ask(docs, ALICE, (uuid.uuid4().hex + " " + "a" * 80_000).encode(), "Too much for 8K?", model="moonshot-v1-8k")
+    assert r.status == 400, r.text
+    assert "need about 200" in r.json()["error"] and "context of moonshot-v1-8k is 8192" in r.json()["error"]
+    assert docs.sim_stats()["chatRequests"] == before
+    assert ask(docs, ALICE, b"short " + uuid.uuid4().hex.encode(), "Fine? [sim:tokens=2]", model="moonshot-v1-8k").status == 200

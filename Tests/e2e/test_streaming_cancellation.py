@@ -28,7 +28,8 @@ def test_first_token_arrives_long_before_the_last_is_produced(stack):
     for data in iter_sse_data(r.fp):
         if data == "[DONE]":
             break
-        if first is None and '"content":"' in data and '"content":""' not in data:
+        # Parsed, not matched on bytes: the simulator spells its JSON at random.
+        if first is None and any(c.get("delta", {}).get("content") for c in json.loads(data).get("choices", [])):
             first = time.monotonic() - start
     total = time.monotonic() - start
     assert first is not None and total > 1.8

@@ -102,7 +102,8 @@ test('askDocument: a Blob asked twice is extracted once; streamed answers lead w
   assert.equal(first.model, 'moonshot-v1-8k');
   assert.ok(first.estimate > 0 && first.message.split(' ').length === 5);
   let lead = null;
-  const second = await kimi.askDocument(doc, 'Again? [sim:tokens=3]', { stream: true, onDocument: (d) => { lead = d; } });
+  // The same bytes under the same name (the cache keys the declared type too).
+  const second = await kimi.askDocument(doc, 'Again? [sim:tokens=3]', { filename: 'answer.txt', stream: true, onDocument: (d) => { lead = d; } });
   assert.equal(lead.document.cached, true);
   assert.equal(second.document.cached, true);
   assert.equal(second.message.split(' ').length, 3);

@@ -43,7 +43,7 @@ extension Gateway {
         var spool: Spool?
         defer { if let spool { unlink(spool.path) } }
         if let parser = MultipartParser(contentType: type) {
-            (question, spool) = try readMultipart(source, parser: parser, spoolDirectory: cache.spoolDirectory, fieldCap: ctx.config.server.maxBodyBytes)
+            (question, spool) = try readMultipart(source, parser: parser, spoolTemplate: cache.spoolTemplate, fieldCap: ctx.config.server.maxBodyBytes)
         } else if type.lowercased().hasPrefix("application/json") {
             guard source.remaining <= ctx.config.server.maxBodyBytes else { throw GatewayError.payloadTooLarge(limit: ctx.config.server.maxBodyBytes) }
             question = try Self.question(fromJSON: try readWhole(source))
@@ -69,18 +69,23 @@ extension Gateway {
         let admin = ctx.apiKey?.role == .admin
         var document: DocumentCache.Entry
         var cached: Bool
+        var fromCache = true // for the log: whether anything was uploaded or extracted
         var ownFileID: String?
         if let spool {
-            if let hit = cache.get(spool.sha256) {
-                (document, cached) = (hit, true)
-                // Another client's file id is never shown, even for the same document.
+            let key = DocumentChat.cacheKey(sha256: spool.sha256, filename: spool.filename)
+            if let hit = cache.get(key) {
+                document = hit
+                // Another client's file id is never shown, even for the same
+                // document, and `cached` speaks only of this key's own uploads
+                // (that someone else asked about these bytes is theirs to know).
                 ownFileID = try registry.owner(of: hit.fileID) == owner || admin ? hit.fileID : nil
+                cached = ownFileID != nil
                 document.filename = spool.filename
             } else {
                 let id = try uploadSpool(spool, ctx: ctx, registry: registry, owner: owner)
                 document = .init(content: try extractedText(id, ctx: ctx), filename: spool.filename, fileID: id)
-                cache.put(spool.sha256, document)
-                (cached, ownFileID) = (false, id)
+                cache.put(key, document)
+                (cached, ownFileID, fromCache) = (false, id, false)
             }
         } else if let id = question.fileID {
             let recorded = Router<Int>.isID(Substring(id)) ? try registry.owner(of: id) : nil
@@ -92,13 +97,13 @@ extension Gateway {
                 let filename = (try? JSON.parse(meta.body))?["filename"]?.stringValue ?? ""
                 document = .init(content: try extractedText(id, ctx: ctx), filename: filename, fileID: id)
                 cache.put("file-" + id, document)
-                cached = false
+                (cached, fromCache) = (false, false)
             }
             ownFileID = id
         } else {
             throw GatewayError.badRequest("A 'file' part (multipart) or a 'fileId' is required")
         }
-        ctx.logNotes.append("document=\(cached ? "cached" : "extracted")")
+        ctx.logNotes.append("document=\(fromCache ? "cached" : "extracted")")
 
         // The question's own parts obey the chat rules; the document only the model's context.
         let messages = DocumentChat.messages(document: document.content, system: question.system, history: question.history, message: question.message)
@@ -116,8 +121,14 @@ extension Gateway {
         } else {
             try ChatValidation.checkModel(model, allowed: allowed.map(\.id))
         }
-        ctx.logNotes.append("model=\(HeaderSafety.printable(model, max: 60)) estimate=\(estimate)")
         let context = allowed.first { $0.id == model }?.contextLength ?? KimiModels.contextLength(model)
+        // A model named by the client gets the same check as `auto`'s pick
+        // (without it a 10M-token prompt went upstream to an 8K model).
+        let reserve = question.maxTokens ?? ctx.config.documents.answerReserveTokens
+        guard estimate.addingSaturated(reserve) <= context else {
+            throw GatewayError.badRequest("The document and question need about \(estimate) tokens plus \(reserve) for the answer; the context of \(HeaderSafety.printable(model, max: 60)) is \(context)")
+        }
+        ctx.logNotes.append("model=\(HeaderSafety.printable(model, max: 60)) estimate=\(estimate)")
         let cap = try ctx.admitChat(UsageCapture(model: model, stream: question.stream, promptTokens: estimate,
                                                  tokenBound: context.addingSaturated(question.maxTokens ?? ctx.config.limits.maxTokens)),
                                     completionTokens: question.maxTokens, choices: 1, services: services)
@@ -138,7 +149,7 @@ extension Gateway {
 
     // MARK: reading the request
 
-    func readMultipart(_ source: RequestBodySource, parser: MultipartParser, spoolDirectory: String, fieldCap: Int) throws -> (DocumentQuestion, Spool?) {
+    func readMultipart(_ source: RequestBodySource, parser: MultipartParser, spoolTemplate: String, fieldCap: Int) throws -> (DocumentQuestion, Spool?) {
         var parser = parser
         var fields: [String: [UInt8]] = [:]
         var fieldBytes = 0
@@ -168,7 +179,7 @@ extension Gateway {
                     current = part
                     if part.name == "file" {
                         guard fd < 0 else { throw GatewayError.badRequest("Only one 'file' part is allowed") }
-                        var template = Array((spoolDirectory + "/upload-XXXXXX").utf8CString)
+                        var template = Array(spoolTemplate.utf8CString)
                         fd = mkstemp(&template)
                         guard fd >= 0 else { throw GatewayError.storageUnavailable("Cannot spool the upload: \(String(cString: strerror(errno)))") }
                         spoolPath = String(cString: template)

@@ -30,13 +30,13 @@ extension Gateway {
         let relay = StreamRelay(ctx: ctx, keepAliveSeconds: ctx.config.upstream.keepAliveSeconds) { event, relay in
             if event.data == "[DONE]" { return (relay.finalUsageChunk.map { [SSEFrame.json($0)] } ?? []) + [SSEFrame.done] }
             // An upstream error event is rebuilt, never relayed: its text may echo the key.
-            if event.data.containsBytes("\"error\""), let chunk = try? JSON.parse(event.data),
+            if ChunkText.mayHold(event.data, "\"error\""), let chunk = try? JSON.parse(event.data),
                let e = UpstreamErrorMapping.streamError(chunk, apiKey: ctx.upstreamKey?.key ?? "")
             {
                 return [SSEFrame.json(["error": ["message": .string(e.message), "type": .string(e.type), "code": .null]])]
             }
             // Only chunks that may carry usage are parsed; the rest pass through verbatim.
-            if event.data.utf8.count < 64 << 10, event.data.containsBytes("\"usage\""), let chunk = try? JSON.parse(event.data),
+            if event.data.utf8.count < 64 << 10, ChunkText.mayHold(event.data, "\"usage\""), let chunk = try? JSON.parse(event.data),
                let u = Usage.find(in: chunk)
             {
                 relay.usage = u

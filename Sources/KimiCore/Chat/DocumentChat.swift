@@ -32,4 +32,19 @@ public enum DocumentChat {
         if let best { return .model(best.id) }
         return .tooLong(largestContext: candidates.map(\.contextLength).max() ?? 0)
     }
+
+    /// The cache's key for an uploaded document: every input of Kimi's
+    /// extraction — the bytes (their SHA-256) and the type the file name
+    /// declares (its extension, lowercased; the same bytes as `notes.txt`
+    /// and as `report.pdf` are extracted differently, and the second was
+    /// answered from the first's text).
+    public static func cacheKey(sha256: String, filename: String) -> String {
+        let name = filename.split(separator: "/").last.map(String.init) ?? filename
+        var ext = "none"
+        if let dot = name.lastIndex(of: "."), name.index(after: dot) < name.endIndex {
+            let e = name[name.index(after: dot)...].lowercased()
+            if e.utf8.count <= 12, e.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) }) { ext = e }
+        }
+        return sha256 + "-" + ext
+    }
 }

@@ -33,4 +33,13 @@ public enum ChunkText {
     }
 
     private static func nonEmpty(_ v: JSON?) -> Bool { v?.stringValue.map { !$0.isEmpty } ?? false }
+
+    /// Whether a chunk may hold the member `"name"` in some spelling: its
+    /// bytes as written, or any `\u` escape (which may spell a name). A
+    /// byte search for `"usage"` alone missed an escaped `"us\u0061ge"`: the
+    /// final usage chunk was lost, and an escaped `"error"` would have been
+    /// relayed verbatim, unredacted.
+    public static func mayHold(_ data: String, _ quotedName: StaticString) -> Bool {
+        data.containsBytes(quotedName) || data.containsBytes(#"\u"#)
+    }
 }
