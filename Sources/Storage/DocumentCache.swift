@@ -69,6 +69,13 @@ public final class DocumentCache: @unchecked Sendable {
 
     private func path(_ key: String) -> String { directory + "/" + key + ".json" }
 
+    /// The bytes of an entry's file, nil when there is none (known before it is loaded).
+    public func size(_ key: String) -> Int? {
+        var st = stat()
+        guard Self.isKey(key), stat(path(key), &st) == 0 else { return nil }
+        return Int(st.st_size)
+    }
+
     public func get(_ key: String) -> Entry? {
         guard Self.isKey(key), let bytes = FileIO.read(path(key), limit: 1 << 30), let j = try? JSON.parse(bytes),
               let content = j["content"]?.stringValue else { return nil }

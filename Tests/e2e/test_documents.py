@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import kimistack
 import pytest
@@ -154,3 +155,26 @@ def test_a_named_model_gets_the_same_context_check_as_auto(docs):
     assert "need about 200" in r.json()["error"] and "context of moonshot-v1-8k is 8192" in r.json()["error"]
     assert docs.sim_stats()["chatRequests"] == before
     assert ask(docs, ALICE, b"short " + uuid.uuid4().hex.encode(), "Fine? [sim:tokens=2]", model="moonshot-v1-8k").status == 200
+
+
+def test_cached_documents_are_held_within_the_processs_buffer_budget():
+    """A cached document's size is reserved in `server.maxBufferedBytes`
+    before it is loaded: questions beyond the budget wait (503 +
+    Retry-After), and one that can never fit is a clear 400."""
+    key = "held-" + uuid.uuid4().hex
+    cfg = {"auth": {"required": True, "keys": [{"name": "held", "key": key}]}, "rateLimit": {"enabled": False},
+           "server": {"maxBufferedBytes": 3 << 20}}
+    with make_stack("documents-held", workers=1, config=cfg) as s:
+        big = (uuid.uuid4().hex + " " + "b" * (1536 << 10)).encode()
+        assert ask(s, key, big, "First? [sim:tokens=2]", model="kimi-k3").status == 200  # extracted, now cached
+        r = ask(s, key, big, "Again? [sim:tokens=2]", model="kimi-k3")
+        assert r.status == 400 and "maxBufferedBytes" in r.json()["error"], r.text
+        small = (uuid.uuid4().hex + " " + "s" * (700 << 10)).encode()
+        assert ask(s, key, small, "First? [sim:tokens=2]", model="kimi-k3").status == 200
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda i: ask(s, key, small, f"Slowly {i} [sim:tokens=20,delay=60]", model="kimi-k3"), range(4)))
+        statuses = sorted(r.status for r in results)
+        assert 200 in statuses and 503 in statuses, statuses
+        for r in results:
+            if r.status == 503:
+                assert int(r.headers["Retry-After"]) >= 1 and "maxBufferedBytes" in r.json()["error"]

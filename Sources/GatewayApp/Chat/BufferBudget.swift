@@ -21,4 +21,5 @@ public final class BufferBudget: Sendable {
     func release(_ n: Int) { if n > 0 { used.subtract(n, ordering: .relaxed) } }
 
     public var inUse: Int { used.load(ordering: .relaxed) }
+    var limitBytes: Int { limit.load(ordering: .relaxed) }
 }

@@ -141,6 +141,14 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         e.extraHeaders = [("Retry-After", String(retryAfter))]
         return e
     }
+    /// The process holds as much as `server.maxBufferedBytes` allows (answers,
+    /// documents): a 503 the client may retry.
+    public static func buffersFull(_ what: String, retryAfter: Int) -> GatewayError {
+        var e = GatewayError(code: .overloaded, message: "The gateway is holding too much at once to take \(what) (server.maxBufferedBytes); retry in \(retryAfter) second\(retryAfter == 1 ? "" : "s")",
+                             type: "engine_overloaded_error")
+        e.extraHeaders = [("Retry-After", String(retryAfter))]
+        return e
+    }
     /// A file this client may not see, or that does not exist: one answer
     /// for both, so a file id never confirms another client's file.
     public static func fileNotFound(_ id: String) -> GatewayError {
