@@ -179,26 +179,32 @@ def test_the_app_stream_stops_the_upstream_when_the_client_leaves_during_unrelay
     assert wait_for(lambda: s.sim_stats()["byId"].get(tag) == "client-left", 3), s.sim_stats()["byId"].get(tag)
 
 
+def streams_in_flight(s, n: int, tokens: int, delay_ms: int) -> list[threading.Thread]:
+    """`n` streams started and seen by the upstream; the threads end when
+    the streams do (or are cut)."""
+    tag = uuid.uuid4().hex[:8]
+    before = s.sim_stats()["streamsStarted"]
+
+    def stream(i):
+        body = {"model": "moonshot-v1-8k", "stream": True,
+                "messages": [{"role": "user", "content": f"{tag} {i} [sim:tokens={tokens},delay={delay_ms}]"}]}
+        try:
+            http("POST", s.base + "/v1/chat/completions", body=body, timeout=20)
+        except Exception:  # noqa: BLE001 - a kill or a stop cuts it
+            pass
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    assert wait_for(lambda: s.sim_stats()["streamsStarted"] - before >= n, 10)
+    return threads
+
+
 def test_workers_killed_mid_stream_leave_one_row_for_every_request_that_went_upstream():
     config = {"rateLimit": {"enabled": False}, "usage": {"drainIntervalMs": 100}}
     with make_stack("accounting-kill", workers=2, supervised=True, config=config) as s:
-        tag = uuid.uuid4().hex[:8]
         before = s.sim_stats()["streamsStarted"]
-        done = []
-
-        def stream(i):
-            body = {"model": "moonshot-v1-8k", "stream": True,
-                    "messages": [{"role": "user", "content": f"{tag} {i} [sim:tokens=80,delay=40]"}]}
-            try:
-                http("POST", s.base + "/v1/chat/completions", body=body, timeout=20)
-            except Exception:  # noqa: BLE001 - the kill cuts it
-                pass
-            done.append(i)
-
-        threads = [threading.Thread(target=stream, args=(i,)) for i in range(30)]
-        for t in threads:
-            t.start()
-        assert wait_for(lambda: s.sim_stats()["streamsStarted"] - before >= 30, 10)
+        threads = streams_in_flight(s, 30, tokens=80, delay_ms=40)
         time.sleep(0.5)
         for pid in s.worker_pids():
             os.kill(pid, signal.SIGKILL)
@@ -247,21 +253,7 @@ def test_hostile_usage_numbers_are_clamped_and_crash_nothing():
 def test_streams_a_sigterm_drain_cuts_short_each_leave_a_row():
     config = {"rateLimit": {"enabled": False}, "server": {"drainTimeoutMs": 300}}
     with make_stack("accounting-drain", workers=2, config=config) as s:
-        tag = uuid.uuid4().hex[:8]
-        before = s.sim_stats()["streamsStarted"]
-
-        def stream(i):
-            body = {"model": "moonshot-v1-8k", "stream": True,
-                    "messages": [{"role": "user", "content": f"{tag} {i} [sim:tokens=100,delay=50]"}]}
-            try:
-                http("POST", s.base + "/v1/chat/completions", body=body, timeout=20)
-            except Exception:  # noqa: BLE001 - the stop cuts it
-                pass
-
-        threads = [threading.Thread(target=stream, args=(i,)) for i in range(10)]
-        for t in threads:
-            t.start()
-        assert wait_for(lambda: s.sim_stats()["streamsStarted"] - before >= 10, 10)
+        threads = streams_in_flight(s, 10, tokens=100, delay_ms=50)
         time.sleep(0.3)
         s.stop_gateway(signal.SIGTERM)
         for t in threads:
