@@ -76,6 +76,7 @@ public struct ResponderProcess {
         let drain = drainNanos()
         Log.info("received \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): no new requests, draining \(pool.stats.active) in flight (up to \(drain / 1_000_000) ms)")
         let left = pool.stop(drainNanos: drain)
+        LogBuffer.shared.flush() // the access lines of the requests drained, before the line that says so
         if left > 0 { Log.warn("drain timeout: \(left) request(s) cut off") } else { Log.info("drained, exiting") }
         return (sig, left)
     }

@@ -33,6 +33,16 @@ def ledger_rows(stack, where="1=1", params=()) -> list[dict]:
 SIM_SPELLING = {"KIMI_SIM_SPELLING": "random"}
 
 
+def gateway_log(stack, until, timeout: float = 5) -> str:
+    """The gateway's log once `until` (a string it must contain, or a
+    predicate on its text) holds: access lines are written by each process's
+    log thread (LogBuffer), a moment after the response."""
+    path = stack.log("gateway")
+    check = (lambda t: until in t) if isinstance(until, str) else until
+    assert wait_for(lambda: path.exists() and check(path.read_text()), timeout=timeout), f"gateway log never had {until!r}"
+    return path.read_text()
+
+
 def make_stack(name: str, **kw) -> kimistack.Stack:
     kw["sim_env"] = {**SIM_SPELLING, **(kw.get("sim_env") or {})}
     return kimistack.Stack(RUNS / name, **kw)

@@ -24,7 +24,7 @@ import fcgi_client
 import kimistack
 from kimistack import sse_data
 from bad_upstream import BadUpstream
-from conftest import RUNS, http, make_stack, wait_for
+from conftest import RUNS, gateway_log, http, make_stack, wait_for
 
 
 # ---------------------------------------------------------------- helpers
@@ -284,7 +284,8 @@ def _pieces(key: str) -> list[str]:
     ("/api/chat/stream", {"messages": "[bad:streamkey]"}),
 ])
 def test_an_upstream_echoing_the_key_never_gets_it_to_the_client_or_the_log(bad, face, body):
-    r = http("POST", bad.base + face, body)
+    rid = f"echo-{abs(hash((face, json.dumps(body))))}"
+    r = http("POST", bad.base + face, body, headers={"X-Request-Id": rid})
     text = r.body.decode()
     assert r.status in (200, 400, 502)
     for piece in _pieces(bad.key):
@@ -292,7 +293,7 @@ def test_an_upstream_echoing_the_key_never_gets_it_to_the_client_or_the_log(bad,
     assert "[redacted]" in text
     if face.startswith("/v1") and r.status != 200:
         assert r.json()["error"]["type"] in ("invalid_request_error", "server_error")
-    log = bad.log("gateway").read_text()
+    log = gateway_log(bad, f"rid={rid}")  # the request's own lines are in
     for piece in _pieces(bad.key):
         assert piece not in log
 

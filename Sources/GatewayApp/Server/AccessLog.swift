@@ -1,11 +1,12 @@
 import KimiCore
 
 /// One line per request on stderr: method, path, status, bytes, duration,
-/// request id and notes. No header values, no bodies, no keys.
+/// request id and notes. No header values, no bodies, no keys. Written by
+/// the process's log writer thread, never by the request's (`LogBuffer`).
 public enum AccessLog {
     /// Built on bytes: it runs for every request.
     public static func write(request: Request, status: Int, bytes: Int, nanos: UInt64, notes: [String]) {
-        if Log.jsonLines { return Log.writeLine(json(request: request, status: status, bytes: bytes, nanos: nanos, notes: notes)) }
+        if Log.jsonLines { return LogBuffer.shared.append(line: json(request: request, status: status, bytes: bytes, nanos: nanos, notes: notes)) }
         var line: [UInt8] = []
         line.reserveCapacity(256)
         func add(_ s: String) { line.appendUTF8(s) }
@@ -26,7 +27,7 @@ public enum AccessLog {
         add(" ip=")
         add(HeaderSafety.printable(request.remoteAddr, max: 64))
         for n in notes { line.append(0x20); add(n) }
-        Log.writeLine(line)
+        LogBuffer.shared.append(line: line)
     }
 
     /// The same fields as one JSON object (`log.format: "json"`): the notes'
