@@ -205,7 +205,7 @@ export class KimiClient {
   /**
    * A question about a long document, processed once by the gateway (a
    * document it has seen is answered from its cache: `document.cached`).
-   * @param {File|Blob|string} fileOrId  the document, or the id of a file uploaded earlier
+   * @param {File|Blob|string} fileOrId  the document, or the id of a file uploaded earlier through /v1/files
    * @param {string} message
    * @param {{model?: string, system?: string, history?: {role: string, content: string}[],
    *          max_tokens?: number, stream?: boolean, filename?: string,
@@ -215,6 +215,7 @@ export class KimiClient {
    *          signal?: AbortSignal}} [opts]  `model` defaults to "auto": the smallest model whose context holds it
    * @returns {Promise<{message: string, usage: object, model: string,
    *          document: {fileId: string|null, filename: string, tokens: number, cached: boolean}, estimate?: number}>}
+   *          (`fileId` is the id asked about, null for an uploaded document: its extraction upload is deleted)
    */
   async askDocument(fileOrId, message, opts = {}) {
     const { onDocument, onMessage, onReasoning, onComplete, onError, signal, stream, history, filename, ...rest } = opts;

@@ -1,3 +1,4 @@
+import Glibc
 import FastCGI
 import KimiCore
 
@@ -80,6 +81,14 @@ extension KimiSimulator {
             return error(ex, 400, "invalid_request_error", "Invalid request: purpose must be file-extract, image or video")
         }
         let text = String(validating: kept, as: UTF8.self) ?? "Text extracted from \(filename) (\(bytes) bytes)."
+        // `[sim:first=MS]` in a file's text: the upload answers after MS (a
+        // slow extraction, for the gateway's single flight).
+        if text.contains("[sim:") {
+            var base = defaults
+            base.firstMs = 0
+            let d = SimulatorDirectives.parse(text, defaults: base)
+            if d.firstMs > 0 { usleep(UInt32(min(d.firstMs, 60_000)) * 1000) }
+        }
         let file = SimulatedFile(id: "cn" + RequestID.fresh() + RequestID.fresh().prefix(4), filename: filename, bytes: bytes,
                                  purpose: purpose, createdAt: Clock.unixSeconds(), content: text)
         files.update { $0[file.id] = file }
@@ -105,6 +114,7 @@ extension KimiSimulator {
 
     func deleteFile(_ ex: FastCGIExchange, _ id: String) {
         guard files.update({ $0.removeValue(forKey: id) }) != nil else { return notFound(ex, id) }
+        stats.update { $0.deletes += 1 }
         ex.respondJSON(status: 200, ["id": .string(id), "object": "file", "deleted": true])
     }
 

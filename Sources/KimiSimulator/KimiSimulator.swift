@@ -118,6 +118,7 @@ public final class KimiSimulator: @unchecked Sendable {
             "streamsStarted": .number(s.streamsStarted), "streamsCompleted": .number(s.streamsCompleted),
             "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID), "modelLists": .number(s.modelLists), "chatRequests": .number(s.chatRequests),
             "uploads": .number(s.uploads), "contentReads": .number(s.contentReads),
+            "deletes": .number(s.deletes), "filesKept": .number(files.get().count),
             "byKey": .object(s.byKey.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) }),
             "overloadedAnswers": .number(s.overloadedAnswers),
             "requestIds": .object(s.requestIDs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
@@ -324,6 +325,8 @@ struct SimulatorStats {
     /// Files uploaded, and file contents read.
     var uploads = 0
     var contentReads = 0
+    /// Files deleted (`DELETE /files/{id}` that found its file).
+    var deletes = 0
     /// Requests per upstream key fingerprint (authenticated routes).
     var byKey: [String: Int] = [:]
     /// `[sim:overloaded=N]`: attempts seen per X-Request-Id, and the 429s given.

@@ -5,7 +5,8 @@ import KimiCore
 ///
 /// - tokens=N   tokens in the answer (default KIMI_SIM_TOKENS or 24)
 /// - delay=MS   pause before each token after the first (KIMI_SIM_DELAY_MS)
-/// - first=MS   pause before the first token (KIMI_SIM_FIRST_MS)
+/// - first=MS   pause before the first token (KIMI_SIM_FIRST_MS); in an
+///              uploaded file's text, before the upload's answer
 /// - error=CODE answer with that upstream error (400, 401, 403, 429, 500, 503)
 /// - hang=MS    send nothing for MS (default 60000), then answer
 /// - cut=N      end a stream after N content chunks, with no usage and no [DONE]

@@ -27,7 +27,46 @@ public final class DocumentCache: @unchecked Sendable {
         self.maxBytes = maxBytes
         _ = SharedFiles.ensureParent(of: directory + "/x")
         mkdir(directory + "/tmp", 0o700)
+        mkdir(directory + "/locks", 0o700)
         sweepSpool()
+    }
+
+    /// Runs `body` — the upload and extraction of the document `key` —
+    /// while holding the machine-wide lock of that key: six concurrent
+    /// questions about one new document, in any processes, make one upload;
+    /// the others wait for it and find its text in the cache (`body` checks
+    /// first). The lock is an `flock` on `locks/<key>.lock`, released by the
+    /// kernel when its holder dies; its holder unlinks the file, and a
+    /// waiter that locked an unlinked file locks the new one. A waiter
+    /// gives up after `waitMs` and runs `body` itself (a wedged holder
+    /// delays others, never stops them); so does one that cannot open the
+    /// lock file.
+    public func exclusively<T>(_ key: String, waitMs: Int, _ body: () throws -> T) rethrows -> T {
+        guard Self.isKey(key) else { return try body() }
+        let path = directory + "/locks/" + key + ".lock"
+        let deadline = Clock.monotonicNanos() &+ UInt64(max(0, waitMs)) * 1_000_000
+        var fd: Int32 = -1
+        while true {
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { return try body() }
+            var locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+            while !locked, Clock.monotonicNanos() < deadline {
+                usleep(10_000)
+                locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+            }
+            guard locked else {
+                close(fd)
+                return try body()
+            }
+            var held = stat(), named = stat()
+            if fstat(fd, &held) == 0, stat(path, &named) == 0, held.st_ino == named.st_ino, held.st_dev == named.st_dev { break }
+            close(fd) // the holder before us unlinked it: lock the current file
+        }
+        defer {
+            unlink(path)
+            close(fd)
+        }
+        return try body()
     }
 
     /// Where uploads are spooled before they are hashed (same filesystem).

@@ -88,6 +88,18 @@ public enum Schema {
         """
         ALTER TABLE usage ADD COLUMN clamped INTEGER NOT NULL DEFAULT 0;
         """,
+        // 6: which owners asked about which cached document (`cached` tells
+        // a key only of its own questions, now that the extraction upload is
+        // deleted upstream once its text is cached), and the quota's
+        // placeholders (`files` rows of purpose `pending`) found by writer.
+        """
+        CREATE TABLE documents_asked (
+            cache_key TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (cache_key, owner)
+        );
+        """,
     ]
 
     public static var version: Int { migrations.count }

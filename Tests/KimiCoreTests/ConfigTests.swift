@@ -35,6 +35,13 @@ import Testing
         #expect(c.auth.keys.map(\.role) == [.client, .client, .admin])
     }
 
+    @Test func fileQuotasDefaultToABoundAndZeroLiftsThem() throws {
+        #expect(GatewayConfig().limits.maxFilesPerKey == 100 && GatewayConfig().limits.maxFileBytesPerKey == 1 << 30)
+        let c = try GatewayConfig.parse(fileBytes: Array(#"{"limits":{"maxFilesPerKey":0,"maxFileBytesPerKey":2048}}"#.utf8))
+        #expect(c.limits.maxFilesPerKey == 0 && c.limits.maxFileBytesPerKey == 2048)
+        #expect(throws: ConfigError.self) { try GatewayConfig.parse(fileBytes: Array(#"{"limits":{"maxFilesPerKey":-1}}"#.utf8)) }
+    }
+
     @Test func messagesNameTheKeyAndTheProblem() throws {
         func err(_ s: String) -> String {
             do { _ = try GatewayConfig.parse(fileBytes: Array(s.utf8)).validated(); return "" } catch { return error.description }

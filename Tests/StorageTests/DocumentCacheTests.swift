@@ -68,4 +68,56 @@ import Testing
         cache.put("b", .init(content: String(repeating: "x", count: 900), filename: "", fileID: "b"))
         #expect(cache.get("a") == nil && cache.get("b") != nil) // 1,500 spooled + 2 entries of ~950 > 3,000
     }
+
+    @Test func oneUploadAtATimePerDocumentAndTheOthersFindItsText() throws {
+        let dir = Self.freshDir()
+        // Two instances: two processes' caches of one directory.
+        let caches = [DocumentCache(directory: dir, maxBytes: 1 << 20), DocumentCache(directory: dir, maxBytes: 1 << 20)]
+        final class Shared: @unchecked Sendable {
+            let inside = Locked(0), most = Locked(0), uploads = Locked(0)
+            let caches: [DocumentCache]
+            init(_ c: [DocumentCache]) { caches = c }
+        }
+        let shared = Shared(caches)
+        var threads: [pthread_t] = []
+        for i in 0..<6 {
+            var t = pthread_t()
+            final class Job: @unchecked Sendable { let s: Shared; let i: Int; init(_ s: Shared, _ i: Int) { self.s = s; self.i = i } }
+            pthread_create(&t, nil, { arg in
+                let job = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
+                let cache = job.s.caches[job.i % 2]
+                let text: String = cache.exclusively("doc-txt", waitMs: 10_000) {
+                    if let hit = cache.get("doc-txt") { return hit.content }
+                    let n = job.s.inside.update { $0 += 1; return $0 }
+                    job.s.most.update { $0 = max($0, n) }
+                    job.s.uploads.update { $0 += 1 }
+                    usleep(100_000) // the upload and extraction
+                    cache.put("doc-txt", .init(content: "the text", filename: "doc.txt", fileID: ""))
+                    job.s.inside.update { $0 -= 1 }
+                    return "the text"
+                }
+                precondition(text == "the text")
+                return nil
+            }, Unmanaged.passRetained(Job(shared, i)).toOpaque())
+            threads.append(t)
+        }
+        for t in threads { pthread_join(t, nil) }
+        #expect(shared.uploads.get() == 1)
+        #expect(shared.most.get() == 1)
+        // The lock file goes with its holder.
+        #expect(access(dir + "/locks/doc-txt.lock", F_OK) != 0)
+    }
+
+    @Test func aWaiterGivesUpAfterItsWaitAndDoesTheWorkItself() throws {
+        let dir = Self.freshDir()
+        let cache = DocumentCache(directory: dir, maxBytes: 1 << 20)
+        // A holder that never finishes: another open file description holds the lock.
+        let fd = open(dir + "/locks/slow-txt.lock", O_RDWR | O_CREAT, 0o600)
+        #expect(flock(fd, LOCK_EX) == 0)
+        let start = Clock.monotonicNanos()
+        let ran = cache.exclusively("slow-txt", waitMs: 200) { true }
+        let waitedMs = (Clock.monotonicNanos() - start) / 1_000_000
+        #expect(ran && waitedMs >= 200)
+        close(fd)
+    }
 }

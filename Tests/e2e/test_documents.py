@@ -18,11 +18,15 @@ BOB = "bob-" + uuid.uuid4().hex
 def docs():
     cfg = {"auth": {"required": True, "keys": [{"name": "alice", "key": ALICE}, {"name": "bob", "key": BOB}]},
            "rateLimit": {"enabled": False}}
-    with make_stack("documents", workers=2, config=cfg) as s:
+    with make_stack("documents", workers=2, config=cfg, lighttpd=True) as s:
         yield s
 
 
-def ask(stack, key, document: bytes | None, message: str, filename="doc.txt", **fields):
+def base_of(stack, web: str) -> str:
+    return stack.base if web == "nginx" else stack.lighttpd_base
+
+
+def ask(stack, key, document: bytes | None, message: str, filename="doc.txt", base=None, **fields):
     boundary = "doc" + uuid.uuid4().hex
     parts = []
     for name, value in {"message": message, **fields}.items():
@@ -31,7 +35,7 @@ def ask(stack, key, document: bytes | None, message: str, filename="doc.txt", **
         parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
                      "Content-Type: text/plain\r\n\r\n".encode() + document + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-    return http("POST", stack.base + "/api/chat/document", body=body, timeout=60,
+    return http("POST", (base or stack.base) + "/api/chat/document", body=body, timeout=60,
                 headers={"x-api-key": key, "Content-Type": f"multipart/form-data; boundary={boundary}"})
 
 
@@ -41,22 +45,51 @@ def test_the_same_document_asked_twice_is_uploaded_and_extracted_once(docs):
     first = ask(docs, ALICE, document, "When did the ship sail? [sim:tokens=6]")
     assert first.status == 200, first.text
     d1 = first.json()["data"]
-    assert d1["document"]["cached"] is False and d1["document"]["fileId"] and d1["document"]["filename"] == "doc.txt"
+    # The extraction's upload is deleted upstream once its text is cached: no file id to show.
+    assert d1["document"]["cached"] is False and d1["document"]["fileId"] is None and d1["document"]["filename"] == "doc.txt"
     assert d1["message"] == docs.sim_answer("When did the ship sail? [sim:tokens=6]")
     second = ask(docs, ALICE, document, "And who was aboard? [sim:tokens=4]")
     d2 = second.json()["data"]
-    assert d2["document"]["cached"] is True and d2["document"]["fileId"] == d1["document"]["fileId"]
+    assert d2["document"]["cached"] is True and d2["document"]["fileId"] is None
     after = docs.sim_stats()
     assert after["uploads"] - before["uploads"] == 1 and after["contentReads"] - before["contentReads"] == 1
-    # Another key asking about the same bytes: answered from the cache, but told neither the other
-    # key's file id nor that someone asked before (`cached` speaks of its own uploads only).
+    # Another key asking about the same bytes: answered from the cache, but not told
+    # that someone asked before (`cached` speaks of its own questions only).
     third = ask(docs, BOB, document, "Summarise. [sim:tokens=3]").json()["data"]
     assert third["document"]["cached"] is False and third["document"]["fileId"] is None
     assert docs.sim_stats()["uploads"] == after["uploads"]
+    assert ask(docs, BOB, document, "Again. [sim:tokens=3]").json()["data"]["document"]["cached"] is True
     # The same bytes declared as another type are another extraction, not the .txt one.
     fourth = ask(docs, BOB, document, "Summarise. [sim:tokens=3]", filename="report.pdf").json()["data"]
-    assert fourth["document"]["cached"] is False and fourth["document"]["fileId"]
+    assert fourth["document"]["cached"] is False
     assert docs.sim_stats()["uploads"] == after["uploads"] + 1
+
+
+@pytest.mark.parametrize("web", ["nginx", "lighttpd"])
+def test_an_extraction_upload_is_deleted_upstream_once_its_text_is_cached(docs, web):
+    before = docs.sim_stats()
+    r = ask(docs, ALICE, f"Minutes {uuid.uuid4().hex} of the {web} meeting.".encode(), "Who spoke? [sim:tokens=3]", base=base_of(docs, web))
+    assert r.status == 200, r.text
+    after = docs.sim_stats()
+    assert after["uploads"] - before["uploads"] == 1 and after["deletes"] - before["deletes"] == 1
+    assert after["filesKept"] == before["filesKept"]  # the account holds nothing more
+    # Nor does the key: its file list is as before.
+    listed = http("GET", base_of(docs, web) + "/v1/files", headers={"x-api-key": ALICE}).json()["data"]
+    assert all(f["purpose"] != "file-extract" or f["filename"] != "doc.txt" for f in listed)
+
+
+@pytest.mark.parametrize("web", ["nginx", "lighttpd"])
+def test_six_concurrent_questions_about_a_new_document_make_one_upload(docs, web):
+    # A slow extraction (the simulator answers the upload after 1.5 s), so all six arrive meanwhile,
+    # on both worker processes.
+    document = f"Report {uuid.uuid4().hex} [sim:first=1500] on the harvest.".encode()
+    before = docs.sim_stats()
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: ask(docs, ALICE if i % 2 else BOB, document, f"Question {i} [sim:tokens=2]",
+                                              base=base_of(docs, web)), range(6)))
+    assert [a.status for a in answers] == [200] * 6, [a.text[:200] for a in answers]
+    after = docs.sim_stats()
+    assert after["uploads"] - before["uploads"] == 1 and after["contentReads"] - before["contentReads"] == 1
 
 
 @pytest.mark.parametrize("chars, model", [(10_000, "moonshot-v1-8k"), (80_000, "moonshot-v1-32k"), (400_000, "moonshot-v1-128k")])

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import fcgi_client
 import kimistack
@@ -217,3 +218,69 @@ def test_a_file_id_in_a_chat_is_its_owners_as_on_the_files_routes(shared, part):
     assert direct.status == 404
     assert ask(ALICE, f.id).status == 200
     assert ask(OPS, f.id).status == 200
+
+
+# ------------------------------------------ per-key quota (issue #29)
+
+QUOTA_KEYS = {web: {"carol": f"carol-{web}-" + uuid.uuid4().hex, "dave": f"dave-{web}-" + uuid.uuid4().hex}
+              for web in ("nginx", "lighttpd")}
+QUOTA_ADMIN = "ops-" + uuid.uuid4().hex
+ERIN = "erin-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def quota():
+    """Two files and 4 KiB a key; nginx and lighttpd in front of the same gateway."""
+    keys = [{"name": name + "-" + web, "key": key} for web, ks in QUOTA_KEYS.items() for name, key in ks.items()]
+    cfg = {"auth": {"required": True, "keys": keys + [{"name": "ops", "key": QUOTA_ADMIN, "role": "admin"}, {"name": "erin", "key": ERIN}]},
+           "rateLimit": {"enabled": False}, "limits": {"maxFilesPerKey": 2, "maxFileBytesPerKey": 4096}}
+    with make_stack("files-quota", workers=2, config=cfg, lighttpd=True) as s:
+        yield s
+
+
+def raw_upload(base, key, content: bytes, name="q.txt"):
+    boundary = "q" + uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nfile-extract\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n").encode() \
+        + content + f"\r\n--{boundary}--\r\n".encode()
+    return http("POST", base + "/v1/files", body=body, timeout=60,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+@pytest.mark.parametrize("web", ["nginx", "lighttpd"])
+def test_a_key_keeps_at_most_max_files_per_key_and_deleting_one_makes_room(quota, web):
+    base = quota.base if web == "nginx" else quota.lighttpd_base
+    carol = QUOTA_KEYS[web]["carol"]
+    kept = [raw_upload(base, carol, f"file {i}".encode()) for i in range(2)]
+    assert [r.status for r in kept] == [200, 200], [r.text for r in kept]
+    uploads = quota.sim_stats()["uploads"]
+    third = raw_upload(base, carol, b"one too many")
+    assert third.status == 403, third.text
+    error = third.json()["error"]
+    assert error["code"] == "file_quota_exceeded" and "keeps 2 files, its limit is 2" in error["message"]
+    assert quota.sim_stats()["uploads"] == uploads  # nothing went upstream
+    # The official SDK sees a permission error (403: waiting would not help; it does not retry).
+    client = openai.OpenAI(base_url=base + "/v1", api_key=carol, max_retries=2, timeout=60)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.files.create(file=("sdk.txt", b"sdk"), purpose="file-extract")
+    assert quota.sim_stats()["uploads"] == uploads
+    assert client.files.delete(kept[0].json()["id"]).deleted is True
+    assert raw_upload(base, carol, b"room again").status == 200
+    # Bytes: the 4 KiB a key holds, counted before the upload.
+    big = raw_upload(base, QUOTA_KEYS[web]["dave"], b"x" * 5000)
+    assert big.status == 403 and "limits.maxFileBytesPerKey" in big.json()["error"]["message"], big.text
+    assert quota.sim_stats()["uploads"] == uploads + 1
+
+
+def test_concurrent_uploads_of_one_key_across_processes_never_pass_its_quota_together(quota):
+    key = ERIN
+    before = quota.sim_stats()["uploads"]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: raw_upload(quota.base if i % 2 else quota.lighttpd_base, key, f"race {i}".encode()), range(8)))
+    statuses = sorted(r.status for r in results)
+    assert statuses == [200, 200] + [403] * 6, [(r.status, r.text[:120]) for r in results]
+    assert quota.sim_stats()["uploads"] - before == 2
+
+
+def test_an_admin_key_is_not_held_to_the_per_key_quota(quota):
+    assert [raw_upload(quota.base, QUOTA_ADMIN, f"admin {i}".encode()).status for i in range(3)] == [200, 200, 200]

@@ -107,7 +107,14 @@ test('askDocument: a Blob asked twice is extracted once; streamed answers lead w
   assert.equal(lead.document.cached, true);
   assert.equal(second.document.cached, true);
   assert.equal(second.message.split(' ').length, 3);
-  // By the id of the file it uploaded the first time.
-  const byId = await kimi.askDocument(first.document.fileId, 'And by id? [sim:tokens=2]');
-  assert.equal(byId.document.fileId, first.document.fileId);
+  // An uploaded document's extraction upload is gone upstream: no id to show.
+  assert.equal(first.document.fileId, null);
+  // By the id of a file uploaded through /v1/files.
+  const form = new FormData();
+  form.append('purpose', 'file-extract');
+  form.append('file', doc, 'kept.txt');
+  const file = await (await fetch(`${BASE}/v1/files`, { method: 'POST', body: form })).json();
+  const byId = await kimi.askDocument(file.id, 'And by id? [sim:tokens=2]');
+  assert.equal(byId.document.fileId, file.id);
+  assert.equal(byId.document.filename, 'kept.txt');
 });

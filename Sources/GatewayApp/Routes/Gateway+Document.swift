@@ -74,36 +74,60 @@ extension Gateway {
         var held = 0
         defer { services.buffers.release(held) }
         let largest = services.models.catalogue(config: ctx.config, budget: services.buffers).models(for: ctx.apiKey).map(\.contextLength).max() ?? 0
+        // A cached text, held within the buffer budget before it is loaded.
+        func cachedText(_ key: String) throws -> DocumentCache.Entry? {
+            guard let size = cache.size(key) else { return nil }
+            services.buffers.release(held)
+            held = 0
+            held = try holdDocument(bytes: size, largestContext: largest)
+            return cache.get(key)
+        }
+        // A new document is uploaded and extracted once on the machine: the
+        // questions that arrive meanwhile wait for its text (single flight).
+        let waitMs = min(ctx.config.upstream.totalTimeoutMs, 120_000)
         if let spool {
             let key = DocumentChat.cacheKey(sha256: spool.sha256, filename: spool.filename)
-            if let size = cache.size(key) { held = try holdDocument(bytes: size, largestContext: largest) }
-            if let hit = cache.get(key) {
-                document = hit
-                // Another client's file id is never shown, even for the same
-                // document, and `cached` speaks only of this key's own uploads
-                // (that someone else asked about these bytes is theirs to know).
-                ownFileID = try registry.owner(of: hit.fileID) == owner || admin ? hit.fileID : nil
-                cached = ownFileID != nil
-                document.filename = spool.filename
-            } else {
-                let id = try uploadSpool(spool, ctx: ctx, registry: registry, owner: owner)
-                document = .init(content: try extractedText(id, ctx: ctx), filename: spool.filename, fileID: id)
-                cache.put(key, document)
-                (cached, ownFileID, fromCache) = (false, id, false)
+            var extracted = false
+            if let hit = try cachedText(key) { document = hit } else {
+                document = try cache.exclusively(key, waitMs: waitMs) {
+                    if let hit = try cachedText(key) { return hit }
+                    // The extraction's upload is deleted upstream once its text
+                    // is cached: it holds a place of the account's 1,000 files
+                    // and 10 GB only while it is read.
+                    let id = try uploadSpool(spool, ctx: ctx, registry: registry, owner: owner)
+                    let text: String
+                    do { text = try extractedText(id, ctx: ctx) } catch {
+                        forgetUpload(id, ctx: ctx, registry: registry)
+                        throw error
+                    }
+                    let entry = DocumentCache.Entry(content: text, filename: spool.filename, fileID: "")
+                    cache.put(key, entry)
+                    forgetUpload(id, ctx: ctx, registry: registry)
+                    extracted = true
+                    return entry
+                }
             }
+            document.filename = spool.filename
+            // `cached` speaks only of this key's own earlier questions (that
+            // someone else asked about these bytes is theirs to know).
+            let askedBefore = (try? registry.noteDocumentAsked(key, by: owner)) ?? false
+            (cached, ownFileID, fromCache) = (!extracted && askedBefore, nil, !extracted)
         } else if let id = question.fileID {
             let recorded = Router<Int>.isID(Substring(id)) ? try registry.owner(of: id) : nil
             guard Router<Int>.isID(Substring(id)), admin || recorded == owner else { throw GatewayError.fileNotFound(id) }
-            if let size = cache.size("file-" + id) { held = try holdDocument(bytes: size, largestContext: largest) }
-            if let hit = cache.get("file-" + id) {
-                (document, cached) = (hit, true)
-            } else {
-                let meta = try ctx.upstreamCall(services, "GET", "/files/\(id)", pinned: true)
-                let filename = (try? JSON.parse(meta.body))?["filename"]?.stringValue ?? ""
-                document = .init(content: try extractedText(id, ctx: ctx), filename: filename, fileID: id)
-                cache.put("file-" + id, document)
-                (cached, fromCache) = (false, false)
+            var extracted = false
+            if let hit = try cachedText("file-" + id) { document = hit } else {
+                document = try cache.exclusively("file-" + id, waitMs: waitMs) {
+                    if let hit = try cachedText("file-" + id) { return hit }
+                    let meta = try ctx.upstreamCall(services, "GET", "/files/\(id)", pinned: true)
+                    let filename = (try? JSON.parse(meta.body))?["filename"]?.stringValue ?? ""
+                    let entry = DocumentCache.Entry(content: try extractedText(id, ctx: ctx), filename: filename, fileID: id)
+                    cache.put("file-" + id, entry)
+                    extracted = true
+                    return entry
+                }
             }
+            (cached, fromCache) = (!extracted, !extracted)
             ownFileID = id
         } else {
             throw GatewayError.badRequest("A 'file' part (multipart) or a 'fileId' is required")
@@ -294,6 +318,18 @@ extension Gateway {
         }
         try registry.record(.init(id: id, owner: owner, filename: spool.filename, bytes: spool.bytes, purpose: "file-extract"))
         return id
+    }
+
+    /// Deletes an extraction's upload upstream and forgets it; when the
+    /// upstream does not agree, the record stays (its owner sees the file
+    /// in `/v1/files`, can delete it, and it counts against the key's quota).
+    func forgetUpload(_ id: String, ctx: RequestContext, registry: FileRegistry) {
+        do {
+            _ = try ctx.upstreamCall(services, "DELETE", "/files/\(id)", pinned: true)
+            try registry.remove(id)
+        } catch {
+            Log.warn("document: the extraction upload \(HeaderSafety.printable(id, max: 64)) was not deleted upstream (\(error)); it stays its owner's file")
+        }
     }
 
     func extractedText(_ id: String, ctx: RequestContext) throws -> String {

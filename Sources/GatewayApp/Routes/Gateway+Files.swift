@@ -18,6 +18,12 @@ extension Gateway {
             throw GatewayError.badRequest("Content-Type must be multipart/form-data with a boundary (fields: file, purpose)")
         }
         guard let source = ctx.bodySource, source.remaining > 0 else { throw GatewayError.badRequest("Request body is required (multipart/form-data)") }
+        // The key's quota, counted before a byte goes upstream; the
+        // placeholder is settled whatever happens below.
+        let bodyBytes = source.remaining
+        let placeholder = try reserveUpload(ctx, registry: registry, bytes: bodyBytes)
+        var kept: FileRegistry.Record?
+        defer { if let placeholder { try? registry.settleUpload(placeholder: placeholder, file: kept) } }
         let stream = UploadStream(source)
         let call: BufferedCall
         do {
@@ -35,9 +41,11 @@ extension Gateway {
         guard let file = try? JSON.parse(call.body), let id = file["id"]?.stringValue, !id.isEmpty else {
             throw GatewayError.upstreamFailed("Upstream answer is not a file object")
         }
+        let record = FileRegistry.Record(id: id, owner: owner(ctx), filename: file["filename"]?.stringValue ?? "",
+                                         bytes: file["bytes"]?.intValue ?? bodyBytes, purpose: file["purpose"]?.stringValue ?? "")
         do {
-            try registry.record(.init(id: id, owner: owner(ctx), filename: file["filename"]?.stringValue ?? "",
-                                      bytes: file["bytes"]?.intValue ?? 0, purpose: file["purpose"]?.stringValue ?? ""))
+            if let placeholder { try registry.settleUpload(placeholder: placeholder, file: record) } else { try registry.record(record) }
+            kept = record
         } catch {
             // Never leave a file nobody may see: take it back upstream.
             _ = try? ctx.upstreamCall(services, "DELETE", "/files/\(id)", pinned: true)
@@ -96,6 +104,29 @@ extension Gateway {
         }
         passThrough(ctx, call.body)
         return id
+    }
+
+    /// Counts an upload of `bytes` (the body's length: the file's size is
+    /// known only when the upstream has it) against the key's quota; nil
+    /// when no quota applies (admin keys, both limits 0).
+    private func reserveUpload(_ ctx: RequestContext, registry: FileRegistry, bytes: Int) throws -> String? {
+        let limits = ctx.config.limits
+        guard !isAdmin(ctx), limits.maxFilesPerKey > 0 || limits.maxFileBytesPerKey > 0 else { return nil }
+        let quota = FileRegistry.Quota(maxFiles: limits.maxFilesPerKey, maxBytes: limits.maxFileBytesPerKey)
+        let admission: FileRegistry.Admission
+        do { admission = try registry.reserveUpload(owner: owner(ctx), bytes: bytes, quota: quota) } catch {
+            throw GatewayError.storageUnavailable("The upload could not be counted: \(error)")
+        }
+        switch admission {
+        case let .admitted(placeholder):
+            return placeholder
+        case let .tooManyFiles(have, max):
+            ctx.logNotes.append("file-quota=files")
+            throw GatewayError.fileQuotaExceeded("This key keeps \(have) files, its limit is \(max) (limits.maxFilesPerKey): delete files it no longer needs (DELETE /v1/files/{id})")
+        case let .tooManyBytes(have, adding, max):
+            ctx.logNotes.append("file-quota=bytes")
+            throw GatewayError.fileQuotaExceeded("This key keeps \(have) bytes of files and this upload is \(adding) more; its limit is \(max) (limits.maxFileBytesPerKey): delete files it no longer needs (DELETE /v1/files/{id})")
+        }
     }
 
     private func owner(_ ctx: RequestContext) -> String { ctx.fileOwner }

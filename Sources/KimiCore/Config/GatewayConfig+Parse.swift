@@ -171,7 +171,9 @@ extension GatewayConfig {
         if let l = root["limits"] {
             let r = ConfigReader(prefix: "limits.")
             let o = try r.object(l)
-            try r.check(o, known: ["maxMessages", "maxChars", "maxTokens", "maxFileBytes"])
+            try r.check(o, known: ["maxMessages", "maxChars", "maxTokens", "maxFileBytes", "maxFilesPerKey", "maxFileBytesPerKey"])
+            if let v = l["maxFilesPerKey"] { c.limits.maxFilesPerKey = try r.int(v, "maxFilesPerKey", min: 0) }
+            if let v = l["maxFileBytesPerKey"] { c.limits.maxFileBytesPerKey = try r.int(v, "maxFileBytesPerKey", min: 0) }
             if let v = l["maxFileBytes"] { c.limits.maxFileBytes = try r.int(v, "maxFileBytes", min: 1) }
             if let v = l["maxMessages"] { c.limits.maxMessages = try r.int(v, "maxMessages", min: 1) }
             if let v = l["maxChars"] { c.limits.maxChars = try r.int(v, "maxChars", min: 1) }
@@ -189,7 +191,7 @@ extension GatewayConfig {
         "connectTimeoutMs": 600_000, "idleTimeoutMs": 86_400_000, "keepAliveSeconds": 3_600,
         "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "totalTimeoutMs": 86_400_000, "readTimeoutMs": 3_600_000,
         "maxBufferedBytes": 1 << 34, "windowMs": 31_536_000_000,
-        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "cacheBytes": 1 << 40, "answerReserveTokens": 1 << 22, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
+        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "maxFileBytesPerKey": 1 << 44, "maxFilesPerKey": 1 << 20, "cacheBytes": 1 << 40, "answerReserveTokens": 1 << 22, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
         "maxAgeSeconds": 86_400, "drainIntervalMs": 60_000, "completionReserveTokens": 1 << 22,
         "tokensPerDay": 1 << 50, "tokensPerMonth": 1 << 50,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,

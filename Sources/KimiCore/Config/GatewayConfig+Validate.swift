@@ -118,7 +118,7 @@ extension GatewayConfig {
             "rateLimit = \(rateLimit.enabled ? "\(rateLimit.policy.maxRequests) per \(rateLimit.policy.windowMs) ms\(rateLimit.tokensPerMinute > 0 ? ", \(rateLimit.tokensPerMinute) tokens per minute" : ""), file \(rateLimit.file)" : "off")",
             "state = \(state.backend == .redis ? "redis \(redis.endpoint.map(\.description) ?? "(invalid url)") (prefix \(redis.prefix), timeout \(redis.timeoutMs) ms\(redis.endpoint?.password.isEmpty == false ? ", password set" : "")), the file as fallback" : "file")",
             "usage = \(usage.enabled ? "recorded in \(usage.database.isEmpty ? storage.database : usage.database)" : "not recorded (usage.enabled false)")",
-            "limits = \(limits.maxMessages) messages, \(limits.maxChars) characters, max_tokens \(limits.maxTokens)",
+            "limits = \(limits.maxMessages) messages, \(limits.maxChars) characters, max_tokens \(limits.maxTokens); files per key \(limits.maxFilesPerKey == 0 ? "unlimited" : String(limits.maxFilesPerKey)), \(limits.maxFileBytesPerKey == 0 ? "unlimited" : "\(limits.maxFileBytesPerKey) bytes")",
         ]
         if !server.trustedProxies.isEmpty { lines.append("server.trustedProxies = \(server.trustedProxies.joined(separator: ", "))") }
         return lines

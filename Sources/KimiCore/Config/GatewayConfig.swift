@@ -197,6 +197,14 @@ public struct GatewayConfig: Sendable, Equatable {
         /// The body cap of uploads (`POST /v1/files`, documents), streamed
         /// upstream as they arrive: Kimi's own limit per file is 100 MB.
         public var maxFileBytes = 100 << 20
+        /// Files a key may keep in the shared upstream account (`/v1/files`;
+        /// admin keys are not limited; 0: no limit). One Kimi account holds
+        /// 1,000 files and 10 GB for every tenant: without a per-key bound one
+        /// key could fill it for all.
+        public var maxFilesPerKey = 100
+        /// The bytes of those files (an upload counts its body's length until
+        /// the upstream reports the file's size; 0: no limit).
+        public var maxFileBytesPerKey = 1 << 30
     }
 
     public struct Documents: Sendable, Equatable {

@@ -6,7 +6,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
         case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
         case upstreamTimeout, upstreamUnavailable, internalError, overloaded, storageUnavailable
-        case quotaExceeded
+        case quotaExceeded, fileQuota
     }
 
     let code: Code
@@ -25,7 +25,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         switch code {
         case .badRequest, .upstreamBadRequest: return 400
         case .unauthorized: return 401
-        case .forbidden: return 403
+        case .forbidden, .fileQuota: return 403
         case .notFound: return 404
         case .methodNotAllowed: return 405
         case .payloadTooLarge: return 413
@@ -46,6 +46,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .payloadTooLarge: return "payload_too_large"
         case .rateLimited: return "rate_limit_exceeded"
         case .quotaExceeded: return "insufficient_quota"
+        case .fileQuota: return "file_quota_exceeded"
         default: return nil
         }
     }
@@ -153,6 +154,12 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     /// for both, so a file id never confirms another client's file.
     public static func fileNotFound(_ id: String) -> GatewayError {
         GatewayError(code: .notFound, message: "No such file: \(HeaderSafety.printable(id, max: 128))", type: "resource_not_found_error")
+    }
+    /// The key keeps as many files (or bytes) upstream as
+    /// `limits.maxFilesPerKey` (`maxFileBytesPerKey`) allow: 403, not 429,
+    /// since waiting does not help (SDKs retry a 429) — deleting does.
+    public static func fileQuotaExceeded(_ m: String) -> GatewayError {
+        GatewayError(code: .fileQuota, message: m, type: "permission_denied_error")
     }
     /// The gateway's database cannot be used: file routes refuse rather
     /// than serve without tenant isolation.
