@@ -164,7 +164,7 @@ def test_nothing_goes_upstream_for_a_document_question_that_will_be_refused():
         {"name": "spent", "key": spent, "budget": {"tokensPerDay": 40}},
         {"name": "limited", "key": limited, "rateLimit": {"tokensPerMinute": 100}}]},
         "rateLimit": {"enabled": True, "windowMs": 60000, "maxRequests": 100000}}
-    with make_stack("documents-refused", workers=2, config=cfg) as s:
+    with make_stack("documents-refused", workers=2, config=cfg, lighttpd=True) as s:
         # The budget spent first (answers capped to what is left, then refused).
         for _ in range(5):
             r = http("POST", s.base + "/api/chat/completion", headers={"x-api-key": spent}, body={"message": "spend [sim:tokens=30]"})
@@ -173,9 +173,9 @@ def test_nothing_goes_upstream_for_a_document_question_that_will_be_refused():
         assert r.status == 429, r.text
         before = s.sim_stats()
         for key, fields, status in [(spent, {}, 429), (limited, {"max_tokens": "500"}, 429), (limited, {"max_tokens": "-5"}, 400)]:
-            for _ in range(5):
+            for i in range(6):  # through nginx and lighttpd alike
                 document = ("A new document " + uuid.uuid4().hex + ". " + "words " * 400).encode()
-                r = ask(s, key, document, "What is it about?", **fields)
+                r = ask(s, key, document, "What is it about?", base=base_of(s, "lighttpd" if i % 2 else "nginx"), **fields)
                 assert r.status == status, (key[:6], fields, r.status, r.text)
         after = s.sim_stats()
         assert (after["uploads"], after["contentReads"], after["requests"]) == (before["uploads"], before["contentReads"], before["requests"])
@@ -183,9 +183,11 @@ def test_nothing_goes_upstream_for_a_document_question_that_will_be_refused():
 
 def test_a_named_model_gets_the_same_context_check_as_auto(docs):
     before = docs.sim_stats()["chatRequests"]
-    r = ask(docs, ALICE, (uuid.uuid4().hex + " " + "a" * 80_000).encode(), "Too much for 8K?", model="moonshot-v1-8k")
-    assert r.status == 400, r.text
-    assert "need about 200" in r.json()["error"] and "context of moonshot-v1-8k is 8192" in r.json()["error"]
+    for web in ("nginx", "lighttpd"):
+        r = ask(docs, ALICE, (uuid.uuid4().hex + " " + "a" * 80_000).encode(), "Too much for 8K?", model="moonshot-v1-8k",
+                base=base_of(docs, web))
+        assert r.status == 400, r.text
+        assert "need about 200" in r.json()["error"] and "context of moonshot-v1-8k is 8192" in r.json()["error"]
     assert docs.sim_stats()["chatRequests"] == before
     assert ask(docs, ALICE, b"short " + uuid.uuid4().hex.encode(), "Fine? [sim:tokens=2]", model="moonshot-v1-8k").status == 200
 

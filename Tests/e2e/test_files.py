@@ -27,21 +27,23 @@ def shared():
     cfg = {"auth": {"required": True, "keys": [
         {"name": "alice", "key": ALICE}, {"name": "bob", "key": BOB}, {"name": "ops", "key": OPS, "role": "admin"}]},
         "rateLimit": {"enabled": False}}
-    with make_stack("files", workers=2, config=cfg) as s:
+    with make_stack("files", workers=2, config=cfg, lighttpd=True) as s:
         yield s
 
 
-def sdk(stack, key):
-    return openai.OpenAI(base_url=stack.base + "/v1", api_key=key, max_retries=0, timeout=60)
+def sdk(stack, key, web="nginx"):
+    base = stack.base if web == "nginx" else stack.lighttpd_base
+    return openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=60)
 
 
-def upload(stack, key, content: bytes = b"The quarterly report says revenue grew.", name="report.txt"):
-    return sdk(stack, key).files.create(file=(name, content), purpose="file-extract")
+def upload(stack, key, content: bytes = b"The quarterly report says revenue grew.", name="report.txt", web="nginx"):
+    return sdk(stack, key, web).files.create(file=(name, content), purpose="file-extract")
 
 
-def test_the_openai_sdk_uploads_lists_reads_and_deletes_its_own_file(shared):
-    alice = sdk(shared, ALICE)
-    f = upload(shared, ALICE)
+@pytest.mark.parametrize("web", ["nginx", "lighttpd"])
+def test_the_openai_sdk_uploads_lists_reads_and_deletes_its_own_file(shared, web):
+    alice = sdk(shared, ALICE, web)
+    f = upload(shared, ALICE, web=web)
     assert f.id and f.filename == "report.txt" and f.bytes == 39 and f.purpose == "file-extract"
     assert f.id in [x.id for x in alice.files.list()]
     assert alice.files.retrieve(f.id).filename == "report.txt"
@@ -52,9 +54,10 @@ def test_the_openai_sdk_uploads_lists_reads_and_deletes_its_own_file(shared):
         alice.files.retrieve(f.id)
 
 
-def test_another_key_cannot_see_a_file_and_gets_the_same_404_as_for_an_unknown_id(shared):
-    f = upload(shared, ALICE)
-    bob = sdk(shared, BOB)
+@pytest.mark.parametrize("web", ["nginx", "lighttpd"])
+def test_another_key_cannot_see_a_file_and_gets_the_same_404_as_for_an_unknown_id(shared, web):
+    f = upload(shared, ALICE, web=web)
+    bob = sdk(shared, BOB, web)
     assert f.id not in [x.id for x in bob.files.list()]
     statuses_before = shared.sim_stats()["requests"]
     for call in (lambda i: bob.files.retrieve(i), lambda i: bob.files.content(i), lambda i: bob.files.delete(i)):
@@ -65,7 +68,7 @@ def test_another_key_cannot_see_a_file_and_gets_the_same_404_as_for_an_unknown_i
         assert theirs.value.body["type"] == unknown.value.body["type"] == "resource_not_found_error"
         assert theirs.value.message.replace(f.id, "ID") == unknown.value.message.replace("cnunknown0000", "ID")
     assert shared.sim_stats()["requests"] == statuses_before  # refused before the upstream
-    assert sdk(shared, ALICE).files.retrieve(f.id).id == f.id  # still there
+    assert sdk(shared, ALICE, web).files.retrieve(f.id).id == f.id  # still there
 
 
 def test_an_admin_sees_every_file_even_ones_the_gateway_never_recorded(shared):
