@@ -33,6 +33,7 @@ public final class KimiSimulator: @unchecked Sendable {
         router.add("POST", "/sim/keys", access: .open) { [unowned self] ex, req, _ in self.keyRule(ex, req) }
         router.add("POST", "/sim/models", access: .open) { [unowned self] ex, req, _ in self.addModel(ex, req) }
         registerFileRoutes()
+        registerAnthropicRoutes()
     }
 
     public func handle(_ ex: FastCGIExchange) {
@@ -49,10 +50,13 @@ public final class KimiSimulator: @unchecked Sendable {
         case let .found(r, parameters):
             if r.access != .open {
                 let auth = req.header("authorization") ?? ""
-                guard auth.hasPrefix("Bearer "), auth.count > 7 else {
+                let anthropic = Self.isAnthropic(req.path)
+                // The Anthropic face also takes Anthropic's own header.
+                let apiKey = anthropic ? req.header("x-api-key") ?? "" : ""
+                guard (auth.hasPrefix("Bearer ") && auth.count > 7) || !apiKey.isEmpty else {
                     return error(ex, 401, "invalid_authentication_error", "Invalid Authentication")
                 }
-                let key = String(auth.dropFirst(7))
+                let key = auth.hasPrefix("Bearer ") && auth.count > 7 ? String(auth.dropFirst(7)) : apiKey
                 stats.update { $0.byKey[SHA256.fingerprint(key), default: 0] += 1 }
                 // Keys whose name says so fail the way Kimi's do (issue #13's
                 // pool tests), and so do keys a `POST /sim/keys` rule names.
@@ -79,6 +83,11 @@ public final class KimiSimulator: @unchecked Sendable {
     }
 
     func error(_ ex: FastCGIExchange, _ status: Int, _ type: String, _ message: String, headers: [(String, String)] = []) {
+        if Self.isAnthropic(ex.params.requestURI ?? "") {
+            // Kimi's Anthropic face: Anthropic's shape; an overloaded engine is 529.
+            let s = type == "engine_overloaded_error" ? 529 : status
+            return anthropicError(ex, s, AnthropicMessages.errorType(status: s), message, headers: headers)
+        }
         ex.respondJSON(status: status, ["error": ["type": .string(type), "message": .string(message)]], headers: headers)
     }
 
@@ -119,6 +128,8 @@ public final class KimiSimulator: @unchecked Sendable {
             "streamsClientLeft": .number(s.streamsClientLeft), "byId": .object(byID), "modelLists": .number(s.modelLists), "chatRequests": .number(s.chatRequests),
             "uploads": .number(s.uploads), "contentReads": .number(s.contentReads),
             "deletes": .number(s.deletes), "filesKept": .number(files.get().count),
+            "anthropicRequests": .number(s.anthropicRequests), "anthropicBodySHA256": .string(s.anthropicBodySHA256), "anthropicAnswerSHA256": .string(s.anthropicAnswerSHA256),
+            "anthropicHeaders": .object(s.anthropicHeaders.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
             "byKey": .object(s.byKey.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) }),
             "overloadedAnswers": .number(s.overloadedAnswers),
             "requestIds": .object(s.requestIDs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
@@ -327,6 +338,13 @@ struct SimulatorStats {
     var contentReads = 0
     /// Files deleted (`DELETE /files/{id}` that found its file).
     var deletes = 0
+    /// The Anthropic face: requests, the last one's forwarded headers (the
+    /// `x-api-key` by fingerprint) and the SHA-256 of its body as received.
+    var anthropicRequests = 0
+    var anthropicHeaders: [String: String] = [:]
+    var anthropicBodySHA256 = ""
+    /// The SHA-256 of the last answer's bytes (a stream's: every frame written).
+    var anthropicAnswerSHA256 = ""
     /// Requests per upstream key fingerprint (authenticated routes).
     var byKey: [String: Int] = [:]
     /// `[sim:overloaded=N]`: attempts seen per X-Request-Id, and the 429s given.

@@ -29,6 +29,10 @@ public struct UpstreamRequest {
     public var bodyLength = 0
     /// The body's type when it is not JSON (a multipart upload's, boundary included).
     public var contentType: String?
+    /// More request headers, each `Name: value` (the Anthropic face's
+    /// `x-api-key`, `anthropic-version`, `anthropic-beta`…); a line that is
+    /// not header-safe is left out.
+    public var extraHeaders: [String] = []
 
     public init(method: String, url: String, bearer: String, body: [UInt8] = [], accept: String = "application/json",
                 connectTimeoutMs: Int, idleTimeoutMs: Int)
@@ -181,10 +185,12 @@ public final class UpstreamClient {
         // list (linked for this transfer, unlinked before it is freed). A
         // body of another type (uploads, rare) gets a list of its own.
         var ownList: UnsafeMutablePointer<curl_slist>?
-        if let type = req.contentType, HeaderSafety.isSafe(type) {
+        if req.contentType != nil || !req.extraHeaders.isEmpty {
+            let type = req.contentType.flatMap { HeaderSafety.isSafe($0) ? $0 : nil } ?? "application/json"
             for h in ["Authorization: Bearer \(req.bearer)", "Content-Type: \(type)", "Accept: \(req.accept)", "Expect:", "User-Agent: kimi-gateway"] {
                 ownList = curl_slist_append(ownList, h)
             }
+            for h in req.extraHeaders where HeaderSafety.isSafe(h) { ownList = curl_slist_append(ownList, h) }
         }
         defer { curl_slist_free_all(ownList) }
         let base = ownList ?? headers(bearer: req.bearer, accept: req.accept)

@@ -21,17 +21,24 @@ struct HashKeyCommand: ParsableCommand {
 
     /// One line from the terminal with echo off (termios), the prompt and the
     /// closing newline on stderr; echo comes back even when reading fails.
+    /// Echo goes off before the prompt is shown, and without flushing
+    /// (TCSANOW): with the prompt first and TCSAFLUSH, a key typed or pasted
+    /// as soon as the prompt appeared was thrown away and the command waited
+    /// for ever (seen under load in the pty test).
     static func readWithoutEcho(prompt: String) -> String? {
-        fputs(prompt, stderr)
         var saved = termios()
-        guard tcgetattr(0, &saved) == 0 else { return readLine(strippingNewline: true) }
+        guard tcgetattr(0, &saved) == 0 else {
+            fputs(prompt, stderr)
+            return readLine(strippingNewline: true)
+        }
         var quiet = saved
         quiet.c_lflag &= ~tcflag_t(ECHO)
-        tcsetattr(0, TCSAFLUSH, &quiet)
+        tcsetattr(0, TCSANOW, &quiet)
         defer {
-            tcsetattr(0, TCSAFLUSH, &saved)
+            tcsetattr(0, TCSANOW, &saved)
             fputs("\n", stderr)
         }
+        fputs(prompt, stderr)
         return readLine(strippingNewline: true)
     }
 }

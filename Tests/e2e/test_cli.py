@@ -17,7 +17,8 @@ COMMANDS = [[], ["serve"], ["simulate"], ["check-config"], ["hash-key"], ["usage
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(kimistack.binary()), *args], input=stdin, capture_output=True, text=True, timeout=20)
+    # No input given: an empty stdin, never the terminal the tests run from.
+    return subprocess.run([str(kimistack.binary()), *args], input=stdin if stdin is not None else "", capture_output=True, text=True, timeout=20)
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "(none)")
@@ -81,6 +82,8 @@ def test_hash_key_on_a_terminal_does_not_echo_the_key():
     import hashlib
     digest = hashlib.sha256(key.encode()).hexdigest().encode()
     read_until(lambda s: digest in s)
+    if digest not in seen:
+        os.kill(pid, 9)  # never hang the suite: the assertion below says what went wrong
     os.waitpid(pid, 0)
     os.close(fd)
     assert digest in seen

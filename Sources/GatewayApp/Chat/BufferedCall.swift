@@ -52,8 +52,10 @@ final class BufferedCall: UpstreamReceiver {
 
     /// One attempt through the pool (`RequestContext.withUpstreamKey`):
     /// the answer, or the failure classified for the retry rules.
+    /// `answered`: statuses besides 2xx that are an answer, not a failure
+    /// (the caller reads them: a 404 from an endpoint the upstream lacks).
     static func attempt(_ req: UpstreamRequest, key: UpstreamKey, budget: BufferBudget, maxBytes: Int,
-                        ctx: RequestContext?) -> RequestContext.Attempt<BufferedCall>
+                        ctx: RequestContext?, answered: Set<Int> = []) -> RequestContext.Attempt<BufferedCall>
     {
         let call = BufferedCall(maxBytes: maxBytes, budget: budget)
         let client = UpstreamClient.forCurrentThread()
@@ -66,6 +68,7 @@ final class BufferedCall: UpstreamReceiver {
             return .failed(.final, call.refusal ?? .upstreamFailed("Upstream transfer aborted"))
         case let .failed(f): return .failed(UpstreamAttempts.classify(f), UpstreamErrorMapping.map(f))
         }
+        if answered.contains(call.status) { return .done(call) }
         guard (200..<300).contains(call.status) else {
             let retryAfter = call.headers["retry-after"]
             return .failed(UpstreamAttempts.classify(status: call.status, type: UpstreamErrorMapping.errorType(call.body), retryAfter: retryAfter),

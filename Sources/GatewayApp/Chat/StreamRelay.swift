@@ -19,13 +19,20 @@ final class StreamRelay: UpstreamReceiver {
     /// asked for `stream_options.include_usage` and the upstream sent none.
     var finalUsageChunk: JSON?
 
-    private let keepAliveNanos: UInt64
+    /// Set by a transform that knows its face's deltas (Anthropic's): whether
+    /// the event it just turned into frames carried generated text. Unset,
+    /// OpenAI's chunk shape decides (`ChunkText`).
+    var eventCarriedText: Bool?
 
-    init(ctx: RequestContext, keepAliveSeconds: Int, transform: @escaping Transform) {
+    private let keepAliveNanos: UInt64
+    private let dialect: StreamDialect
+
+    init(ctx: RequestContext, keepAliveSeconds: Int, dialect: StreamDialect = .openAI, transform: @escaping Transform) {
         self.ctx = ctx
         self.transform = transform
+        self.dialect = dialect
         keepAliveNanos = UInt64(keepAliveSeconds) * 1_000_000_000
-        machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos)
+        machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos, dialect: dialect)
     }
 
     func upstreamHead(status: Int, headers: [String: String]) -> Bool {
@@ -48,10 +55,11 @@ final class StreamRelay: UpstreamReceiver {
             headFirst()
             var wrote = false
             for e in events {
+                eventCarriedText = nil
                 let frames = transform(e, self)
                 for frame in frames { ctx.writer.write(frame) }
                 wrote = wrote || !frames.isEmpty
-                if let capture = ctx.usage, ChunkText.carriesText(e.data) {
+                if let capture = ctx.usage, eventCarriedText ?? ChunkText.carriesText(e.data) {
                     capture.relayedDeltas += 1
                     if capture.firstTokenNanos == nil { capture.firstTokenNanos = Clock.monotonicNanos() }
                 }
@@ -103,7 +111,7 @@ final class StreamRelay: UpstreamReceiver {
     /// first event it is one error event (`Gateway.finish`), never retried.
     func run(_ services: Services, _ request: (UpstreamKey) -> UpstreamRequest) throws(GatewayError) {
         try ctx.withUpstreamKey(services) { key in
-            machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos)
+            machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos, dialect: dialect)
             (usage, finalUsageChunk) = (nil, nil)
             let client = UpstreamClient.forCurrentThread()
             var transport: UpstreamAttempts.Failure = .final

@@ -17,6 +17,10 @@ final class UsageCapture {
     var reservedTokens = 0
     /// The upstream's usage, when it sent one.
     var usage: JSON? { didSet { reportedCache = nil } }
+    /// The prompt's count from the upstream before its answer's usage came
+    /// (Anthropic's `message_start`): an estimated row uses it instead of
+    /// the gateway's own estimate.
+    var upstreamPromptTokens: Int?
     /// Its token counts, clamped, read out of the JSON once for the
     /// ledger's row, the settlements and the metrics (~670 instructions a
     /// reader: callgrind, bench 2d).
@@ -112,7 +116,8 @@ final class UsageCapture {
             return (outcome, promptTokens, max(relayedDeltas, reservedTokens - promptTokens), nil, true, false)
         }
         if outcome == .clientLeft || outcome == .completed {
-            return (outcome, promptTokens, min(relayedDeltas, tokenBound), nil, true, false)
+            let prompt = upstreamPromptTokens.map { min(max(0, $0), tokenBound) } ?? promptTokens
+            return (outcome, prompt, min(relayedDeltas, tokenBound), nil, true, false)
         }
         return (outcome, 0, 0, nil, false, false)
     }

@@ -3,8 +3,12 @@ import KimiCore
 extension Gateway {
     /// `GET /v1/models`: the upstream's entries for exactly the models this
     /// client may use (`ModelCatalogue`), cached `upstream.modelsCacheSeconds`.
+    /// With `anthropic-version` (Claude Code at start): Anthropic's list shape.
     func openAIModels(_ ctx: RequestContext) throws {
         let catalogue = services.models.catalogue(config: ctx.config, budget: services.buffers)
+        if ctx.face == .anthropic {
+            return ctx.json(200, AnthropicMessages.modelList(catalogue.models(for: ctx.apiKey).map(\.id)))
+        }
         ctx.writer.respond(status: 200, headers: ctx.responseHeaders + [("Content-Type", "application/json; charset=utf-8")],
                            body: catalogue.openAIList(for: ctx.apiKey).serializedBytes())
     }

@@ -15,6 +15,8 @@ extension Gateway {
         add("GET", "/api/admin/usage", access: .admin, adminUsage)
         add("POST", "/api/chat/document", access: .client, body: .streamed, documentChat)
         add("POST", "/v1/chat/completions", access: .client, openAIChat)
+        add("POST", "/v1/messages", access: .client, face: .anthropic, anthropicMessages)
+        add("POST", "/v1/messages/count_tokens", access: .client, face: .anthropic, anthropicCountTokens)
         add("GET", "/v1/models", access: .client, openAIModels)
         add("POST", "/v1/files", access: .client, body: .streamed, uploadFile)
         add("GET", "/v1/files", access: .client, listFiles)

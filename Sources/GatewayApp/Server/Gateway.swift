@@ -19,9 +19,9 @@ public final class Gateway: @unchecked Sendable {
     }
 
     public func add(_ method: String, _ path: String, access: Access, servesWhenSaturated: Bool = false,
-                    body: BodyPolicy = .buffered, _ handler: @escaping RouteHandler)
+                    body: BodyPolicy = .buffered, face: APIFace? = nil, _ handler: @escaping RouteHandler)
     {
-        router.add(method, path, access: access, servesWhenSaturated: servesWhenSaturated, body: body, handler)
+        router.add(method, path, access: access, servesWhenSaturated: servesWhenSaturated, body: body, face: face, handler)
     }
 
     /// Entry point from the worker pool.

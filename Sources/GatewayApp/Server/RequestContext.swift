@@ -46,7 +46,11 @@ public final class RequestContext {
         self.config = config
     }
 
-    public var face: APIFace { request.face }
+    /// The matched route's face, else the request's (by its path).
+    public var face: APIFace {
+        if case let .found(route, _) = routeMatch, let face = route.face { return face }
+        return request.face
+    }
 
     /// Who the limits count: the key when there is one, else the address
     /// (`ClientIdentity`; computed once, used by both limits).

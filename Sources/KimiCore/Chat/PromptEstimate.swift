@@ -27,6 +27,8 @@ public enum PromptEstimate {
     static let notPrompt: Set<String> = [
         "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature", "top_p",
         "n", "presence_penalty", "frequency_penalty", "stop", "seed", "user", "reasoning_effort", "logprobs", "top_logprobs",
+        // Anthropic's Messages (`system` and `tools` are prompt there too).
+        "top_k", "stop_sequences", "metadata", "thinking",
     ]
 
     /// Prompt tokens of an OpenAI-shaped chat body (at least 1).
@@ -56,8 +58,13 @@ public enum PromptEstimate {
     private static func contentPart(_ p: JSON, bytes: inout Int, fixed: inout Int) {
         switch p["type"]?.stringValue {
         case "text": bytes &+= size(p["text"] ?? .null)
-        case "image_url": fixed &+= imageTokens
+        // OpenAI's image part, and Anthropic's image block (base64 or URL).
+        case "image_url", "image": fixed &+= imageTokens
         case "video_url": fixed &+= videoTokens
+        // Anthropic's tool result holds blocks of its own (a screenshot too).
+        case "tool_result" where p["content"]?.arrayValue != nil:
+            for (name, value) in p.objectValue ?? [] where name != "content" { bytes &+= name.utf8.count &+ size(value) }
+            for inner in p["content"]!.arrayValue! { contentPart(inner, bytes: &bytes, fixed: &fixed) }
         default: bytes &+= size(p)
         }
     }

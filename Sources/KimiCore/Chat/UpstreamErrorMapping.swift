@@ -14,7 +14,8 @@ public enum UpstreamErrorMapping {
         let parsed = try? JSON.parse(body)
         let raw = parsed?["error"]?["message"]?.stringValue ?? parsed?["message"]?.stringValue ?? ""
         let message = cleanMessage(raw, apiKey: apiKey)
-        let type = Redaction.kimiType(parsed?["error"]?["type"]?.stringValue ?? "", status: status)
+        // 529: Kimi's Anthropic face out of capacity (its chat face says 429 engine_overloaded_error).
+        let type = status == 529 ? "engine_overloaded_error" : Redaction.kimiType(parsed?["error"]?["type"]?.stringValue ?? "", status: status)
         switch status {
         case 400, 404, 413, 422:
             return .upstreamBadRequest(message.isEmpty ? "The upstream rejected the request (\(status))" : message, type: type)

@@ -61,7 +61,7 @@ extension GatewayConfig {
         if let u = root["upstream"] {
             let r = ConfigReader(prefix: "upstream.")
             let o = try r.object(u)
-            try r.check(o, known: ["baseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
+            try r.check(o, known: ["baseURL", "anthropicBaseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
                                    "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs", "prices", "keys", "retries",
                                    "retryDeadlineMs", "retryBackoffMs", "firstByteTimeoutMs", "disabledKeySeconds", "$comment"])
             if let v = u["keys"] {
@@ -100,6 +100,7 @@ extension GatewayConfig {
                 }
             }
             if let v = u["baseURL"] { c.upstream.baseURL = try r.string(v, "baseURL") }
+            if let v = u["anthropicBaseURL"] { c.upstream.anthropicBaseURL = try r.string(v, "anthropicBaseURL") }
             if let v = u["apiKey"] { c.upstream.apiKey = try r.string(v, "apiKey") }
             if let v = u["caFile"] { c.upstream.caFile = try r.string(v, "caFile") }
             if let v = u["simulated"] { c.upstream.simulated = try r.bool(v, "simulated") }

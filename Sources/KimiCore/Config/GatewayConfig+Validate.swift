@@ -7,6 +7,11 @@ extension GatewayConfig {
         if url.scheme == "http" && !url.isLoopback {
             throw ConfigError("upstream.baseURL", "must use https (http is accepted only for loopback hosts such as the simulator)")
         }
+        if !upstream.anthropicBaseURL.isEmpty {
+            guard let a = URLParts(upstream.anthropicBaseURL), a.scheme == "https" || a.isLoopback else {
+                throw ConfigError("upstream.anthropicBaseURL", "must be an absolute https URL (http only for loopback), got \"\(HeaderSafety.printable(upstream.anthropicBaseURL, max: 80))\"")
+            }
+        }
         if !upstream.caFile.isEmpty, FileIO.read(upstream.caFile, limit: 4 << 20) == nil {
             throw ConfigError("upstream.caFile", "cannot read \(HeaderSafety.printable(upstream.caFile, max: 120))")
         }

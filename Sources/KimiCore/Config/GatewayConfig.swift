@@ -10,6 +10,10 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public struct Upstream: Sendable, Equatable {
         public var baseURL = "https://api.moonshot.cn/v1"
+        /// Where `/v1/messages` goes (Kimi's Anthropic face). Empty: each
+        /// key's base URL with its trailing `/v1` replaced by `/anthropic`
+        /// (`AnthropicMessages.baseURL`).
+        public var anthropicBaseURL = ""
         public var apiKey = ""
         /// A PEM CA bundle to verify the upstream with instead of the system's
         /// (a private CA, a TLS-intercepting proxy); empty = system store.

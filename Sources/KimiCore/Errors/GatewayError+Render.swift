@@ -10,6 +10,9 @@ extension GatewayError {
             if code == .unauthorized { headers.append(("WWW-Authenticate", "Bearer")) }
             let codeValue: JSON = openAICode.map { .string($0) } ?? .null
             return (status, headers, ["error": ["message": .string(message), "type": .string(type), "code": codeValue]])
+        case .anthropic:
+            let (status, body) = AnthropicMessages.error(self)
+            return (status, headers, body)
         }
     }
 
@@ -18,6 +21,7 @@ extension GatewayError {
         switch face {
         case .app: return "data: " + (["error": .string(message)] as JSON).serialized() + "\n\n"
         case .openAI: return "data: " + rendered(for: .openAI).body.serialized() + "\n\n"
+        case .anthropic: return "event: error\ndata: " + rendered(for: .anthropic).body.serialized() + "\n\n"
         }
     }
 }

@@ -30,8 +30,10 @@ public struct Request: Sendable {
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 
-    /// The face a path belongs to decides the error format.
-    public var face: APIFace { APIFace(path: path) }
+    /// The face a request belongs to when no route declares one (an
+    /// unknown path, a refusal before routing): by its path, and for the
+    /// one route both faces share, `GET /v1/models`, by `anthropic-version`.
+    public var face: APIFace { APIFace(path: path, anthropicVersion: headers["anthropic-version"] != nil) }
 }
 
 extension Request {
@@ -60,11 +62,20 @@ extension Request {
     }
 }
 
+/// An API face: the dialect a route speaks — its error format, its stream
+/// events. Declared with each route (`Gateway.registerRoutes`); found from
+/// the path for requests no route matched.
 public enum APIFace: String, Sendable {
     /// `/api/*` and `/health`: `{"success":false,"error":"..."}`.
     case app
     /// `/v1/*`: OpenAI's `{"error":{"message","type","code"}}`.
     case openAI
+    /// `/v1/messages*`: Anthropic's `{"type":"error","error":{"type","message"}}` (`AnthropicMessages`).
+    case anthropic
 
-    public init(path: String) { self = path.hasPrefix("/v1/") || path == "/v1" ? .openAI : .app }
+    public init(path: String, anthropicVersion: Bool = false) {
+        if path.hasPrefix("/v1/messages") && (path.count == 12 || path.hasPrefix("/v1/messages/")) { self = .anthropic; return }
+        if anthropicVersion, path == "/v1/models" { self = .anthropic; return }
+        self = path.hasPrefix("/v1/") || path == "/v1" ? .openAI : .app
+    }
 }

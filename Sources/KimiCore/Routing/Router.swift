@@ -27,6 +27,9 @@ public struct Router<Handler> {
         /// `WorkerPool`): monitors must see a live process.
         public let servesWhenSaturated: Bool
         public let body: BodyPolicy
+        /// The dialect the route speaks (errors, stream events); nil: the
+        /// request's, by its path (`Request.face`).
+        public let face: APIFace?
         public let handler: Handler
     }
 
@@ -46,10 +49,10 @@ public struct Router<Handler> {
     public init() {}
 
     public mutating func add(_ method: String, _ path: String, access: Access, servesWhenSaturated: Bool = false,
-                             body: BodyPolicy = .buffered, _ handler: Handler)
+                             body: BodyPolicy = .buffered, face: APIFace? = nil, _ handler: Handler)
     {
         precondition(RoutePath.normalise(path) == path, "route \(path) is not in normal form")
-        let route = Route(method: method, path: path, access: access, servesWhenSaturated: servesWhenSaturated, body: body, handler: handler)
+        let route = Route(method: method, path: path, access: access, servesWhenSaturated: servesWhenSaturated, body: body, face: face, handler: handler)
         if path.contains("{") {
             let segments = path.split(separator: "/")
             if let i = patterns.firstIndex(where: { $0.segments == segments }) {

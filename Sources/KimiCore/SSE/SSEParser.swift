@@ -122,6 +122,13 @@ public enum SSEFrame {
     }
 
     public static func json(_ value: JSON) -> String { "data: " + value.serialized() + "\n\n" }
+
+    /// An event with its `event:` name when it has one (Anthropic's streams
+    /// name every event), its data as it came.
+    public static func named(_ event: String?, _ data: String) -> String {
+        guard let event, !event.isEmpty, !event.containsLineBreak else { return Self.data(data) }
+        return "event: " + event + "\n" + Self.data(data)
+    }
     public static let done = "data: [DONE]\n\n"
     public static let keepAlive = ": keep-alive\n\n"
 

@@ -37,12 +37,15 @@ public struct SSERelayStateMachine {
     /// from then on a failure is the client's to see, never retried.
     public private(set) var clientSawBytes = false
     public let keepAliveNanos: UInt64
+    /// Which event ends the stream: OpenAI's `[DONE]`, Anthropic's `message_stop` (or `error`).
+    public let dialect: StreamDialect
     /// How much of an error answer is kept for the error mapping.
     public static let maxErrorBody = 64 << 10
     private let maxEventBytes: Int
 
-    public init(keepAliveNanos: UInt64, maxEventBytes: Int = 4 << 20) {
+    public init(keepAliveNanos: UInt64, maxEventBytes: Int = 4 << 20, dialect: StreamDialect = .openAI) {
         self.keepAliveNanos = keepAliveNanos
+        self.dialect = dialect
         self.maxEventBytes = maxEventBytes
     }
 
@@ -108,7 +111,7 @@ public struct SSERelayStateMachine {
             }
             // Nothing after [DONE] is relayed, in this read or a later one.
             var done = false
-            if let i = parsed.firstIndex(where: { $0.data == "[DONE]" }) {
+            if let i = parsed.firstIndex(where: dialect.isEnd) {
                 parsed.removeSubrange((i + 1)...)
                 done = true
             }
@@ -207,9 +210,30 @@ public struct SSERelayStateMachine {
             state = .failed(e)
             return .failed(e)
         case (.streaming, .completed):
-            let e = GatewayError.upstreamFailed("Upstream stream ended before [DONE]")
+            let e = GatewayError.upstreamFailed("Upstream stream ended before \(dialect == .openAI ? "[DONE]" : "message_stop")")
             state = .failed(e)
             return .failed(e)
+        }
+    }
+}
+
+/// The events that end a stream, per face.
+public enum StreamDialect: Sendable, Equatable {
+    /// `data: [DONE]`.
+    case openAI
+    /// `message_stop`, or an `error` event (the upstream closes after it),
+    /// by the event's name or, when it has none, by its data's `type`.
+    case anthropic
+
+    public func isEnd(_ e: SSEParser.Event) -> Bool {
+        switch self {
+        case .openAI:
+            return e.data == "[DONE]"
+        case .anthropic:
+            if let name = e.event, !name.isEmpty { return name == "message_stop" || name == "error" }
+            guard e.data.containsBytes("message_stop") || e.data.containsBytes("error") || e.data.containsBytes(#"\u"#),
+                  let type = (try? JSON.parse(e.data))?["type"]?.stringValue else { return false }
+            return type == "message_stop" || type == "error"
         }
     }
 }
