@@ -66,8 +66,19 @@ public protocol UpstreamReceiver: AnyObject {
     func upstreamTick() -> Bool
 }
 
+/// What carries an upstream request: curl (`UpstreamClient`) in the
+/// product; a scripted transport in unit tests, so the retry loop and the
+/// relays run against any sequence of answers and failures without a
+/// socket (async-http-client's `MockRequestExecutor` is the model).
+public protocol UpstreamTransport: AnyObject {
+    /// One transfer, its head and bytes handed to `receiver` as they come.
+    func perform(_ req: UpstreamRequest, receiver: UpstreamReceiver) -> UpstreamResult
+    /// The HTTP version of the last transfer (2 for HTTP/2; 0 unknown), for the log.
+    var lastHTTPVersion: Int { get }
+}
+
 /// The HTTP version curl used for the last transfer (2 for HTTP/2), for logs and tests.
-extension UpstreamClient {
+extension UpstreamClient: UpstreamTransport {
     public var lastHTTPVersion: Int { Int(kimi_curl_http_version(handle)) }
 }
 

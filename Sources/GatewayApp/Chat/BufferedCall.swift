@@ -55,10 +55,10 @@ final class BufferedCall: UpstreamReceiver {
     /// `answered`: statuses besides 2xx that are an answer, not a failure
     /// (the caller reads them: a 404 from an endpoint the upstream lacks).
     static func attempt(_ req: UpstreamRequest, key: UpstreamKey, budget: BufferBudget, maxBytes: Int,
-                        ctx: RequestContext?, answered: Set<Int> = []) -> RequestContext.Attempt<BufferedCall>
+                        ctx: RequestContext?, answered: Set<Int> = [], transport: UpstreamTransport? = nil) -> RequestContext.Attempt<BufferedCall>
     {
         let call = BufferedCall(maxBytes: maxBytes, budget: budget)
-        let client = UpstreamClient.forCurrentThread()
+        let client = transport ?? UpstreamClient.forCurrentThread()
         defer { ctx?.noteUpstreamVersion(client) }
         switch client.perform(req, receiver: call) {
         case .completed: break

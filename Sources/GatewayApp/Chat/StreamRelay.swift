@@ -113,7 +113,7 @@ final class StreamRelay: UpstreamReceiver {
         try ctx.withUpstreamKey(services) { key in
             machine = SSERelayStateMachine(keepAliveNanos: keepAliveNanos, dialect: dialect)
             (usage, finalUsageChunk) = (nil, nil)
-            let client = UpstreamClient.forCurrentThread()
+            let client = services.transport()
             var transport: UpstreamAttempts.Failure = .final
             let outcome: SSERelayStateMachine.TransferOutcome = switch client.perform(request(key), receiver: self) {
             case .completed: { transport = .dropped; return .completed }()

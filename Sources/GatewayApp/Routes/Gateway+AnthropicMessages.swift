@@ -31,7 +31,7 @@ extension Gateway {
             let maxBytes = ChatRequest.answerByteCap(maxTokens: request.maxTokens, choices: 1)
             let call = try ctx.withUpstreamKey(services) { key in
                 BufferedCall.attempt(ctx.anthropicUpstreamRequest("/v1/messages", body: bytes, stream: false, key: key),
-                                     key: key, budget: services.buffers, maxBytes: maxBytes, ctx: ctx)
+                                     key: key, budget: services.buffers, maxBytes: maxBytes, ctx: ctx, transport: services.transport())
             }
             guard let answer = try? JSON.parse(call.body) else {
                 ctx.usage?.answerDropped = true
@@ -77,7 +77,7 @@ extension Gateway {
         let bytes = ctx.request.body
         let call = try ctx.withUpstreamKey(services) { key in
             BufferedCall.attempt(ctx.anthropicUpstreamRequest("/v1/messages/count_tokens", body: bytes, stream: false, key: key),
-                                 key: key, budget: services.buffers, maxBytes: 64 << 10, ctx: ctx, answered: [404])
+                                 key: key, budget: services.buffers, maxBytes: 64 << 10, ctx: ctx, answered: [404], transport: services.transport())
         }
         if call.status != 404 {
             guard JSON.isValid(call.body) else { throw GatewayError.upstreamFailed("Upstream answer is not JSON") }

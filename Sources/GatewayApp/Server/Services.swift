@@ -23,6 +23,9 @@ public final class Services: @unchecked Sendable {
     /// (issue #12); nil without a database (`usageProblem` says why).
     public let usage: UsageService?
     public let usageProblem: String
+    /// The upstream transport of the calling thread: curl's handle kept per
+    /// thread (connections reused); unit tests script it.
+    public var transport: () -> UpstreamTransport = { UpstreamClient.forCurrentThread() }
 
     public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes, database: String? = nil,
                 usageDatabase: String? = nil, documents: GatewayConfig.Documents? = nil)

@@ -106,7 +106,7 @@ extension RequestContext {
         try withUpstreamKey(services, pinned: pinned, retries: retries) { key in
             var req = upstreamRequest(method, path, body: body, key: key)
             prepare(&req)
-            return BufferedCall.attempt(req, key: key, budget: services.buffers, maxBytes: maxBytes, ctx: self)
+            return BufferedCall.attempt(req, key: key, budget: services.buffers, maxBytes: maxBytes, ctx: self, transport: services.transport())
         }
     }
 }
