@@ -100,6 +100,10 @@ public enum Schema {
             PRIMARY KEY (cache_key, owner)
         );
         """,
+        // 7: the client's session (Claude Code's X-Claude-Code-Session-Id, issue #30).
+        """
+        ALTER TABLE usage ADD COLUMN session TEXT NOT NULL DEFAULT '';
+        """,
     ]
 
     public static var version: Int { migrations.count }

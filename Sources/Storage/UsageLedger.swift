@@ -32,9 +32,10 @@ public final class UsageLedger: @unchecked Sendable {
         return try db.transaction { tx in
             let columns = """
                 record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
-                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts, clamped
+                total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts, clamped,
+                session
                 """
-            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21"
+            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22"
             let insert = try tx.statement(replayed
                 ? "INSERT INTO usage (\(columns)) SELECT \(values) WHERE NOT EXISTS (SELECT 1 FROM usage WHERE at = ?2 AND record_id = ?1)"
                 : "INSERT INTO usage (\(columns)) VALUES (\(values))")
@@ -55,6 +56,7 @@ public final class UsageLedger: @unchecked Sendable {
                 insert.bind(18, f.int(F.firstTokenMs))
                 if f.hasUpstreamKey { text(19, F.upstreamKey); insert.bind(20, f.number(F.attempts) ?? 1) } else { insert.bindInPlace(19, F.Field(start: nil, count: 0)); insert.bind(20, Int64(1)) }
                 insert.bind(21, f.number(F.clamped) ?? 0)
+                text(22, F.session) // "" before U4 (a missing field reads empty)
                 added += try insert.run()
             }
             return added

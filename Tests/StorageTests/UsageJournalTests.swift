@@ -31,6 +31,21 @@ import Testing
         #expect(UsageRecord(journalLine: Array(("U3" + u1.dropFirst(2)).utf8)) == nil)
     }
 
+    @Test func aLineCarriesTheSessionIntoTheLedgerAndAU3LineReadsWithNone() throws {
+        var r = Self.record(6)
+        r.session = "0f1e\tsession\\id"
+        #expect(UsageRecord(journalLine: Array(r.journalLine.dropLast())) == r)
+        var u3 = Self.record(7)
+        u3.clamped = true
+        let line = String(decoding: u3.journalLine.dropLast(), as: UTF8.self)
+        let asU3 = "U3" + line.dropFirst(2).dropLast() // an older process's line: no session field
+        #expect(UsageRecord(journalLine: Array(asU3.utf8)) == u3)
+        let (_, ledger) = try Self.fresh()
+        try ledger.insert([r, u3])
+        let rows = try ledger.db.query("SELECT session FROM usage ORDER BY at")
+        #expect(rows.map { $0.first?.text } == ["0f1e\tsession\\id", ""])
+    }
+
     @Test func aJournalLineIsTheRecordBack() {
         for outcome in UsageRecord.Outcome.allCases {
             let r = Self.record(3, outcome: outcome)

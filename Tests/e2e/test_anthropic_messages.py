@@ -238,7 +238,8 @@ def test_a_recorded_claude_code_request_is_relayed_byte_for_byte_with_its_header
     raw = json.dumps(CLAUDE_CODE_BODY, separators=(", ", ": ")).encode()  # spelled as the client spelled it
     headers = {"Authorization": f"Bearer {CLAUDE}", "Content-Type": "application/json", "anthropic-version": "2023-06-01",
                "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
-               "x-claude-code-session-id": session, "User-Agent": "claude-cli/2.0.0 (external, cli)", "x-app": "cli"}
+               "x-claude-code-session-id": session, "User-Agent": "claude-cli/2.0.0 (external, cli)", "x-app": "cli",
+               "X-Request-Id": "cc-" + session[:8]}
     r = http("POST", stack.base + "/v1/messages?beta=true", body=raw, headers=headers)
     assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream"), r.text[:300]
     events = [l.removeprefix("event: ") for l in r.body.decode().splitlines() if l.startswith("event: ")]
@@ -253,3 +254,5 @@ def test_a_recorded_claude_code_request_is_relayed_byte_for_byte_with_its_header
     assert "sha256:" + hashlib.sha256(CLAUDE.encode()).hexdigest()[:8] not in stats["byKey"]
     line = gateway_log(stack, f"session={session}")
     assert "/v1/messages" in line and CLAUDE not in line
+    row = wait_for(lambda: ledger_rows(stack, "request_id = ?", ("cc-" + session[:8],)), timeout=10)[0]
+    assert row["session"] == session and row["route"] == "/v1/messages" and row["completion_tokens"] == 6

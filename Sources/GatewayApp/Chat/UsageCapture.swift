@@ -21,6 +21,8 @@ final class UsageCapture {
     /// (Anthropic's `message_start`): an estimated row uses it instead of
     /// the gateway's own estimate.
     var upstreamPromptTokens: Int?
+    /// The client's session id (Claude Code's `X-Claude-Code-Session-Id`), for the row.
+    var session = ""
     /// Its token counts, clamped, read out of the JSON once for the
     /// ledger's row, the settlements and the metrics (~670 instructions a
     /// reader: callgrind, bench 2d).
@@ -103,7 +105,7 @@ final class UsageCapture {
             cachedTokens: t.cached, status: status, stream: stream, outcome: t.outcome, estimated: t.estimated,
             durationMs: Int((endNanos &- startNanos) / 1_000_000),
             firstTokenMs: firstTokenNanos.map { Int(($0 &- startNanos) / 1_000_000) }, upstreamKey: upstreamKey, attempts: attempts,
-            clamped: t.clamped)
+            clamped: t.clamped, session: session)
     }
 
     /// The tokens the row and the token limit's settlement charge (see
@@ -129,6 +131,6 @@ final class UsageCapture {
         UsageRecord(recordID: recordID, at: startUnixMs, requestID: requestID, keyName: key?.name ?? "", keyFingerprint: key?.fingerprint ?? "",
                     client: client, route: route, model: model, promptTokens: promptTokens,
                     completionTokens: max(0, reservedTokens - promptTokens), status: 0, stream: stream, outcome: .interrupted,
-                    estimated: true, durationMs: 0)
+                    estimated: true, durationMs: 0, session: session)
     }
 }

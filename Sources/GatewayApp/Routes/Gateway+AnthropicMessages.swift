@@ -18,14 +18,15 @@ extension Gateway {
         let context = try ctx.allowedContext(of: request.model, services: services)
         try ctx.checkFileReferences(body, services: services)
         ctx.logNotes.append("model=\(HeaderSafety.printable(request.model, max: 60))")
+        let capture = UsageCapture(model: request.model, stream: request.stream, promptTokens: request.promptTokens,
+                                   tokenBound: context.addingSaturated(request.maxTokens))
         if let session = ctx.request.header("x-claude-code-session-id") {
+            capture.session = HeaderSafety.printable(session, max: 128)
             ctx.logNotes.append("session=\(HeaderSafety.printable(session, max: 64).replacingSpaces())")
         }
         // max_tokens is required here, so there is never a cap to set: the
         // request's bytes go upstream unchanged.
-        _ = try ctx.admitChat(UsageCapture(model: request.model, stream: request.stream, promptTokens: request.promptTokens,
-                                           tokenBound: context.addingSaturated(request.maxTokens)),
-                              completionTokens: request.maxTokens, choices: 1, services: services)
+        _ = try ctx.admitChat(capture, completionTokens: request.maxTokens, choices: 1, services: services)
         let bytes = ctx.request.body
         guard request.stream else {
             let maxBytes = ChatRequest.answerByteCap(maxTokens: request.maxTokens, choices: 1)

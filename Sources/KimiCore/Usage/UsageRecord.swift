@@ -41,15 +41,18 @@ public struct UsageRecord: Equatable, Sendable {
     public var attempts: Int
     /// The upstream reported a count out of range, held to its bound (`ReportedTokens`).
     public var clamped: Bool
+    /// The client's session (Claude Code's `X-Claude-Code-Session-Id`), "" when none.
+    public var session: String
 
     public var totalTokens: Int { promptTokens.addingSaturated(completionTokens) }
 
     public init(recordID: String, at: Int64, requestID: String, keyName: String, keyFingerprint: String, client: String,
                 route: String, model: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil,
                 status: Int, stream: Bool, outcome: Outcome, estimated: Bool, durationMs: Int, firstTokenMs: Int? = nil,
-                upstreamKey: String = "", attempts: Int = 1, clamped: Bool = false)
+                upstreamKey: String = "", attempts: Int = 1, clamped: Bool = false, session: String = "")
     {
         self.clamped = clamped
+        self.session = session
         self.upstreamKey = upstreamKey
         self.attempts = attempts
         self.recordID = recordID
@@ -85,7 +88,7 @@ public struct UsageRecord: Equatable, Sendable {
     public var journalLine: [UInt8] {
         var bound = Self.version.count + 1 + 11 * 21 + 9 + 2 * (outcome.rawValue.utf8.count + upstreamKey.utf8.count)
         bound += 2 * (recordID.utf8.count + requestID.utf8.count + keyName.utf8.count + keyFingerprint.utf8.count)
-        bound += 2 * (client.utf8.count + route.utf8.count + model.utf8.count)
+        bound += 2 * (client.utf8.count + route.utf8.count + model.utf8.count + session.utf8.count) + 1
         return [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
             var w = LineWriter(base: buf.baseAddress!)
             for b in Self.version { w.put(b) }
@@ -93,7 +96,7 @@ public struct UsageRecord: Equatable, Sendable {
             w.text(route); w.text(model); w.number(Int64(promptTokens)); w.number(Int64(completionTokens))
             w.number(cachedTokens.map(Int64.init)); w.number(Int64(status)); w.number(stream ? 1 : 0); w.text(outcome.rawValue)
             w.number(estimated ? 1 : 0); w.number(Int64(durationMs)); w.number(firstTokenMs.map(Int64.init))
-            w.text(upstreamKey); w.number(Int64(attempts)); w.number(clamped ? 1 : 0)
+            w.text(upstreamKey); w.number(Int64(attempts)); w.number(clamped ? 1 : 0); w.text(session)
             w.put(0x0A)
             count = w.count
         }
@@ -163,10 +166,11 @@ public struct UsageRecord: Equatable, Sendable {
         }
     }
 
-    /// U3 adds `clamped`; U2 added the upstream key and the attempts. Lines
-    /// of older versions (a journal left by an older process) still read,
-    /// with "", 1 and not clamped.
-    static let version: [UInt8] = Array("U3".utf8)
+    /// U4 adds the session; U3 added `clamped`; U2 the upstream key and the
+    /// attempts. Lines of older versions (a journal left by an older
+    /// process) still read, with "", 1, not clamped and no session.
+    static let version: [UInt8] = Array("U4".utf8)
+    static let version3: [UInt8] = Array("U3".utf8)
     static let version2: [UInt8] = Array("U2".utf8)
     static let version1: [UInt8] = Array("U1".utf8)
 
@@ -193,7 +197,8 @@ public struct UsageRecord: Equatable, Sendable {
                   stream: f.int(JournalFields.stream) == 1, outcome: f.outcome, estimated: f.int(JournalFields.estimated) == 1,
                   durationMs: f.int(JournalFields.durationMs)!, firstTokenMs: f.int(JournalFields.firstTokenMs),
                   upstreamKey: f.hasUpstreamKey ? f.text(JournalFields.upstreamKey) : "",
-                  attempts: f.hasUpstreamKey ? f.int(JournalFields.attempts) ?? 1 : 1, clamped: f.int(JournalFields.clamped) == 1)
+                  attempts: f.hasUpstreamKey ? f.int(JournalFields.attempts) ?? 1 : 1, clamped: f.int(JournalFields.clamped) == 1,
+                  session: f.text(JournalFields.session))
     }
 }
 
@@ -207,7 +212,7 @@ public struct JournalFields {
     public typealias Field = UnsafeBufferPointer<UInt8>
     public static let recordID = 1, at = 2, requestID = 3, keyName = 4, keyFingerprint = 5, client = 6, route = 7, model = 8
     public static let promptTokens = 9, completionTokens = 10, cachedTokens = 11, status = 12, stream = 13, outcome = 14
-    public static let estimated = 15, durationMs = 16, firstTokenMs = 17, upstreamKey = 18, attempts = 19, clamped = 20
+    public static let estimated = 15, durationMs = 16, firstTokenMs = 17, upstreamKey = 18, attempts = 19, clamped = 20, session = 21
 
     private let fields: [Field]
     /// A U2 or U3 line (U1 lines have no upstream key and attempts; U3 adds `clamped`).
@@ -217,17 +222,18 @@ public struct JournalFields {
     /// nil for a torn or foreign line.
     public init?(line: UnsafeBufferPointer<UInt8>) {
         var fields: [Field] = []
-        fields.reserveCapacity(21)
+        fields.reserveCapacity(22)
         var start = 0
         for i in 0...line.count where i == line.count || line[i] == 0x09 {
             fields.append(Field(rebasing: line[start..<i]))
             start = i + 1
         }
-        let v3 = fields.count == 21 && fields[0].elementsEqual(UsageRecord.version)
+        let v4 = fields.count == 22 && fields[0].elementsEqual(UsageRecord.version)
+        let v3 = fields.count == 21 && fields[0].elementsEqual(UsageRecord.version3)
         let v2 = fields.count == 20 && fields[0].elementsEqual(UsageRecord.version2)
-        guard v3 || v2 || fields.count == 18 && fields[0].elementsEqual(UsageRecord.version1) else { return nil }
+        guard v4 || v3 || v2 || fields.count == 18 && fields[0].elementsEqual(UsageRecord.version1) else { return nil }
         self.fields = fields
-        hasUpstreamKey = v3 || v2
+        hasUpstreamKey = v4 || v3 || v2
         let required = [Self.at, Self.promptTokens, Self.completionTokens, Self.status, Self.stream, Self.estimated, Self.durationMs]
         guard required.allSatisfy({ Self.number(fields[$0]) != nil }),
               let outcome = UsageRecord.Outcome(rawValue: String(decoding: fields[Self.outcome], as: UTF8.self)) else { return nil }
