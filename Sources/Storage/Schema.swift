@@ -104,6 +104,29 @@ public enum Schema {
         """
         ALTER TABLE usage ADD COLUMN session TEXT NOT NULL DEFAULT '';
         """,
+        // 8: client keys created at run time (issue #31): the secret only as
+        // its SHA-256; a rotated-out secret's hash until its grace ends; the
+        // limits as the JSON of a config key entry (one parser for both);
+        // revoked keys kept so the ledger's rows still name them. The
+        // generation changes with every write, in the same transaction:
+        // what each process watches to reload the keys.
+        """
+        CREATE TABLE client_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL UNIQUE,
+            spec TEXT NOT NULL,
+            expires_at INTEGER,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            revoked_at INTEGER,
+            previous_sha256 TEXT,
+            previous_until INTEGER,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE TABLE client_keys_generation (n INTEGER NOT NULL);
+        INSERT INTO client_keys_generation (n) VALUES (0);
+        """,
     ]
 
     public static var version: Int { migrations.count }

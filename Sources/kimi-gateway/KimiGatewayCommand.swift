@@ -9,7 +9,7 @@ struct KimiGatewayCommand: ParsableCommand {
         commandName: "kimi-gateway",
         abstract: "Self-hosted Kimi (Moonshot AI) API gateway, a FastCGI responder behind nginx or lighttpd.",
         version: "kimi-gateway \(Version.current)",
-        subcommands: [ServeCommand.self, CheckConfigCommand.self, HashKeyCommand.self, UsageCommand.self, SimulateCommand.self, VersionCommand.self]
+        subcommands: [ServeCommand.self, CheckConfigCommand.self, HashKeyCommand.self, KeysCommand.self, UsageCommand.self, SimulateCommand.self, VersionCommand.self]
     )
 }
 

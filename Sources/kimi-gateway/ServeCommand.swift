@@ -55,7 +55,10 @@ struct ServeCommand: ParsableCommand {
         let pool = WorkerPool(fd: fd, minThreads: config.server.minThreads, maxThreads: config.server.maxThreads,
                               readTimeoutMs: config.server.readTimeoutMs) { gateway.handle(exchange: $0) }
         let metrics = services.metrics
-        pool.everySecond = { [unowned pool] in metrics.setProcessGauge(cache.current(), "worker_threads", pool.stats.threads) }
+        pool.everySecond = { [unowned pool] in
+            metrics.setProcessGauge(cache.current(), "worker_threads", pool.stats.threads)
+            services.sweepConcurrency(cache.current()) // a killed worker's maxConcurrent counts, given back
+        }
         pool.start()
         if restarted { metrics.count(config, "worker_restarts_total") }
         Log.info("kimi-gateway \(Version.current) pid \(getpid()) serving on \(process.listeningOn), threads \(config.server.minThreads)...\(config.server.maxThreads)")

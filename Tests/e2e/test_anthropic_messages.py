@@ -256,3 +256,24 @@ def test_a_recorded_claude_code_request_is_relayed_byte_for_byte_with_its_header
     assert "/v1/messages" in line and CLAUDE not in line
     row = wait_for(lambda: ledger_rows(stack, "request_id = ?", ("cc-" + session[:8],)), timeout=10)[0]
     assert row["session"] == session and row["route"] == "/v1/messages" and row["completion_tokens"] == 6
+
+
+def test_another_keys_file_in_an_image_block_is_the_same_404_as_an_unknown_one(stack):
+    boundary = "b" + uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nimage\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"pic.png\"\r\n\r\n"
+            "not really a picture\r\n" f"--{boundary}--\r\n").encode()
+    f = http("POST", stack.base + "/v1/files", body=body,
+             headers={"x-api-key": CLAUDE, "Content-Type": f"multipart/form-data; boundary={boundary}"}).json()
+
+    def ask(key, file_id):
+        return http("POST", stack.base + "/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                    body={"model": MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": [
+                        {"type": "image", "source": {"type": "url", "url": f"ms://{file_id}"}},
+                        {"type": "text", "text": "what is it? [sim:tokens=2]"}]}]})
+    before = stack.sim_stats()["anthropicRequests"]
+    theirs, unknown = ask(BUDGET, f["id"]), ask(BUDGET, "cn" + uuid.uuid4().hex)
+    assert theirs.status == unknown.status == 404, theirs.text
+    assert theirs.json()["error"]["type"] == unknown.json()["error"]["type"] == "not_found_error"
+    assert stack.sim_stats()["anthropicRequests"] == before  # nothing went upstream
+    assert ask(CLAUDE, f["id"]).status == 200

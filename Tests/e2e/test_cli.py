@@ -13,7 +13,7 @@ import pytest
 
 import kimistack
 
-COMMANDS = [[], ["serve"], ["simulate"], ["check-config"], ["hash-key"], ["usage"], ["version"]]
+COMMANDS = [[], ["serve"], ["simulate"], ["check-config"], ["hash-key"], ["keys"], ["keys", "create"], ["usage"], ["version"]]
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -22,11 +22,13 @@ enum Middleware {
             case .open:
                 break
             case .client:
-                try authenticate(ctx)
+                try authenticate(ctx, keys: gateway.services.keys)
                 try rateLimit(ctx, limiter: gateway.services.limiter)
+                try gateway.services.acquireConcurrency(ctx)
             case .admin:
-                try authenticateAdmin(ctx)
+                try authenticateAdmin(ctx, keys: gateway.services.keys)
                 try rateLimit(ctx, limiter: gateway.services.limiter)
+                try gateway.services.acquireConcurrency(ctx)
             case .monitor:
                 if !ctx.config.metrics.allowFromRanges.contains(where: { $0.contains(req.remoteAddr) }) {
                     guard case let .valid(key) = APIKeyAuth.check(headers: req.headers, keys: ctx.config.auth.keys), key.role == .admin else {

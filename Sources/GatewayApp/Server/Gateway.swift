@@ -67,6 +67,7 @@ public final class Gateway: @unchecked Sendable {
         if !exchange.headWritten { ctx.fail(.internalError()) }
         // The usage row reaches this process's journal before the response ends.
         if let capture = ctx.usage { services.recordUsage(capture, ctx: ctx, status: exchange.status, clientLeft: exchange.clientGone, startNanos: start) }
+        services.releaseConcurrency(ctx)
         // A streamed body the handler did not read to its end stays in the
         // connection: close it rather than read megabytes nobody wants.
         if let bodySource, bodySource.remaining > 0 { exchange.closeConnection = true }

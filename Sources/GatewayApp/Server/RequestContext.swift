@@ -31,6 +31,8 @@ public final class RequestContext {
         var upstreamNanos: UInt64 = 0
     }
     var metricsNotes = MetricsNotes()
+    /// The key's concurrency word this request holds (`maxConcurrent`), released when it ends.
+    var concurrencySlot: UInt64?
     /// The matched route's pattern (the metrics' `route` label).
     var routePattern: String?
     /// The router's answer for this request, found once by `Gateway.handle`

@@ -26,6 +26,12 @@ public final class Services: @unchecked Sendable {
     /// The upstream transport of the calling thread: curl's handle kept per
     /// thread (connections reused); unit tests script it.
     public var transport: () -> UpstreamTransport = { UpstreamClient.forCurrentThread() }
+    /// Client keys created at run time (issue #31); nil without a database.
+    let keys: KeyDirectory?
+    /// This process's share of the keys' concurrency counts (`maxConcurrent`),
+    /// and the directory where every process keeps its share.
+    var concurrency: ConcurrencyLedger?
+    var concurrencyDirectory = ""
 
     public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes, database: String? = nil,
                 usageDatabase: String? = nil, documents: GatewayConfig.Documents? = nil)
@@ -40,6 +46,7 @@ public final class Services: @unchecked Sendable {
         self.documents = documents.map { DocumentCache(directory: $0.cacheDir, maxBytes: $0.cacheBytes) }
         var opened: SQLiteDatabase?
         (files, storageProblem, opened) = Self.open(database) { try FileRegistry(database: $0) }
+        keys = opened.flatMap { db in (try? KeyStore(database: db)).map { KeyDirectory(store: $0) } }
         let usagePath = usageDatabase ?? database
         let shared = usagePath == database ? opened : nil
         (usage, usageProblem, _) = Self.open(usagePath, reusing: shared) { db in try UsageService(database: db, path: usagePath!) }
@@ -157,6 +164,45 @@ extension Services {
         // Each process reloads on its own: a change seen by 4 workers counts 4.
         cache.onRejected = { [metrics = services.metrics] in metrics.count($0, "config_reloads_total", [("result", "rejected")]) }
         services.usage?.start(intervalMs: config.usage.drainIntervalMs)
+        services.concurrencyDirectory = SharedFiles.directory(of: config.storage.database) + "/concurrency"
+        services.sweepConcurrency(config)
+        do { services.concurrency = try ConcurrencyLedger(directory: services.concurrencyDirectory) } catch {
+            Log.error("keys: \(error); maxConcurrent is not enforced by this process")
+        }
         return services
+    }
+}
+
+extension Services {
+    /// Gives back the concurrency counts of processes that are gone (a
+    /// SIGKILLed worker's requests): at start and every second.
+    public func sweepConcurrency(_ config: GatewayConfig) {
+        guard !concurrencyDirectory.isEmpty else { return }
+        ConcurrencyLedger.sweep(directory: concurrencyDirectory) { key, count in
+            limiter.update(key: key, config: config, now: Clock.wallMicros()) { word in (ConcurrencyCap.release(word: word, count), ()) }
+        }
+    }
+
+    /// One more request in flight for the request's key, when it has a
+    /// `maxConcurrent`: 429 naming the cap beyond it, before anything else.
+    func acquireConcurrency(_ ctx: RequestContext) throws {
+        guard let key = ctx.apiKey, let cap = key.maxConcurrent else { return }
+        let slot = ConcurrencyCap.slotKey(keyID: key.id ?? key.sha256)
+        concurrency?.add(slot, 1)
+        let admitted = limiter.update(key: slot, config: ctx.config, now: Clock.wallMicros()) { ConcurrencyCap.acquire(word: $0, cap: cap) }
+        guard admitted else {
+            concurrency?.add(slot, -1)
+            ctx.logNotes.append("concurrency-limited")
+            ctx.metricsNotes.rateLimited = "concurrency"
+            throw GatewayError.concurrencyLimited(cap: cap)
+        }
+        ctx.concurrencySlot = slot
+    }
+
+    func releaseConcurrency(_ ctx: RequestContext) {
+        guard let slot = ctx.concurrencySlot else { return }
+        limiter.update(key: slot, config: ctx.config, now: Clock.wallMicros()) { (ConcurrencyCap.release(word: $0), ()) }
+        concurrency?.add(slot, -1)
+        ctx.concurrencySlot = nil
     }
 }

@@ -192,7 +192,7 @@ extension GatewayConfig {
         "connectTimeoutMs": 600_000, "idleTimeoutMs": 86_400_000, "keepAliveSeconds": 3_600,
         "modelsCacheSeconds": 86_400, "drainTimeoutMs": 3_600_000, "totalTimeoutMs": 86_400_000, "readTimeoutMs": 3_600_000,
         "maxBufferedBytes": 1 << 34, "windowMs": 31_536_000_000,
-        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "maxFileBytesPerKey": 1 << 44, "maxFilesPerKey": 1 << 20, "cacheBytes": 1 << 40, "answerReserveTokens": 1 << 22, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
+        "maxBodyBytes": 1 << 30, "maxFileBytes": 1 << 34, "maxFileBytesPerKey": 1 << 44, "maxFilesPerKey": 1 << 20, "maxConcurrent": 100_000, "cacheBytes": 1 << 40, "answerReserveTokens": 1 << 22, "minThreads": 4_096, "maxThreads": 4_096, "tableSize": 1 << 24,
         "maxAgeSeconds": 86_400, "drainIntervalMs": 60_000, "completionReserveTokens": 1 << 22,
         "tokensPerDay": 1 << 50, "tokensPerMonth": 1 << 50,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,
@@ -201,14 +201,14 @@ extension GatewayConfig {
 
 
 extension GatewayConfig.APIKey {
-    static func parse(_ item: JSON, key: String) throws(ConfigError) -> GatewayConfig.APIKey {
+    public static func parse(_ item: JSON, key: String) throws(ConfigError) -> GatewayConfig.APIKey {
         if let plain = item.stringValue {
             guard !plain.isEmpty else { throw ConfigError(key, "must not be empty") }
             return .init(sha256: SHA256.hex(plain), name: "key-\(SHA256.hex(plain).prefix(8))")
         }
         let r = ConfigReader(prefix: key + ".")
         let o = try r.object(item)
-        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit", "role", "budget"])
+        try r.check(o, known: ["key", "sha256", "name", "models", "rateLimit", "role", "budget", "maxConcurrent", "note"])
         let hash: String
         if item["key"] != nil, item["sha256"] != nil {
             throw ConfigError(key, "give either \"key\" or \"sha256\", not both")
@@ -228,6 +228,7 @@ extension GatewayConfig.APIKey {
         var entry = GatewayConfig.APIKey(sha256: hash, name: "key-\(hash.prefix(8))")
         if let n = item["name"] { entry.name = HeaderSafety.printable(try r.string(n, "name"), max: 64) }
         if let m = item["models"] { entry.models = try r.strings(m, "models") }
+        if let v = item["maxConcurrent"], !v.isNull { entry.maxConcurrent = try r.int(v, "maxConcurrent", min: 1) }
         if let v = item["role"] {
             let name = try r.string(v, "role")
             guard let role = Role(rawValue: name) else {

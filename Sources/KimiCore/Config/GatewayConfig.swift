@@ -124,6 +124,14 @@ public struct GatewayConfig: Sendable, Equatable {
         public var budget: Budget?
         /// What the key may call: `.admin` routes need an admin key.
         public var role: Role = .client
+        /// In-flight requests of this key at once, on the whole machine (issue #31); nil: no cap.
+        public var maxConcurrent: Int?
+        /// A key created at run time (`/api/admin/keys`): its id in the key
+        /// store; nil for a config-file key.
+        public var id: String?
+        /// Unix ms after which the key no longer authenticates (its expiry,
+        /// or the end of a rotated-out secret's grace); nil: never.
+        public var expiresAtMs: Int64?
         public init(sha256: String, name: String, models: [String] = [], rateLimit: RateLimitPolicy? = nil,
                     tokensPerMinute: Int? = nil, budget: Budget? = nil, role: Role = .client)
         {
@@ -137,7 +145,10 @@ public struct GatewayConfig: Sendable, Equatable {
         }
 
         /// The ledger's and the logs' name for the key: never the key itself.
-        public var fingerprint: String { String(decoding: sha256.utf8.prefix(16), as: UTF8.self) }
+        /// A created key's is fixed by its id, so a rotation keeps its
+        /// ledger, budgets and counts.
+        public var fingerprint: String { stableFingerprint ?? String(decoding: sha256.utf8.prefix(16), as: UTF8.self) }
+        public var stableFingerprint: String?
 
         public enum Role: String, Sendable, CaseIterable {
             case client

@@ -6,7 +6,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case badRequest, unauthorized, forbidden, notFound, methodNotAllowed, payloadTooLarge
         case rateLimited, upstreamBadRequest, upstreamAuth, upstreamRateLimited, upstreamFailed
         case upstreamTimeout, upstreamUnavailable, internalError, overloaded, storageUnavailable
-        case quotaExceeded, fileQuota
+        case quotaExceeded, fileQuota, conflict
     }
 
     let code: Code
@@ -28,6 +28,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         case .forbidden, .fileQuota: return 403
         case .notFound: return 404
         case .methodNotAllowed: return 405
+        case .conflict: return 409
         case .payloadTooLarge: return 413
         case .rateLimited, .upstreamRateLimited, .quotaExceeded: return 429
         case .internalError: return 500
@@ -160,6 +161,21 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
     /// since waiting does not help (SDKs retry a 429) — deleting does.
     public static func fileQuotaExceeded(_ m: String) -> GatewayError {
         GatewayError(code: .fileQuota, message: m, type: "permission_denied_error")
+    }
+    /// The key has `maxConcurrent` requests in flight: 429, retry in a second.
+    public static func concurrencyLimited(cap: Int) -> GatewayError {
+        var e = GatewayError(code: .rateLimited, message: "This key has \(cap) request\(cap == 1 ? "" : "s") in flight, its limit (maxConcurrent); retry when one ends",
+                             type: "rate_limit_reached_error")
+        e.extraHeaders = [("Retry-After", "1")]
+        return e
+    }
+    /// No key of that id (the admin key API).
+    public static func keyNotFound(_ id: String) -> GatewayError {
+        GatewayError(code: .notFound, message: "No such key: \(HeaderSafety.printable(id, max: 80))", type: "not_found_error")
+    }
+    /// The request conflicts with how the resource is held (a config-file key changed through the API).
+    public static func conflict(_ m: String) -> GatewayError {
+        GatewayError(code: .conflict, message: m, type: "invalid_request_error")
     }
     /// The gateway's database cannot be used: file routes refuse rather
     /// than serve without tenant isolation.

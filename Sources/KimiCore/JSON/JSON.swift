@@ -55,6 +55,12 @@ public enum JSON: Equatable, Sendable {
     }
 
     /// A copy with `key` set (replaced in place if present, appended if not).
+    /// The object without member `key` (unchanged when it has none or is not an object).
+    public func removing(_ key: String) -> JSON {
+        guard case let .object(members) = self else { return self }
+        return .object(members.filter { $0.0 != key })
+    }
+
     public func setting(_ key: String, _ value: JSON) -> JSON {
         guard case var .object(members) = self else { return self }
         if let i = members.firstIndex(where: { $0.0 == key }) { members[i].1 = value } else { members.append((key, value)) }

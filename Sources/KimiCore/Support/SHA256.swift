@@ -61,3 +61,14 @@ public enum SHA256 {
         return a.withUnsafeBytes { x in b.withUnsafeBytes { y in CRYPTO_memcmp(x.baseAddress, y.baseAddress, a.count) == 0 } }
     }
 }
+
+/// Bytes from OpenSSL's CSPRNG (seeded by the kernel's getrandom): the
+/// secrets of keys created at run time.
+public enum SecureRandom {
+    public static func bytes(_ n: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: n)
+        let ok = out.withUnsafeMutableBufferPointer { RAND_bytes($0.baseAddress, Int32(n)) }
+        precondition(ok == 1, "the CSPRNG failed")
+        return out
+    }
+}
