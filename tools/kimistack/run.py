@@ -75,6 +75,7 @@ def main() -> int:
         f"  Health:                          https://localhost:{https_port}/health",
         f"  OpenAI-compatible base URL:      https://localhost:{https_port}/v1",
         f"  App API:                         https://localhost:{https_port}/api/info",
+        f"  Anthropic (Claude Code) base:    https://localhost:{https_port}  (ANTHROPIC_BASE_URL; trust {stack.cert} with NODE_EXTRA_CA_CERTS)",
         f"  HTTP (redirects to HTTPS):       http://localhost:{http_port}/",
         "  UPSTREAM: the Kimi API SIMULATOR (KIMI_API_KEY is not set): answers are simulated" if simulated
         else f"  Upstream: the Kimi API ({os.environ.get('KIMI_BASE_URL', 'https://api.moonshot.cn/v1')})",
