@@ -147,7 +147,8 @@ public final class UsageLedger: @unchecked Sendable {
     }
 
     /// Sums over `[from, to)` by key (its name; the fingerprint when unnamed), model or UTC day.
-    public func report(from: Int64, to: Int64, groupBy: Grouping) throws -> [ReportRow] {
+    /// `keyFingerprint`: only that key's rows (a key's tokens per day, for the admin console).
+    public func report(from: Int64, to: Int64, groupBy: Grouping, keyFingerprint: String? = nil) throws -> [ReportRow] {
         let group: String
         switch groupBy {
         case .key: group = "CASE WHEN key_name = '' THEN CASE WHEN key_fingerprint = '' THEN '(no key)' ELSE key_fingerprint END ELSE key_name END"
@@ -157,8 +158,8 @@ public final class UsageLedger: @unchecked Sendable {
         return try db.query("""
             SELECT \(group) AS g, model, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens")), SUM(estimated),
                    \(Self.sum("cached_tokens"))
-            FROM usage WHERE at >= ?1 AND at < ?2 GROUP BY g, model ORDER BY g, model
-            """, [.int(from), .int(to)]).compactMap { r in
+            FROM usage WHERE at >= ?1 AND at < ?2 AND (?3 IS NULL OR key_fingerprint = ?3) GROUP BY g, model ORDER BY g, model
+            """, [.int(from), .int(to), keyFingerprint.map { .text($0) } ?? .null]).compactMap { r in
             guard r.count == 8 else { return nil }
             return ReportRow(group: r[0].text ?? "", model: r[1].text ?? "",
                              totals: Totals(requests: Int(r[2].int ?? 0), promptTokens: Int(r[3].int ?? 0),

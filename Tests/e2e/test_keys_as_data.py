@@ -224,3 +224,22 @@ def test_the_cli_manages_keys_on_the_same_database_while_the_gateway_runs(stack)
     bad = subprocess.run([str(kimistack.binary()), "keys", "create", "--name", "x", "--spec", '{"role": "root"}', "--config", str(stack.config_path)],
                          input="", capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "role" in bad.stderr
+
+
+def test_a_keys_usage_per_day_and_a_created_admin_key_on_metrics():
+    cfg = {"auth": {"required": True, "keys": [{"name": "ops", "key": ADMIN, "role": "admin"}, {"name": "app", "key": CLIENT}]},
+           "rateLimit": {"enabled": False}, "metrics": {"allowFrom": ["192.0.2.0/24"]}}
+    with make_stack("keys-usage", workers=1, config=cfg) as s:
+        made = admin(s, "POST", "/api/admin/keys", {"name": "charted"}).json()["data"]
+        assert wait_for(lambda: chat(s, made["key"]).status == 200, timeout=1.5)
+        assert chat(s, made["key"]).status == 200 and chat(s, CLIENT).status == 200
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+
+        def rows():
+            return admin(s, "GET", f"/api/admin/usage?groupBy=day&key={made['id']}").json()["data"]["rows"]
+        got = wait_for(lambda: (lambda r: r if r and r[0]["requests"] == 2 else None)(rows()), timeout=10)
+        assert got and [r["group"] for r in got] == [today], rows()  # its own two chats, not app's
+        # /metrics from outside metrics.allowFrom: an admin key, a created one too.
+        op = admin(s, "POST", "/api/admin/keys", {"name": "scraper", "role": "admin"}).json()["data"]
+        assert wait_for(lambda: http("GET", s.base + "/metrics", headers={"Authorization": f"Bearer {op['key']}"}).status == 200, timeout=1.5)
+        assert http("GET", s.base + "/metrics", headers={"Authorization": f"Bearer {made['key']}"}).status == 404

@@ -31,7 +31,8 @@ enum Middleware {
                 try gateway.services.acquireConcurrency(ctx)
             case .monitor:
                 if !ctx.config.metrics.allowFromRanges.contains(where: { $0.contains(req.remoteAddr) }) {
-                    guard case let .valid(key) = APIKeyAuth.check(headers: req.headers, keys: ctx.config.auth.keys), key.role == .admin else {
+                    // An admin key, from the config or created at run time.
+                    guard case let .valid(key) = lookUpKey(ctx, keys: gateway.services.keys), key.role == .admin else {
                         throw GatewayError.notFound(req.path)
                     }
                     ctx.apiKey = key

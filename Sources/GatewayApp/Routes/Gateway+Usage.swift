@@ -44,9 +44,11 @@ extension Gateway {
         ])
     }
 
-    /// `GET /api/admin/usage?from=ISO&to=ISO&groupBy=key|model|day` (admin
+    /// `GET /api/admin/usage?from=ISO&to=ISO&groupBy=key|model|day&key=ID` (admin
     /// keys): the ledger summed over `[from, to)` — by default this UTC
-    /// month up to now, by key. Includes what this process journalled; other
+    /// month up to now, by key; `key` (a key's id from `/api/admin/keys`,
+    /// or its fingerprint) narrows it to one key (its tokens per day with
+    /// `groupBy=day`). Includes what this process journalled; other
     /// processes' last drain interval (100 ms) may be missing.
     func adminUsage(_ ctx: RequestContext) throws {
         guard let usage = services.usage else {
@@ -59,10 +61,16 @@ extension Gateway {
         }
         let (from, to) = try UsageReport.range(from: URLQuery.value("from", in: q), to: URLQuery.value("to", in: q),
                                               nowMs: Clock.wallMicros() / 1000).get()
+        // A created key's id names its fixed fingerprint; a config key's id is "config-" + it.
+        let fingerprint = URLQuery.value("key", in: q).map { id -> String in
+            if id.hasPrefix("key_") { return String(SHA256.hex(id).prefix(16)) }
+            return id.hasPrefix("config-") ? String(id.dropFirst(7)) : id
+        }
         try? usage.drainOnce()
         let report: UsageReport
         do {
-            report = try UsageReport.make(ledger: usage.ledger, from: from, to: to, groupBy: groupBy, prices: ctx.config.upstream.prices)
+            report = try UsageReport.make(ledger: usage.ledger, from: from, to: to, groupBy: groupBy, prices: ctx.config.upstream.prices,
+                                          keyFingerprint: fingerprint)
         } catch {
             throw GatewayError.storageUnavailable("The usage ledger cannot be read: \(error)")
         }

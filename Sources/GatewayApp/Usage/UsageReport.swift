@@ -20,19 +20,19 @@ public struct UsageReport: Sendable {
     public let rows: [Row]
 
     public static func make(ledger: UsageLedger, from: Int64, to: Int64, groupBy: UsageLedger.Grouping,
-                            prices: [String: GatewayConfig.Price]) throws -> UsageReport
+                            prices: [String: GatewayConfig.Price], keyFingerprint: String? = nil) throws -> UsageReport
     {
-        try make(ledgers: [ledger], from: from, to: to, groupBy: groupBy, prices: prices)
+        try make(ledgers: [ledger], from: from, to: to, groupBy: groupBy, prices: prices, keyFingerprint: keyFingerprint)
     }
 
     /// Several ledgers summed as one (a fleet's machines, issue #16): their
     /// rows merged by group, in the group order one ledger has.
     public static func make(ledgers: [UsageLedger], from: Int64, to: Int64, groupBy: UsageLedger.Grouping,
-                            prices: [String: GatewayConfig.Price]) throws -> UsageReport
+                            prices: [String: GatewayConfig.Price], keyFingerprint: String? = nil) throws -> UsageReport
     {
         let priced = !prices.isEmpty
         var rows: [Row] = []
-        var all = try ledgers.flatMap { try $0.report(from: from, to: to, groupBy: groupBy) }
+        var all = try ledgers.flatMap { try $0.report(from: from, to: to, groupBy: groupBy, keyFingerprint: keyFingerprint) }
         if ledgers.count > 1 { all.sort { $0.group < $1.group } }
         for r in all {
             if rows.last?.group != r.group { rows.append(Row(group: r.group, cost: priced ? 0 : nil)) }
