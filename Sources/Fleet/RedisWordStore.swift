@@ -103,16 +103,19 @@ public final class RedisWordStore: @unchecked Sendable {
         let (day, month) = (UsagePeriod.day(containing: ms), UsagePeriod.month(containing: ms))
         let expiry = { (p: UsagePeriod) in String(p.to + 86_400_000) }
         return eval(3, keys: usageKeys(fingerprint: fingerprint, day: day, month: month),
-                    [String(u.requests), String(u.promptTokens), String(u.completionTokens), expiry(day), expiry(month)])?.integer != nil
+                    [String(u.requests), String(u.promptTokens), String(u.completionTokens), String(u.costMicros), expiry(day), expiry(month)])?.integer != nil
     }
 
     /// What the whole fleet counted for a key today and this month.
     public func usage(fingerprint: String, now ms: Int64) -> UsageBook.Spent? {
         let keys = usageKeys(fingerprint: fingerprint, day: .day(containing: ms), month: .month(containing: ms))
-        guard case .array(let a)? = eval(4, keys: keys, []), a.count == 6 else { return nil }
+        guard case .array(let a)? = eval(4, keys: keys, []), a.count == 8 else { return nil }
         let n = a.map { Int($0.integer ?? 0) }
-        let counts = { (i: Int) in UsageCounts(requests: n[i], promptTokens: n[i + 1], completionTokens: n[i + 2], totalTokens: n[i + 1] + n[i + 2]) }
-        return UsageBook.Spent(day: counts(0), month: counts(3))
+        let counts = { (i: Int) in
+            UsageCounts(requests: n[i], promptTokens: n[i + 1], completionTokens: n[i + 2], totalTokens: n[i + 1].addingSaturated(n[i + 2]),
+                        costMicros: n[i + 3])
+        }
+        return UsageBook.Spent(day: counts(0), month: counts(4))
     }
 
     // MARK: connections, scripts and the link

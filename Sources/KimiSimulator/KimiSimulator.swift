@@ -214,7 +214,11 @@ public final class KimiSimulator: @unchecked Sendable {
         let toolText = body["tools"].map { $0.serializedBytes().count } ?? 0
         let prompt = (promptText.count + toolText) / 4 + 1
         let completion = (tokens.count + reasoning.count) * choices
-        let usage: JSON = ["prompt_tokens": .number(prompt), "completion_tokens": .number(completion), "total_tokens": .number(prompt + completion)]
+        var usage: JSON = ["prompt_tokens": .number(prompt), "completion_tokens": .number(completion), "total_tokens": .number(prompt + completion)]
+        if let c = d.cached {
+            usage = Clock.monotonicNanos() & 1 == 0 ? usage.setting("cached_tokens", .number(min(c, prompt)))
+                : usage.setting("prompt_tokens_details", ["cached_tokens": .number(min(c, prompt))])
+        }
         let answer = Answer(id: "chatcmpl-sim\(RequestID.fresh())", created: .number(Clock.unixSeconds()), model: model,
                             tokens: tokens, reasoning: reasoning, toolCall: toolCall, choices: choices, usage: usage,
                             finish: toolCall != nil ? "tool_calls" : body["max_tokens"]?.intValue.map { $0 <= tokens.count && d.tokens == $0 ? "length" : "stop" } ?? "stop")

@@ -18,6 +18,10 @@ import KimiCore
 ///              carry any valid whitespace and escapes (`JSONRespelling`)
 /// - reasoning=N  N `reasoning_content` chunks before the answer (thinking
 ///              models reason min(8, tokens) by default)
+/// - cached=N   N of the prompt's tokens were cache hits (at most the
+///              prompt): the usage says so in Kimi's spelling (top-level
+///              `cached_tokens`) or OpenAI's (`prompt_tokens_details`),
+///              chosen at random per answer, as the real API may vary
 /// - id=NAME    record this request's fate under NAME in /sim/stats
 /// - tool=NAME  call the request's tool NAME (its first tool when NAME is
 ///              not among them) instead of answering: `tool_calls`, the
@@ -37,6 +41,7 @@ struct SimulatorDirectives: Equatable {
     var overloaded = 0
     var spelling = JSONRespelling.Style.compact
     var reasoning: Int?
+    var cached: Int?
 
     static func parse(_ text: String, defaults: SimulatorDirectives) -> SimulatorDirectives {
         var d = defaults
@@ -62,6 +67,7 @@ struct SimulatorDirectives: Equatable {
                 case "overloaded": if let n, n >= 0 { d.overloaded = min(n, 100) }
                 case "spelling": if let s = JSONRespelling.Style(rawValue: value) { d.spelling = s }
                 case "reasoning": if let n, n >= 0 { d.reasoning = min(n, 100_000) }
+                case "cached": if let n, n >= 0 { d.cached = n }
                 default: break
                 }
             }

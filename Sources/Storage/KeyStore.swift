@@ -28,10 +28,7 @@ public final class KeyStore: @unchecked Sendable {
         /// The keys this entry authenticates at `nowMs`: its secret, and a
         /// rotated-out one during its grace; none once revoked or disabled.
         public func apiKeys(nowMs: Int64) -> [GatewayConfig.APIKey] {
-            guard enabled, revokedAtMs == nil, var key = try? GatewayConfig.APIKey.parse(spec.setting("sha256", .string(sha256)), key: "key") else { return [] }
-            key.id = id
-            key.stableFingerprint = String(SHA256.hex(id).prefix(16))
-            key.expiresAtMs = expiresAtMs
+            guard enabled, revokedAtMs == nil, let key = apiKey else { return [] }
             var out = [key]
             if let previous = previousSHA256, let until = previousUntilMs, until > nowMs {
                 var old = key
@@ -40,6 +37,16 @@ public final class KeyStore: @unchecked Sendable {
                 out.append(old)
             }
             return out
+        }
+
+        /// The key its current secret makes, whatever its state (what the
+        /// ledger's rows of it are under: its id's fingerprint).
+        public var apiKey: GatewayConfig.APIKey? {
+            guard var key = try? GatewayConfig.APIKey.parse(spec.setting("sha256", .string(sha256)), key: "key") else { return nil }
+            key.id = id
+            key.stableFingerprint = String(SHA256.hex(id).prefix(16))
+            key.expiresAtMs = expiresAtMs
+            return key
         }
 
         public var state: String {

@@ -127,6 +127,12 @@ public enum Schema {
         CREATE TABLE client_keys_generation (n INTEGER NOT NULL);
         INSERT INTO client_keys_generation (n) VALUES (0);
         """,
+        // 9: what each request cost (millionths of the currency of
+        // upstream.prices, at the prices of its time; NULL when its model
+        // had no price), for money budgets (issue #31).
+        """
+        ALTER TABLE usage ADD COLUMN cost_micros INTEGER;
+        """,
     ]
 
     public static var version: Int { migrations.count }

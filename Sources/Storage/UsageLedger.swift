@@ -33,9 +33,9 @@ public final class UsageLedger: @unchecked Sendable {
             let columns = """
                 record_id, at, request_id, key_name, key_fingerprint, client, route, model, prompt_tokens, completion_tokens,
                 total_tokens, cached_tokens, status, stream, outcome, estimated, duration_ms, first_token_ms, upstream_key, attempts, clamped,
-                session
+                session, cost_micros
                 """
-            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22"
+            let values = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23"
             let insert = try tx.statement(replayed
                 ? "INSERT INTO usage (\(columns)) SELECT \(values) WHERE NOT EXISTS (SELECT 1 FROM usage WHERE at = ?2 AND record_id = ?1)"
                 : "INSERT INTO usage (\(columns)) VALUES (\(values))")
@@ -57,6 +57,7 @@ public final class UsageLedger: @unchecked Sendable {
                 if f.hasUpstreamKey { text(19, F.upstreamKey); insert.bind(20, f.number(F.attempts) ?? 1) } else { insert.bindInPlace(19, F.Field(start: nil, count: 0)); insert.bind(20, Int64(1)) }
                 insert.bind(21, f.number(F.clamped) ?? 0)
                 text(22, F.session) // "" before U4 (a missing field reads empty)
+                insert.bind(23, f.int(F.costMicros)) // NULL before U5
                 added += try insert.run()
             }
             return added
@@ -108,12 +109,14 @@ public final class UsageLedger: @unchecked Sendable {
     public func countsByKey(from: Int64, to: Int64, upTo rowID: Int64) throws -> [String: UsageCounts] {
         var out: [String: UsageCounts] = [:]
         for r in try db.query("""
-            SELECT key_fingerprint, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens"))
+            SELECT key_fingerprint, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens")),
+                   \(Self.sum("cost_micros"))
             FROM usage WHERE at >= ?1 AND at < ?2 AND rowid <= ?3 GROUP BY key_fingerprint
-            """, [.int(from), .int(to), .int(rowID)]) where r.count == 5
+            """, [.int(from), .int(to), .int(rowID)]) where r.count == 6
         {
             out[r[0].text ?? ""] = UsageCounts(requests: Int(r[1].int ?? 0), promptTokens: Int(r[2].int ?? 0),
-                                                completionTokens: Int(r[3].int ?? 0), totalTokens: Int(r[4].int ?? 0))
+                                                completionTokens: Int(r[3].int ?? 0), totalTokens: Int(r[4].int ?? 0),
+                                                costMicros: Int(r[5].int ?? 0))
         }
         return out
     }
@@ -124,14 +127,25 @@ public final class UsageLedger: @unchecked Sendable {
     /// whole cost at thousands of requests a second).
     public func added(after: Int64, upTo: Int64, day: UsagePeriod, month: UsagePeriod) throws -> [(fingerprint: String, inDay: Bool, counts: UsageCounts)] {
         try db.query("""
-            SELECT key_fingerprint, at >= ?3 AND at < ?4, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens"))
+            SELECT key_fingerprint, at >= ?3 AND at < ?4, COUNT(*), \(Self.sum("prompt_tokens")), \(Self.sum("completion_tokens")), \(Self.sum("total_tokens")),
+                   \(Self.sum("cost_micros"))
             FROM usage WHERE rowid > ?1 AND rowid <= ?2 AND at >= ?5 AND at < ?6 GROUP BY 1, 2
             """, [.int(after), .int(upTo), .int(day.from), .int(day.to), .int(month.from), .int(month.to)]).compactMap { r in
-            guard r.count == 6 else { return nil }
+            guard r.count == 7 else { return nil }
             return (r[0].text ?? "", r[1].int == 1,
                     UsageCounts(requests: Int(r[2].int ?? 0), promptTokens: Int(r[3].int ?? 0), completionTokens: Int(r[4].int ?? 0),
-                                totalTokens: Int(r[5].int ?? 0)))
+                                totalTokens: Int(r[5].int ?? 0), costMicros: Int(r[6].int ?? 0)))
         }
+    }
+
+    /// When each key fingerprint was last used since `since` (Unix ms; the
+    /// `usage_at` index bounds the scan).
+    public func lastUsed(since: Int64) throws -> [String: Int64] {
+        var out: [String: Int64] = [:]
+        for r in try db.query("SELECT key_fingerprint, MAX(at) FROM usage WHERE at >= ?1 GROUP BY key_fingerprint", [.int(since)]) where r.count == 2 {
+            if let fp = r[0].text, let at = r[1].int { out[fp] = at }
+        }
+        return out
     }
 
     public enum Grouping: String, CaseIterable, Sendable {

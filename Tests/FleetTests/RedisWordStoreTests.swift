@@ -138,11 +138,11 @@ import Testing
         // Today: an expiry in the past would delete the hash at once.
         let today = UsagePeriod.day(containing: Clock.wallMicros() / 1000).from + 1
         let later = today + 40 * 86_400_000
-        #expect(s.addUsage(fingerprint: "fp1", at: today, UsageCounts(requests: 1, promptTokens: 10, completionTokens: 5)))
-        #expect(s.addUsage(fingerprint: "fp1", at: today + 1000, UsageCounts(requests: 1, promptTokens: 3, completionTokens: 2)))
+        #expect(s.addUsage(fingerprint: "fp1", at: today, UsageCounts(requests: 1, promptTokens: 10, completionTokens: 5, costMicros: 120)))
+        #expect(s.addUsage(fingerprint: "fp1", at: today + 1000, UsageCounts(requests: 1, promptTokens: 3, completionTokens: 2, costMicros: 7)))
         #expect(s.addUsage(fingerprint: "fp2", at: today, UsageCounts(requests: 1, promptTokens: 100, completionTokens: 0)))
         let spent = try #require(s.usage(fingerprint: "fp1", now: today + 2000))
-        #expect(spent.day == UsageCounts(requests: 2, promptTokens: 13, completionTokens: 7, totalTokens: 20))
+        #expect(spent.day == UsageCounts(requests: 2, promptTokens: 13, completionTokens: 7, totalTokens: 20, costMicros: 127))
         #expect(spent.month == spent.day)
         // 40 days on: a new day and a new month.
         #expect(try #require(s.usage(fingerprint: "fp1", now: later)) == UsageBook.Spent())

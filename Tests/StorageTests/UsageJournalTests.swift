@@ -38,8 +38,9 @@ import Testing
         var u3 = Self.record(7)
         u3.clamped = true
         let line = String(decoding: u3.journalLine.dropLast(), as: UTF8.self)
-        let asU3 = "U3" + line.dropFirst(2).dropLast() // an older process's line: no session field
-        #expect(UsageRecord(journalLine: Array(asU3.utf8)) == u3)
+        let asU4 = "U4" + line.dropFirst(2).dropLast() // an older process's line: no cost field
+        let asU3 = "U3" + asU4.dropFirst(2).dropLast() // and no session field
+        #expect(UsageRecord(journalLine: Array(asU4.utf8)) == u3 && UsageRecord(journalLine: Array(asU3.utf8)) == u3)
         let (_, ledger) = try Self.fresh()
         try ledger.insert([r, u3])
         let rows = try ledger.db.query("SELECT session FROM usage ORDER BY at")

@@ -171,7 +171,8 @@ def test_an_exhausted_budget_raises_the_sdk_s_rate_limit_error_with_insufficient
     mine = wait_for(lambda: (lambda d: d if d["today"]["totalTokens"] == spent else None)(
         http("GET", s.base + "/api/usage", headers={"x-api-key": BUDGET}).json()["data"]), 5)
     assert mine["budget"] == {"tokensPerDay": 100, "tokensPerMonth": 100000, "remainingToday": 100 - spent,
-                              "remainingMonth": 100000 - mine["month"]["totalTokens"]}
+                              "remainingMonth": 100000 - mine["month"]["totalTokens"], "costPerDay": None,
+                              "costPerMonth": None, "costRemainingToday": None, "costRemainingMonth": None}
 
 
 def test_the_usage_command_prints_the_same_report(tstack):

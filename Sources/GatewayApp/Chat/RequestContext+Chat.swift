@@ -49,51 +49,70 @@ extension RequestContext {
     /// preflight with the smallest the request can reserve (the document
     /// route, before it uploads anything: what the preflight refuses the
     /// real admission would refuse too).
+    ///
+    /// Money budgets (`costPerDay`, `costPerMonth`) reserve the request's
+    /// worst cost at its model's price (`Price.worstMicros`: no cache hit)
+    /// and settle with its cost (cached prompt tokens at the cached price);
+    /// a key with one may only use models with a price (403 otherwise).
     func admitChat(_ capture: UsageCapture, completionTokens: Int?, choices: Int, services: Services, dryRun: Bool = false) throws -> Int? {
         let choices = max(1, choices)
         var completion = completionTokens ?? config.rateLimit.completionReserveTokens
         var cap: Int?
-        var periods: [(kind: BudgetCounter.Kind, limit: Int, baseline: Int, key: UInt64, period: Int64)] = []
+        var periods: [BudgetPeriod] = []
         let nowMs = Clock.wallMicros() / 1000
+        let price = config.upstream.price(for: capture.model)
         if let key = apiKey, let budget = key.budget {
             guard let book = services.usage else {
                 throw GatewayError.storageUnavailable("Usage storage is unavailable (\(services.usageProblem)); budgets cannot be checked")
             }
+            if budget.hasCost, price == nil, !(dryRun && capture.model.isEmpty) {
+                throw GatewayError.forbidden("Model \"\(HeaderSafety.printable(capture.model, max: 60))\" has no price in upstream.prices, and this key has a cost budget: it may only use priced models")
+            }
             let spent = services.spent(key: key, book: book, config: config, nowMs: nowMs)
-            for (kind, limit, baseline) in [(BudgetCounter.Kind.month, budget.tokensPerMonth, spent.month.totalTokens),
-                                            (.day, budget.tokensPerDay, spent.day.totalTokens)]
-            {
+            let limits: [(BudgetCounter.Kind, BudgetCounter.Measure, Int?, Int)] = [
+                (.month, .tokens, budget.tokensPerMonth, spent.month.totalTokens), (.day, .tokens, budget.tokensPerDay, spent.day.totalTokens),
+                (.month, .costMicros, budget.costPerMonth.map(BudgetCheck.micros), spent.month.costMicros),
+                (.day, .costMicros, budget.costPerDay.map(BudgetCheck.micros), spent.day.costMicros),
+            ]
+            for (kind, measure, limit, baseline) in limits {
                 guard let limit else { continue }
-                periods.append((kind, limit, baseline, BudgetCounter.slotKey(fingerprint: key.fingerprint, kind: kind), BudgetCounter.period(kind, at: nowMs)))
+                periods.append(BudgetPeriod(kind: kind, measure: measure, limit: limit, baseline: baseline,
+                                            key: BudgetCounter.slotKey(fingerprint: key.fingerprint, kind: kind, measure: measure),
+                                            period: BudgetCounter.period(kind, at: nowMs)))
             }
             if completionTokens == nil {
-                let left = periods.map { p in
+                // The most completion tokens per choice what is left of every budget allows.
+                let fit = periods.map { p in
                     let word = services.limiter.update(key: p.key, config: config, now: nowMs * 1000) { w in (nil, w) }
-                    return p.limit - max(BudgetCounter.count(word, period: p.period), p.baseline)
+                    let left = p.limit - max(BudgetCounter.count(word, period: p.period), p.baseline)
+                    guard p.measure == .costMicros, let price else { return (left - capture.promptTokens) / choices }
+                    let perToken = max(price.output, 1e-9) // millionths per output token (the price is per million)
+                    return Int((Double(left - price.worstMicros(prompt: capture.promptTokens, completion: 0)) / perToken / Double(choices)).rounded(.down))
                 }.min() ?? .max
-                let fit = (left - capture.promptTokens) / choices
                 if fit >= 1, fit < completion { (completion, cap) = (fit, fit) }
             }
         }
         let tokens = capture.promptTokens.addingSaturated(choices * completion)
-        if !dryRun { capture.reservedTokens = tokens }
-        if !periods.isEmpty {
-            for (kind, limit, baseline, slot, period) in periods {
-                let reservation = UsageCapture.BudgetReservation(key: slot, period: period, tokens: tokens)
-                let d = services.limiter.update(key: reservation.key, config: config, now: nowMs * 1000) { word in
-                    let (new, d) = BudgetCounter.reserve(word: word, period: reservation.period, baseline: baseline, tokens: tokens, limit: limit)
-                    return (dryRun ? nil : new, d)
-                }
-                guard d.allowed else {
-                    services.settleBudgets(capture.budgetReservations, used: 0, config: config)
-                    capture.budgetReservations = []
-                    logNotes.append("budget-exhausted")
-                    metricsNotes.rateLimited = "budget"
-                    let (message, retryAfter) = BudgetCheck.refusal(kind: kind, limit: limit, spent: d.spent, tokens: tokens, now: nowMs)
-                    throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
-                }
-                if !dryRun { capture.budgetReservations.append(reservation) }
+        // Unpriced here only in a preflight of no model yet (the document
+        // route's "auto"): the least it can cost is more than nothing.
+        let worstMicros = price?.worstMicros(prompt: capture.promptTokens, completion: choices * completion) ?? 1
+        if !dryRun { (capture.reservedTokens, capture.price) = (tokens, price) }
+        for p in periods {
+            let amount = p.measure == .tokens ? tokens : worstMicros
+            let reservation = UsageCapture.BudgetReservation(key: p.key, period: p.period, measure: p.measure, amount: amount)
+            let d = services.limiter.update(key: reservation.key, config: config, now: nowMs * 1000) { word in
+                let (new, d) = BudgetCounter.reserve(word: word, period: reservation.period, baseline: p.baseline, tokens: amount, limit: p.limit)
+                return (dryRun ? nil : new, d)
             }
+            guard d.allowed else {
+                services.settleBudgets(capture.budgetReservations, usedTokens: 0, usedMicros: 0, config: config)
+                capture.budgetReservations = []
+                logNotes.append(p.measure == .tokens ? "budget-exhausted" : "cost-budget-exhausted")
+                metricsNotes.rateLimited = "budget"
+                let (message, retryAfter) = BudgetCheck.refusal(kind: p.kind, measure: p.measure, limit: p.limit, spent: d.spent, amount: amount, now: nowMs)
+                throw GatewayError.quotaExceeded(message, retryAfter: retryAfter)
+            }
+            if !dryRun { capture.budgetReservations.append(reservation) }
         }
         let perMinute = apiKey?.tokensPerMinute ?? config.rateLimit.tokensPerMinute
         if config.rateLimit.enabled, perMinute > 0 {
@@ -107,7 +126,7 @@ extension RequestContext {
                 : services.limiter.reserve(key: key, tokens: tokens, policy: policy, config: config, now: now)
             if !dryRun { RateLimitHeaders.addTokens(to: &responseHeaders, policy: policy, decision: d) }
             if d.tooLarge || !d.allowed {
-                services.settleBudgets(capture.budgetReservations, used: 0, config: config)
+                services.settleBudgets(capture.budgetReservations, usedTokens: 0, usedMicros: 0, config: config)
                 capture.budgetReservations = []
             }
             if d.tooLarge { throw GatewayError.tooLargeForTokenLimit(tokens: tokens, limit: policy.limit) }
@@ -124,3 +143,16 @@ extension RequestContext {
         return cap
     }
 }
+
+/// One budget a request is admitted under: a period (day, month) of a
+/// measure (tokens, money), its limit and the book's count (the baseline),
+/// and the counter's slot.
+struct BudgetPeriod {
+    let kind: BudgetCounter.Kind
+    let measure: BudgetCounter.Measure
+    let limit: Int
+    let baseline: Int
+    let key: UInt64
+    let period: Int64
+}
+

@@ -57,11 +57,16 @@ final class UsageCapture {
     /// The tokens reserved in the key's budget counters, settled likewise.
     var budgetReservations: [BudgetReservation] = []
 
+    /// Tokens or millionths of the currency reserved in one budget counter.
     struct BudgetReservation {
         let key: UInt64
         let period: Int64
-        let tokens: Int
+        let measure: BudgetCounter.Measure
+        let amount: Int
     }
+    /// The model's price at admission (`upstream.prices`): the row's cost,
+    /// and what money budgets are settled with. nil: unpriced.
+    var price: GatewayConfig.Price?
 
     struct TokenReservation {
         let key: UInt64
@@ -105,7 +110,7 @@ final class UsageCapture {
             cachedTokens: t.cached, status: status, stream: stream, outcome: t.outcome, estimated: t.estimated,
             durationMs: Int((endNanos &- startNanos) / 1_000_000),
             firstTokenMs: firstTokenNanos.map { Int(($0 &- startNanos) / 1_000_000) }, upstreamKey: upstreamKey, attempts: attempts,
-            clamped: t.clamped, session: session)
+            clamped: t.clamped, session: session, costMicros: price?.micros(prompt: t.prompt, cached: t.cached ?? 0, completion: t.completion))
     }
 
     /// The tokens the row and the token limit's settlement charge (see
@@ -131,6 +136,7 @@ final class UsageCapture {
         UsageRecord(recordID: recordID, at: startUnixMs, requestID: requestID, keyName: key?.name ?? "", keyFingerprint: key?.fingerprint ?? "",
                     client: client, route: route, model: model, promptTokens: promptTokens,
                     completionTokens: max(0, reservedTokens - promptTokens), status: 0, stream: stream, outcome: .interrupted,
-                    estimated: true, durationMs: 0, session: session)
+                    estimated: true, durationMs: 0, session: session,
+                    costMicros: price?.worstMicros(prompt: promptTokens, completion: max(0, reservedTokens - promptTokens)))
     }
 }

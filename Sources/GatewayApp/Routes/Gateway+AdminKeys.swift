@@ -22,6 +22,7 @@ extension Gateway {
         try Self.checkKeyFields(body, creating: true)
         guard let name = body["name"]?.stringValue, !name.trimmingSpaces().isEmpty else { throw GatewayError.badRequest("'name' is required (a string)") }
         let spec = try Self.keySpec(from: body, base: ["name": .string(HeaderSafety.printable(name, max: 64))])
+        try Self.checkCostBudget(spec, config: ctx.config)
         let expires = try Self.expiry(body["expiresAt"])
         if let e = expires, e <= Clock.wallMicros() / 1000 { throw GatewayError.badRequest("'expiresAt' is in the past") }
         let (entry, secret) = try store.create(name: HeaderSafety.printable(name, max: 64), spec: spec, expiresAtMs: expires)
@@ -33,8 +34,18 @@ extension Gateway {
     /// `GET /api/admin/keys`: created keys and config keys, no secret.
     func listKeys(_ ctx: RequestContext) throws {
         let store = try keyStore()
-        let created = try store.all().map(Self.describe)
-        let configured = ctx.config.auth.keys.map(Self.describe)
+        let nowMs = Clock.wallMicros() / 1000
+        // What the console's table shows beside each key: its budgets' use
+        // and when it was last used (the ledger's last 30 days).
+        let lastUsed = (try? services.usage?.ledger.lastUsed(since: nowMs - 30 * 86_400_000)) ?? [:]
+        let withUse = { (out: JSON, key: GatewayConfig.APIKey?) -> JSON in
+            guard let key else { return out }
+            var o = out.setting("lastUsedAt", lastUsed[key.fingerprint].map { JSON.string(UsagePeriod.iso($0)) } ?? .null)
+            if key.budget != nil { o = o.setting("budgetUse", self.budgetUse(key, config: ctx.config, nowMs: nowMs)) }
+            return o
+        }
+        let created = try store.all().map { withUse(Self.describe($0), $0.apiKey) }
+        let configured = ctx.config.auth.keys.map { withUse(Self.describe($0), $0) }
         ctx.json(200, ["success": true, "data": .array(created + configured)])
     }
 
@@ -53,7 +64,10 @@ extension Gateway {
         let body = try ctx.jsonBody()
         try Self.checkKeyFields(body, creating: false)
         guard !(body.objectValue ?? []).isEmpty else { throw GatewayError.badRequest("Nothing to change: send one of \(Self.keyFields.sorted().joined(separator: ", "))") }
-        let entry = try keyStore().update(id) { try Self.apply(body, to: &$0) }
+        let entry = try keyStore().update(id) { e throws in
+            try Self.apply(body, to: &e)
+            try Self.checkCostBudget(e.spec, config: ctx.config)
+        }
         guard let entry else { throw GatewayError.keyNotFound(id) }
         services.keys?.refresh(force: true)
         audit(ctx, "changed key \(id) (\((body.objectValue ?? []).map(\.0).sorted().joined(separator: ",")))")
@@ -89,15 +103,33 @@ extension Gateway {
     func keyMe(_ ctx: RequestContext) throws {
         guard let key = ctx.apiKey else { throw GatewayError.unauthorized("API key required: send x-api-key or Authorization: Bearer") }
         var data = Self.describe(key)
-        if let budget = key.budget, let book = services.usage {
-            let spent = services.spent(key: key, book: book, config: ctx.config, nowMs: Clock.wallMicros() / 1000)
-            var b: JSON = [:]
-            if let d = budget.tokensPerDay { b = b.setting("day", ["limit": .number(d), "used": .number(spent.day.totalTokens), "left": .number(max(0, d - spent.day.totalTokens))]) }
-            if let m = budget.tokensPerMonth { b = b.setting("month", ["limit": .number(m), "used": .number(spent.month.totalTokens), "left": .number(max(0, m - spent.month.totalTokens))]) }
-            data = data.setting("budgetUse", b)
-        }
+        if key.budget != nil { data = data.setting("budgetUse", budgetUse(key, config: ctx.config, nowMs: Clock.wallMicros() / 1000)) }
         ctx.json(200, ["success": true, "data": data])
     }
+
+    /// A key's budgets against what it spent: `{day, month, costDay,
+    /// costMonth}`, each `{limit, used, left, renewsAt}` (money as numbers
+    /// in the currency of `upstream.prices`); only the budgets it has.
+    func budgetUse(_ key: GatewayConfig.APIKey, config: GatewayConfig, nowMs: Int64) -> JSON {
+        guard let budget = key.budget, let book = services.usage else { return .null }
+        let spent = services.spent(key: key, book: book, config: config, nowMs: nowMs)
+        let (day, month) = (UsagePeriod.day(containing: nowMs).to, UsagePeriod.month(containing: nowMs).to)
+        var b: JSON = [:]
+        func use(_ name: String, _ limit: JSON, _ used: JSON, _ left: JSON, _ renews: Int64) {
+            b = b.setting(name, ["limit": limit, "used": used, "left": left, "renewsAt": .string(UsagePeriod.iso(renews))])
+        }
+        if let d = budget.tokensPerDay { use("day", .number(d), .number(spent.day.totalTokens), .number(max(0, d - spent.day.totalTokens)), day) }
+        if let m = budget.tokensPerMonth { use("month", .number(m), .number(spent.month.totalTokens), .number(max(0, m - spent.month.totalTokens)), month) }
+        let money = { (micros: Int) in JSON.number(Double(micros) / 1_000_000) }
+        if let d = budget.costPerDay {
+            use("costDay", .number(d), money(spent.day.costMicros), money(max(0, BudgetCheck.micros(d) - spent.day.costMicros)), day)
+        }
+        if let m = budget.costPerMonth {
+            use("costMonth", .number(m), money(spent.month.costMicros), money(max(0, BudgetCheck.micros(m) - spent.month.costMicros)), month)
+        }
+        return b
+    }
+
 
     // MARK: helpers
 
@@ -129,6 +161,12 @@ extension Gateway {
             guard let b = v.boolValue else { throw GatewayError.badRequest("'enabled' must be a boolean") }
             e.enabled = b
         }
+    }
+
+    /// A money budget is counted in `upstream.prices`: refused (400) under a config with none.
+    static func checkCostBudget(_ spec: JSON, config: GatewayConfig) throws {
+        guard spec["budget"]?["costPerDay"] != nil || spec["budget"]?["costPerMonth"] != nil, let problem = config.costBudgetProblem else { return }
+        throw GatewayError.badRequest("'budget': \(problem)")
     }
 
     public static func checkKeyFields(_ body: JSON, creating: Bool) throws {
@@ -185,6 +223,8 @@ extension Gateway {
             budget = [:]
             if let d = b.tokensPerDay { budget = budget.setting("tokensPerDay", .number(d)) }
             if let m = b.tokensPerMonth { budget = budget.setting("tokensPerMonth", .number(m)) }
+            if let d = b.costPerDay { budget = budget.setting("costPerDay", .number(d)) }
+            if let m = b.costPerMonth { budget = budget.setting("costPerMonth", .number(m)) }
         }
         return ["id": .string(k.id ?? configID(k)), "source": k.id == nil ? "config" : "created", "name": .string(k.name),
                 "role": .string(k.role.rawValue), "fingerprint": .string(k.fingerprint),

@@ -61,7 +61,7 @@ extension Gateway {
         if let t = question.temperature { shape = shape.setting("temperature", t) }
         _ = try ChatValidation.validateShape(shape.setting("model", "x"), config: ctx.config)
         try ctx.checkFileReferences(shape, services: services)
-        _ = try ctx.admitChat(UsageCapture(model: "", stream: question.stream, promptTokens: PromptEstimate.tokens(shape), tokenBound: .max),
+        _ = try ctx.admitChat(UsageCapture(model: question.model == "auto" ? "" : question.model, stream: question.stream, promptTokens: PromptEstimate.tokens(shape), tokenBound: .max),
                               completionTokens: question.maxTokens, choices: 1, services: services, dryRun: true)
 
         // The document's text: from the cache, or uploaded and extracted once.

@@ -18,7 +18,8 @@ extension Gateway {
         let spent = services.spent(key: key, book: book, config: c, nowMs: nowMs)
         func counts(_ u: UsageCounts) -> JSON {
             ["requests": .number(u.requests), "promptTokens": .number(u.promptTokens),
-             "completionTokens": .number(u.completionTokens), "totalTokens": .number(u.totalTokens)]
+             "completionTokens": .number(u.completionTokens), "totalTokens": .number(u.totalTokens),
+             "cost": .number(Double(u.costMicros) / 1_000_000)]
         }
         func optional(_ v: Int?) -> JSON { v.map { .number($0) } ?? .null }
         let budget = key?.budget
@@ -35,6 +36,10 @@ extension Gateway {
                     "tokensPerMonth": optional(budget?.tokensPerMonth),
                     "remainingToday": optional(budget?.tokensPerDay.map { max(0, $0 - spent.day.totalTokens) }),
                     "remainingMonth": optional(budget?.tokensPerMonth.map { max(0, $0 - spent.month.totalTokens) }),
+                    "costPerDay": budget?.costPerDay.map { .number($0) } ?? .null,
+                    "costPerMonth": budget?.costPerMonth.map { .number($0) } ?? .null,
+                    "costRemainingToday": budget?.costPerDay.map { .number(Double(max(0, BudgetCheck.micros($0) - spent.day.costMicros)) / 1_000_000) } ?? .null,
+                    "costRemainingMonth": budget?.costPerMonth.map { .number(Double(max(0, BudgetCheck.micros($0) - spent.month.costMicros)) / 1_000_000) } ?? .null,
                 ],
                 "limits": c.rateLimit.enabled
                     ? ["requests": ["limit": .number(requests.maxRequests), "windowMs": .number(requests.windowMs)],

@@ -97,7 +97,8 @@ public final class Services: @unchecked Sendable {
         if let r = capture.reservation {
             limiter.settle(key: r.key, delta: used.addingSaturated(-r.tokens), policy: r.policy, config: ctx.config, now: nowMicros)
         }
-        settleBudgets(capture.budgetReservations, used: used, config: ctx.config)
+        let usedMicros = capture.price?.micros(prompt: t.prompt, cached: t.cached ?? 0, completion: t.completion) ?? 0
+        settleBudgets(capture.budgetReservations, usedTokens: used, usedMicros: usedMicros, config: ctx.config)
         guard recording else { return }
         let startMs = capture.startUnixMs ?? nowMicros / 1000 - Int64((now &- startNanos) / 1_000_000)
         let record = capture.record(requestID: ctx.request.requestID, key: ctx.apiKey, client: Self.client(ctx), route: ctx.request.path,
@@ -110,12 +111,12 @@ public final class Services: @unchecked Sendable {
         }
     }
 
-    /// Settles budget reservations with the tokens used (0: a refund of
-    /// all), in the counters they were taken from (`BudgetCounter`).
-    func settleBudgets(_ reservations: [UsageCapture.BudgetReservation], used: Int, config: GatewayConfig) {
+    /// Settles budget reservations with the tokens and the money used (0:
+    /// a refund of all), in the counters they were taken from (`BudgetCounter`).
+    func settleBudgets(_ reservations: [UsageCapture.BudgetReservation], usedTokens: Int, usedMicros: Int, config: GatewayConfig) {
         let now = Clock.wallMicros()
         for r in reservations {
-            let delta = used.addingSaturated(-r.tokens)
+            let delta = (r.measure == .tokens ? usedTokens : usedMicros).addingSaturated(-r.amount)
             guard delta != 0 else { continue }
             limiter.update(key: r.key, config: config, now: now) { word in (BudgetCounter.settle(word: word, period: r.period, delta: delta), ()) }
         }
@@ -134,7 +135,11 @@ public final class Services: @unchecked Sendable {
             limiter.onFallback?(config)
             return local
         }
-        let larger = { (a: UsageCounts, b: UsageCounts) in a.totalTokens >= b.totalTokens ? a : b }
+        let larger = { (a: UsageCounts, b: UsageCounts) in
+            var l = a.totalTokens >= b.totalTokens ? a : b
+            l.costMicros = max(a.costMicros, b.costMicros)
+            return l
+        }
         return UsageBook.Spent(day: larger(local.day, shared.day), month: larger(local.month, shared.month))
     }
 

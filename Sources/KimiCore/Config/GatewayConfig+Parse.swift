@@ -251,11 +251,19 @@ extension GatewayConfig.APIKey {
         if let b = item["budget"] {
             let br = ConfigReader(prefix: key + ".budget.")
             let o = try br.object(b)
-            try br.check(o, known: ["tokensPerDay", "tokensPerMonth"])
+            try br.check(o, known: ["tokensPerDay", "tokensPerMonth", "costPerDay", "costPerMonth"])
+            let cost = { (k: String) throws(ConfigError) -> Double? in
+                guard let v = b[k], !v.isNull else { return nil }
+                guard let d = v.doubleValue, d > 0, d <= GatewayConfig.Budget.maxCost else {
+                    throw ConfigError(key + ".budget." + k, "must be a number > 0 and at most \(Int(GatewayConfig.Budget.maxCost)) (in the currency of upstream.prices), got \(v.serialized())")
+                }
+                return d
+            }
             entry.budget = .init(tokensPerDay: try b["tokensPerDay"].map { v throws(ConfigError) in try br.int(v, "tokensPerDay", min: 1) },
-                                 tokensPerMonth: try b["tokensPerMonth"].map { v throws(ConfigError) in try br.int(v, "tokensPerMonth", min: 1) })
-            guard entry.budget?.tokensPerDay != nil || entry.budget?.tokensPerMonth != nil else {
-                throw ConfigError(key + ".budget", "needs tokensPerDay or tokensPerMonth")
+                                 tokensPerMonth: try b["tokensPerMonth"].map { v throws(ConfigError) in try br.int(v, "tokensPerMonth", min: 1) },
+                                 costPerDay: try cost("costPerDay"), costPerMonth: try cost("costPerMonth"))
+            guard let budget = entry.budget, budget.tokensPerDay != nil || budget.tokensPerMonth != nil || budget.hasCost else {
+                throw ConfigError(key + ".budget", "needs tokensPerDay, tokensPerMonth, costPerDay or costPerMonth")
             }
         }
         return entry

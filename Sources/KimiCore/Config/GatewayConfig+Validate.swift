@@ -43,6 +43,9 @@ extension GatewayConfig {
         for (i, k) in auth.keys.enumerated() where k.budget != nil && !usage.enabled {
             throw ConfigError("auth.keys[\(i)].budget", "budgets are counted from the usage ledger: usage.enabled must be true")
         }
+        for (i, k) in auth.keys.enumerated() where k.budget?.hasCost == true {
+            if let problem = costBudgetProblem { throw ConfigError("auth.keys[\(i)].budget", problem) }
+        }
         var c = self
         c.upstream.keys = pool
         guard var endpoint = RedisEndpoint(url: redis.url) else {
@@ -141,3 +144,14 @@ extension GatewayConfig.RateLimitPolicy {
         }
     }
 }
+
+extension GatewayConfig {
+    /// Why a money budget cannot be kept under this config (nil: it can):
+    /// it is counted in `upstream.prices`, so there must be some. A model
+    /// without a price (and no `"*"` entry) is refused at request time for
+    /// keys with a money budget.
+    public var costBudgetProblem: String? {
+        upstream.prices.isEmpty ? "costPerDay and costPerMonth are counted in upstream.prices: set a price for each model (or \"*\")" : nil
+    }
+}
+

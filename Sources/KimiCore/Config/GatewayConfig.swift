@@ -58,6 +58,9 @@ public struct GatewayConfig: Sendable, Equatable {
         /// How long a refused key (401, 403) stays out before one request probes it.
         public var disabledKeySeconds = 600
 
+        /// A model's price: its own, else the `"*"` entry's; nil when neither.
+        public func price(for model: String) -> Price? { prices[model] ?? prices["*"] }
+
         /// Every secret the pool holds, for scrubbing upstream messages.
         public var secrets: [String] { keys.map(\.key).filter { !$0.isEmpty } }
     }
@@ -76,7 +79,20 @@ public struct GatewayConfig: Sendable, Equatable {
         /// Cost of a request: cached prompt tokens at the cached price.
         public func cost(prompt: Int, cached: Int, completion: Int) -> Double {
             let fresh = max(0, prompt - cached)
-            return (Double(fresh) * input + Double(min(cached, prompt)) * cachedInput + Double(completion) * output) / 1_000_000
+            return (Double(fresh) * input + Double(min(max(0, cached), prompt)) * cachedInput + Double(completion) * output) / 1_000_000
+        }
+
+        /// The same in millionths of the currency, rounded up (a budget is
+        /// never charged less than the cost), held below 2^50.
+        public func micros(prompt: Int, cached: Int, completion: Int) -> Int {
+            let m = (cost(prompt: max(0, prompt), cached: cached, completion: max(0, completion)) * 1_000_000).rounded(.up)
+            return m.isFinite ? Int(min(max(0, m), 1e15)) : Int(1e15)
+        }
+
+        /// The most a request of this prompt and completion can cost: no
+        /// cache hit (a cached price above the input price counts instead).
+        public func worstMicros(prompt: Int, completion: Int) -> Int {
+            max(micros(prompt: prompt, cached: 0, completion: completion), micros(prompt: prompt, cached: prompt, completion: completion))
         }
     }
 
@@ -156,13 +172,26 @@ public struct GatewayConfig: Sendable, Equatable {
         }
     }
 
+    /// A key's budgets: tokens and money (issue #31) per UTC day and
+    /// month. Money is in the currency of `upstream.prices`, counted in
+    /// millionths (`Price.micros`): every request reserves its worst cost
+    /// and settles with its cost, exactly as tokens do (`BudgetCounter`).
     public struct Budget: Sendable, Equatable {
         public var tokensPerDay: Int?
         public var tokensPerMonth: Int?
-        public init(tokensPerDay: Int? = nil, tokensPerMonth: Int? = nil) {
+        public var costPerDay: Double?
+        public var costPerMonth: Double?
+        public init(tokensPerDay: Int? = nil, tokensPerMonth: Int? = nil, costPerDay: Double? = nil, costPerMonth: Double? = nil) {
             self.tokensPerDay = tokensPerDay
             self.tokensPerMonth = tokensPerMonth
+            self.costPerDay = costPerDay
+            self.costPerMonth = costPerMonth
         }
+
+        public var hasCost: Bool { costPerDay != nil || costPerMonth != nil }
+        /// The largest money budget (a million of the currency): its
+        /// millionths fit `BudgetCounter`'s 40-bit count.
+        public static let maxCost = 1_000_000.0
     }
 
     public struct Auth: Sendable, Equatable {

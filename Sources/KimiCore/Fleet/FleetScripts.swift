@@ -66,24 +66,25 @@ public enum FleetScripts {
 
     /// A key's usage added to its day and month (budgets, fleet-wide):
     /// KEYS[1] the day's hash, KEYS[2] the month's; ARGV requests, prompt
-    /// and completion tokens, then each period's end (ms) + a day, when
-    /// its hash expires.
+    /// and completion tokens, cost (millionths), then each period's end
+    /// (ms) + a day, when its hash expires.
     public static let usageAdd = """
     for i = 1, 2 do
       redis.call('HINCRBY', KEYS[i], 'r', ARGV[1])
       redis.call('HINCRBY', KEYS[i], 'p', ARGV[2])
       redis.call('HINCRBY', KEYS[i], 'c', ARGV[3])
-      redis.call('PEXPIREAT', KEYS[i], ARGV[3 + i])
+      redis.call('HINCRBY', KEYS[i], 'm', ARGV[4])
+      redis.call('PEXPIREAT', KEYS[i], ARGV[4 + i])
     end
     return 1
     """
 
-    /// Both periods' usage: {r, p, c} of the day, then of the month.
+    /// Both periods' usage: {r, p, c, m} of the day, then of the month.
     public static let usageRead = """
     local out = {}
     for i = 1, 2 do
-      local v = redis.call('HMGET', KEYS[i], 'r', 'p', 'c')
-      for j = 1, 3 do out[#out + 1] = tonumber(v[j] or '0') or 0 end
+      local v = redis.call('HMGET', KEYS[i], 'r', 'p', 'c', 'm')
+      for j = 1, 4 do out[#out + 1] = tonumber(v[j] or '0') or 0 end
     end
     return out
     """

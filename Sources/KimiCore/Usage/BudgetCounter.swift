@@ -22,8 +22,14 @@
 /// another period in the word does nothing (that period is over). Usage
 /// beyond a reservation (the prompt estimate was low) is charged and
 /// carried as debt until the period renews: never forgiven.
+///
+/// A money budget is the same word counting millionths of the currency
+/// (`Price.micros`) in a slot of its own: 2^40 of them is 1.1 million,
+/// above `Budget.maxCost`.
 public enum BudgetCounter {
     public enum Kind: Int, Sendable { case day = 0, month = 1 }
+    /// What a counter counts: tokens, or millionths of the currency.
+    public enum Measure: Int, Sendable { case tokens = 0, costMicros = 1 }
 
     static let countBits = 40
     static let countMask: Int64 = (1 << countBits) - 1
@@ -71,8 +77,14 @@ public enum BudgetCounter {
         return encode(period: period, count: count(word, period: period).addingSaturated(delta))
     }
 
-    /// The slot key of a key's counter (by its fingerprint) for a kind of period.
-    public static func slotKey(fingerprint: String, kind: Kind) -> UInt64 {
-        RateLimiter.key(client: fingerprint, policy: kind == .day ? "budget-day" : "budget-month")
+    /// The slot key of a key's counter (by its fingerprint) for a kind of period and a measure.
+    public static func slotKey(fingerprint: String, kind: Kind, measure: Measure = .tokens) -> UInt64 {
+        let policy = switch (kind, measure) {
+        case (.day, .tokens): "budget-day"
+        case (.month, .tokens): "budget-month"
+        case (.day, .costMicros): "budget-cost-day"
+        case (.month, .costMicros): "budget-cost-month"
+        }
+        return RateLimiter.key(client: fingerprint, policy: policy)
     }
 }

@@ -1,19 +1,23 @@
-/// Requests and tokens in a period.
+/// Requests, tokens and money (millionths of the currency of
+/// `upstream.prices`; 0 for rows of no price) in a period.
 public struct UsageCounts: Equatable, Sendable {
     public var requests = 0
     public var promptTokens = 0
     public var completionTokens = 0
     public var totalTokens = 0
+    public var costMicros = 0
 
-    public init(requests: Int = 0, promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0) {
+    public init(requests: Int = 0, promptTokens: Int = 0, completionTokens: Int = 0, totalTokens: Int = 0, costMicros: Int = 0) {
         self.requests = requests
         self.promptTokens = promptTokens
         self.completionTokens = completionTokens
         self.totalTokens = totalTokens
+        self.costMicros = costMicros
     }
 
     public init(_ r: UsageRecord) {
-        self.init(requests: 1, promptTokens: r.promptTokens, completionTokens: r.completionTokens, totalTokens: r.totalTokens)
+        self.init(requests: 1, promptTokens: r.promptTokens, completionTokens: r.completionTokens, totalTokens: r.totalTokens,
+                  costMicros: r.costMicros ?? 0)
     }
 
     /// Saturating: counts come from outside (`ReportedTokens` bounds each
@@ -21,17 +25,17 @@ public struct UsageCounts: Equatable, Sendable {
     public static func + (a: UsageCounts, b: UsageCounts) -> UsageCounts {
         UsageCounts(requests: a.requests.addingSaturated(b.requests), promptTokens: a.promptTokens.addingSaturated(b.promptTokens),
                     completionTokens: a.completionTokens.addingSaturated(b.completionTokens),
-                    totalTokens: a.totalTokens.addingSaturated(b.totalTokens))
+                    totalTokens: a.totalTokens.addingSaturated(b.totalTokens), costMicros: a.costMicros.addingSaturated(b.costMicros))
     }
 
     var clampedAtZero: UsageCounts {
         UsageCounts(requests: max(0, requests), promptTokens: max(0, promptTokens), completionTokens: max(0, completionTokens),
-                    totalTokens: max(0, totalTokens))
+                    totalTokens: max(0, totalTokens), costMicros: max(0, costMicros))
     }
 
     public static func - (a: UsageCounts, b: UsageCounts) -> UsageCounts {
         a + UsageCounts(requests: 0 &- b.requests, promptTokens: 0 &- b.promptTokens, completionTokens: 0 &- b.completionTokens,
-                        totalTokens: 0 &- b.totalTokens)
+                        totalTokens: 0 &- b.totalTokens, costMicros: 0 &- b.costMicros)
     }
 }
 
@@ -111,7 +115,8 @@ public struct UsageBook: Sendable {
             guard !f[JournalFields.keyFingerprint].isEmpty else { return nil }
             let prompt = f.int(JournalFields.promptTokens) ?? 0, completion = f.int(JournalFields.completionTokens) ?? 0
             (fingerprint, at) = (f.text(JournalFields.keyFingerprint), f.number(JournalFields.at) ?? 0)
-            counts = UsageCounts(requests: 1, promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingSaturated(completion))
+            counts = UsageCounts(requests: 1, promptTokens: prompt, completionTokens: completion, totalTokens: prompt.addingSaturated(completion),
+                                 costMicros: max(0, f.int(JournalFields.costMicros) ?? 0))
         }
     }
 
@@ -159,7 +164,38 @@ public enum BudgetCheck {
             return ("Daily token budget exhausted: \(spent.day.totalTokens) of \(limit) tokens used today (UTC); it renews at \(UsagePeriod.iso(end))",
                     Int((end - ms + 999) / 1000))
         }
+        for (kind, limit, used) in [(BudgetCounter.Kind.month, budget.costPerMonth, spent.month.costMicros), (.day, budget.costPerDay, spent.day.costMicros)] {
+            guard let limit, used >= micros(limit) else { continue }
+            return refusal(kind: kind, measure: .costMicros, limit: micros(limit), spent: used, amount: 0, now: ms)
+        }
         return nil
+    }
+
+    /// A money budget in millionths, as its counter counts it.
+    public static func micros(_ cost: Double) -> Int { Int((cost * 1_000_000).rounded(.down)) }
+
+    /// Millionths as money: 6 decimals, trailing zeros dropped (but two kept: "0.25", "1.00", "0.000125").
+    public static func money(_ micros: Int) -> String {
+        let sign = micros < 0 ? "-" : ""
+        let m = micros.magnitude
+        var frac = String(m % 1_000_000)
+        frac = String(repeating: "0", count: 6 - frac.count) + frac
+        while frac.count > 2, frac.hasSuffix("0") { frac.removeLast() }
+        return "\(sign)\(m / 1_000_000).\(frac)"
+    }
+
+    /// The refusal of a request whose reservation does not fit what is
+    /// left of a budget of either measure: tokens (below) or money, whose
+    /// counts are millionths and whose message says them as money.
+    public static func refusal(kind: BudgetCounter.Kind, measure: BudgetCounter.Measure, limit: Int, spent: Int, amount: Int, now ms: Int64) -> (message: String, retryAfter: Int) {
+        guard measure == .costMicros else { return refusal(kind: kind, limit: limit, spent: spent, tokens: amount, now: ms) }
+        let (name, noun, period) = kind == .day ? ("Daily", "today", UsagePeriod.day(containing: ms))
+                                                : ("Monthly", "this month", UsagePeriod.month(containing: ms))
+        let retry = Int((period.to - ms + 999) / 1000)
+        if spent >= limit {
+            return ("\(name) cost budget exhausted: \(money(spent)) of \(money(limit)) spent \(noun) (UTC); it renews at \(UsagePeriod.iso(period.to))", retry)
+        }
+        return ("\(name) cost budget: \(money(spent)) of \(money(limit)) spent \(noun) (UTC), \(money(limit - spent)) left; this request can cost up to \(money(amount)) (prompt estimate at the input price + max_tokens per choice at the output price): lower max_tokens, or wait until it renews at \(UsagePeriod.iso(period.to))", retry)
     }
 
     /// The refusal of a request whose reservation does not fit what is

@@ -43,14 +43,19 @@ public struct UsageRecord: Equatable, Sendable {
     public var clamped: Bool
     /// The client's session (Claude Code's `X-Claude-Code-Session-Id`), "" when none.
     public var session: String
+    /// What it cost in millionths of the currency of `upstream.prices`, at
+    /// the prices of its time (cached prompt tokens at the cached price,
+    /// rounded up); nil when its model had no price.
+    public var costMicros: Int?
 
     public var totalTokens: Int { promptTokens.addingSaturated(completionTokens) }
 
     public init(recordID: String, at: Int64, requestID: String, keyName: String, keyFingerprint: String, client: String,
                 route: String, model: String, promptTokens: Int, completionTokens: Int, cachedTokens: Int? = nil,
                 status: Int, stream: Bool, outcome: Outcome, estimated: Bool, durationMs: Int, firstTokenMs: Int? = nil,
-                upstreamKey: String = "", attempts: Int = 1, clamped: Bool = false, session: String = "")
+                upstreamKey: String = "", attempts: Int = 1, clamped: Bool = false, session: String = "", costMicros: Int? = nil)
     {
+        self.costMicros = costMicros
         self.clamped = clamped
         self.session = session
         self.upstreamKey = upstreamKey
@@ -86,7 +91,7 @@ public struct UsageRecord: Equatable, Sendable {
     /// from nested functions took 2.4 µs a line (a boxed capture, a String
     /// per number), this 0.5 µs (StorageTests timing, release build).
     public var journalLine: [UInt8] {
-        var bound = Self.version.count + 1 + 11 * 21 + 9 + 2 * (outcome.rawValue.utf8.count + upstreamKey.utf8.count)
+        var bound = Self.version.count + 1 + 12 * 21 + 9 + 2 * (outcome.rawValue.utf8.count + upstreamKey.utf8.count)
         bound += 2 * (recordID.utf8.count + requestID.utf8.count + keyName.utf8.count + keyFingerprint.utf8.count)
         bound += 2 * (client.utf8.count + route.utf8.count + model.utf8.count + session.utf8.count) + 1
         return [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
@@ -97,6 +102,7 @@ public struct UsageRecord: Equatable, Sendable {
             w.number(cachedTokens.map(Int64.init)); w.number(Int64(status)); w.number(stream ? 1 : 0); w.text(outcome.rawValue)
             w.number(estimated ? 1 : 0); w.number(Int64(durationMs)); w.number(firstTokenMs.map(Int64.init))
             w.text(upstreamKey); w.number(Int64(attempts)); w.number(clamped ? 1 : 0); w.text(session)
+            w.number(costMicros.map(Int64.init))
             w.put(0x0A)
             count = w.count
         }
@@ -166,10 +172,12 @@ public struct UsageRecord: Equatable, Sendable {
         }
     }
 
-    /// U4 adds the session; U3 added `clamped`; U2 the upstream key and the
-    /// attempts. Lines of older versions (a journal left by an older
-    /// process) still read, with "", 1, not clamped and no session.
-    static let version: [UInt8] = Array("U4".utf8)
+    /// U5 adds the cost; U4 added the session; U3 `clamped`; U2 the
+    /// upstream key and the attempts. Lines of older versions (a journal
+    /// left by an older process) still read, with "", 1, not clamped, no
+    /// session and no cost.
+    static let version: [UInt8] = Array("U5".utf8)
+    static let version4: [UInt8] = Array("U4".utf8)
     static let version3: [UInt8] = Array("U3".utf8)
     static let version2: [UInt8] = Array("U2".utf8)
     static let version1: [UInt8] = Array("U1".utf8)
@@ -198,7 +206,7 @@ public struct UsageRecord: Equatable, Sendable {
                   durationMs: f.int(JournalFields.durationMs)!, firstTokenMs: f.int(JournalFields.firstTokenMs),
                   upstreamKey: f.hasUpstreamKey ? f.text(JournalFields.upstreamKey) : "",
                   attempts: f.hasUpstreamKey ? f.int(JournalFields.attempts) ?? 1 : 1, clamped: f.int(JournalFields.clamped) == 1,
-                  session: f.text(JournalFields.session))
+                  session: f.text(JournalFields.session), costMicros: f.int(JournalFields.costMicros))
     }
 }
 
@@ -213,27 +221,29 @@ public struct JournalFields {
     public static let recordID = 1, at = 2, requestID = 3, keyName = 4, keyFingerprint = 5, client = 6, route = 7, model = 8
     public static let promptTokens = 9, completionTokens = 10, cachedTokens = 11, status = 12, stream = 13, outcome = 14
     public static let estimated = 15, durationMs = 16, firstTokenMs = 17, upstreamKey = 18, attempts = 19, clamped = 20, session = 21
+    public static let costMicros = 22
 
     private let fields: [Field]
-    /// A U2 or U3 line (U1 lines have no upstream key and attempts; U3 adds `clamped`).
+    /// A U2 to U5 line (U1 lines have no upstream key and attempts; U3 adds `clamped`).
     public let hasUpstreamKey: Bool
     public let outcome: UsageRecord.Outcome
 
     /// nil for a torn or foreign line.
     public init?(line: UnsafeBufferPointer<UInt8>) {
         var fields: [Field] = []
-        fields.reserveCapacity(22)
+        fields.reserveCapacity(23)
         var start = 0
         for i in 0...line.count where i == line.count || line[i] == 0x09 {
             fields.append(Field(rebasing: line[start..<i]))
             start = i + 1
         }
-        let v4 = fields.count == 22 && fields[0].elementsEqual(UsageRecord.version)
+        let v5 = fields.count == 23 && fields[0].elementsEqual(UsageRecord.version)
+        let v4 = fields.count == 22 && fields[0].elementsEqual(UsageRecord.version4)
         let v3 = fields.count == 21 && fields[0].elementsEqual(UsageRecord.version3)
         let v2 = fields.count == 20 && fields[0].elementsEqual(UsageRecord.version2)
-        guard v4 || v3 || v2 || fields.count == 18 && fields[0].elementsEqual(UsageRecord.version1) else { return nil }
+        guard v5 || v4 || v3 || v2 || fields.count == 18 && fields[0].elementsEqual(UsageRecord.version1) else { return nil }
         self.fields = fields
-        hasUpstreamKey = v4 || v3 || v2
+        hasUpstreamKey = v5 || v4 || v3 || v2
         let required = [Self.at, Self.promptTokens, Self.completionTokens, Self.status, Self.stream, Self.estimated, Self.durationMs]
         guard required.allSatisfy({ Self.number(fields[$0]) != nil }),
               let outcome = UsageRecord.Outcome(rawValue: String(decoding: fields[Self.outcome], as: UTF8.self)) else { return nil }
