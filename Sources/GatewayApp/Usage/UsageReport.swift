@@ -42,7 +42,7 @@ public struct UsageReport: Sendable {
             row.totals.completionTokens += r.totals.completionTokens
             row.totals.totalTokens += r.totals.totalTokens
             row.totals.estimatedRequests += r.totals.estimatedRequests
-            if let p = prices[r.model] {
+            if let p = prices[r.model] ?? prices["*"] {
                 row.cost? += p.cost(prompt: r.totals.promptTokens, cached: r.cachedTokens, completion: r.totals.completionTokens)
             } else if priced {
                 row.unpricedRequests += r.totals.requests
