@@ -38,7 +38,7 @@ let package = Package(
         .testTarget(name: "KimiCoreTests", dependencies: ["KimiCore"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory", "KimiCore"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "KimiCore"]),
-        .testTarget(name: "FleetTests", dependencies: ["Fleet", "KimiCore", "GatewayApp"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "KimiCore", "GatewayApp", "Storage"]),
         .testTarget(name: "GatewayAppTests", dependencies: ["GatewayApp", "KimiCore", "Upstream"]),
     ],
     swiftLanguageModes: [.v5]

@@ -118,6 +118,34 @@ public final class RedisWordStore: @unchecked Sendable {
         return UsageBook.Spent(day: counts(0), month: counts(4))
     }
 
+    // MARK: client keys (issue #31)
+
+    /// The fleet's keys: the entries, their versions, the generation.
+    public var keyStoreKeys: [String] { [prefix + "keys", prefix + "keys:v", prefix + "keys:gen"] }
+
+    /// The generation of the fleet's keys (0: none yet); nil when Redis did not answer.
+    public func keysGeneration() -> Int64? {
+        call { c throws(RedisFailure) in try c.command(["GET", keyStoreKeys[2]]) }?.integer
+    }
+
+    /// Every key entry the fleet holds, as `KeyStore.Entry.fleetJSON` texts (id → JSON).
+    public func keyEntries() -> [String: String]? {
+        guard case .array(let a)? = call({ c throws(RedisFailure) in try c.command(["HGETALL", keyStoreKeys[0]]) }) else { return nil }
+        var out: [String: String] = [:]
+        var i = 0
+        while i + 1 < a.count {
+            if case .string(let id) = a[i], case .string(let json) = a[i + 1] { out[id] = json }
+            i += 2
+        }
+        return out
+    }
+
+    /// Publishes entries (id, version, JSON) where they win (`FleetScripts.keyPut`); the generation after.
+    public func putKeyEntries(_ entries: [(id: String, version: Int64, json: String)]) -> Int64? {
+        guard !entries.isEmpty else { return keysGeneration() }
+        return eval(5, keys: keyStoreKeys, entries.flatMap { [$0.id, String($0.version), $0.json] })?.integer
+    }
+
     // MARK: connections, scripts and the link
 
     private func eval(_ script: Int, _ slot: UInt64, _ args: [String]) -> RedisConnection.Reply? {

@@ -49,6 +49,31 @@ public final class KeyStore: @unchecked Sendable {
             return key
         }
 
+        /// The order of an entry's versions across a fleet: a revocation
+        /// above everything (it is for good: no machine's older change
+        /// brings a key back), then the time of the last change.
+        public var fleetVersion: Int64 { (revokedAtMs != nil ? 1 << 50 : 0) + max(0, updatedAtMs) }
+
+        /// Whether this entry replaces `other` (nil: absent): a larger
+        /// version, or the same with a larger text (two machines that
+        /// changed a key in the same millisecond settle on one, everywhere).
+        /// `FleetScripts.keyPut` decides the same way in Redis.
+        public func wins(over other: Entry?) -> Bool {
+            guard let other else { return true }
+            if fleetVersion != other.fleetVersion { return fleetVersion > other.fleetVersion }
+            return other.fleetJSON.utf8.lexicographicallyPrecedes(fleetJSON.utf8) // bytes, as Redis compares
+        }
+
+        /// The entry as the fleet's Redis keeps it: every column (the
+        /// secret only as its SHA-256), in a fixed order.
+        public var fleetJSON: String {
+            let int = { (v: Int64?) in v.map { JSON.number(Double($0)) } ?? .null }
+            let json: JSON = ["id": .string(id), "name": .string(name), "sha256": .string(sha256), "spec": spec, "expiresAt": int(expiresAtMs),
+                              "enabled": .bool(enabled), "revokedAt": int(revokedAtMs), "previousSHA256": previousSHA256.map { .string($0) } ?? .null,
+                              "previousUntil": int(previousUntilMs), "createdAt": .number(Double(createdAtMs)), "updatedAt": .number(Double(updatedAtMs))]
+            return json.serialized()
+        }
+
         public var state: String {
             if revokedAtMs != nil { return "revoked" }
             if !enabled { return "disabled" }
@@ -149,6 +174,44 @@ public final class KeyStore: @unchecked Sendable {
         }
     }
 
+    // MARK: a Redis fleet's keys (`KeyFleetSync`)
+
+    /// Stores entries from the fleet that win over this machine's
+    /// (`Entry.wins`), in one transaction; the generation moves only when
+    /// something changed. Returns how many did.
+    @discardableResult
+    public func adopt(_ entries: [Entry]) throws -> Int {
+        guard !entries.isEmpty else { return 0 }
+        return try SQLiteDatabase.whileBusy {
+            try db.transaction { tx in
+                var changed = 0
+                for e in entries {
+                    let local = try tx.query("SELECT \(Self.columns) FROM client_keys WHERE id = ?1", [.text(e.id)]).first.flatMap(Self.entry)
+                    guard e.wins(over: local) else { continue }
+                    try tx.query("""
+                        INSERT OR REPLACE INTO client_keys (id, name, sha256, spec, expires_at, enabled, revoked_at, previous_sha256, previous_until,
+                            created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                        """, [.text(e.id), .text(e.name), .text(e.sha256), .text(e.spec.serialized()), e.expiresAtMs.map { .int($0) } ?? .null,
+                              .int(e.enabled ? 1 : 0), e.revokedAtMs.map { .int($0) } ?? .null, e.previousSHA256.map { .text($0) } ?? .null,
+                              e.previousUntilMs.map { .int($0) } ?? .null, .int(e.createdAtMs), .int(e.updatedAtMs)])
+                    changed += 1
+                }
+                if changed > 0 { try tx.query("UPDATE client_keys_generation SET n = n + 1") }
+                return changed
+            }
+        }
+    }
+
+    /// What each side lacks: the remote entries that win over this
+    /// machine's (to adopt), and this machine's that win over the remote
+    /// ones or that it lacks (to publish).
+    public static func reconcile(local: [Entry], remote: [Entry]) -> (toLocal: [Entry], toRemote: [Entry]) {
+        let l = Dictionary(local.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let r = Dictionary(remote.map { ($0.id, $0) }, uniquingKeysWith: { a, b in a.wins(over: b) ? a : b })
+        return (r.values.filter { $0.wins(over: l[$0.id]) }.sorted { $0.id < $1.id },
+                local.filter { $0.wins(over: r[$0.id]) })
+    }
+
     static let columns = "id, name, sha256, spec, expires_at, enabled, revoked_at, previous_sha256, previous_until, created_at, updated_at"
 
     static func entry(_ row: [SQLiteDatabase.Value]) -> Entry? {
@@ -156,5 +219,18 @@ public final class KeyStore: @unchecked Sendable {
               let spec = try? JSON.parse(Array(specText.utf8)), let created = row[9].int, let updated = row[10].int else { return nil }
         return Entry(id: id, name: name, sha256: sha, spec: spec, expiresAtMs: row[4].int, enabled: row[5].int == 1, revokedAtMs: row[6].int,
                      previousSHA256: row[7].text, previousUntilMs: row[8].int, createdAtMs: created, updatedAtMs: updated)
+    }
+}
+
+extension KeyStore.Entry {
+    /// An entry back from `fleetJSON`; nil for anything else.
+    public init?(fleetJSON text: String) {
+        guard let j = try? JSON.parse(Array(text.utf8)), let id = j["id"]?.stringValue, let name = j["name"]?.stringValue,
+              let sha = j["sha256"]?.stringValue, sha.utf8.count == 64, let spec = j["spec"], spec.objectValue != nil,
+              let created = j["createdAt"]?.intValue, let updated = j["updatedAt"]?.intValue else { return nil }
+        let int = { (k: String) in j[k]?.intValue.map(Int64.init) }
+        self.init(id: id, name: name, sha256: sha, spec: spec, expiresAtMs: int("expiresAt"), enabled: j["enabled"]?.boolValue ?? true,
+                  revokedAtMs: int("revokedAt"), previousSHA256: j["previousSHA256"]?.stringValue, previousUntilMs: int("previousUntil"),
+                  createdAtMs: Int64(created), updatedAtMs: Int64(updated))
     }
 }

@@ -2,6 +2,8 @@ import Glibc
 import Testing
 @testable import Fleet
 @testable import KimiCore
+@testable import GatewayApp
+import Storage
 
 /// The fleet's scripts on a real Redis: the same decisions as the file's
 /// Swift GCRA, one round trip each, and the fallback's contract (a dead or
@@ -162,5 +164,53 @@ import Testing
         } catch {
             #expect(error.description.contains("AUTH refused") && !error.description.contains("wrong"))
         }
+    }
+}
+
+/// Created keys across a fleet (issue #31): two machines' key stores synced
+/// through one real Redis.
+@Suite(.serialized) struct KeyFleetSyncTests {
+    @Test func aKeyCreatedOnOneMachineIsAdoptedByTheOtherAndARevocationTravelsBack() throws {
+        let server = try RedisServer()
+        let fleet = RedisWordStore(endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), timeoutMs: 500, prefix: "t:")
+        let (_, a) = try KeyStoreFleet.fresh(), (_, b) = try KeyStoreFleet.fresh()
+        var syncA = KeyFleetSync(), syncB = KeyFleetSync()
+        let (created, _) = try a.create(name: "dev", spec: ["name": "dev"], expiresAtMs: nil)
+        #expect(try syncA.sync(store: a, fleet: fleet) == .init(adopted: 0, published: 1))
+        #expect(try syncB.sync(store: b, fleet: fleet) == .init(adopted: 1, published: 0))
+        #expect(try b.get(created.id) == a.get(created.id))
+        // Nothing changed: a look is one GET each and does nothing.
+        #expect(try syncA.sync(store: a, fleet: fleet) == .init() && syncB.sync(store: b, fleet: fleet) == .init())
+        // Revoked on B; A adopts it, and A's older rename afterwards does not bring it back.
+        _ = try b.revoke(created.id, nowMs: Clock.wallMicros() / 1000 + 10)
+        _ = try syncB.sync(store: b, fleet: fleet)
+        _ = try a.update(created.id, nowMs: Clock.wallMicros() / 1000 + 20) { $0.name = "renamed" }
+        _ = try syncA.sync(store: a, fleet: fleet)
+        _ = try syncB.sync(store: b, fleet: fleet)
+        #expect(try a.get(created.id)?.revokedAtMs != nil && b.get(created.id)?.revokedAtMs != nil)
+        #expect(try a.get(created.id)!.apiKeys(nowMs: 0).isEmpty)
+        // A Redis that lost everything gets the machines' keys back at their next look.
+        _ = try RedisConnection(endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), timeoutMs: 1000).command(["FLUSHALL"])
+        #expect(try syncA.sync(store: a, fleet: fleet)?.published == 1)
+        #expect(fleet.keyEntries()?.count == 1)
+    }
+
+    @Test func putKeepsTheNewerEntryAndMovesTheGenerationOnlyOnAChange() throws {
+        let server = try RedisServer()
+        let fleet = RedisWordStore(endpoint: RedisEndpoint(host: "127.0.0.1", port: server.port), timeoutMs: 500, prefix: "t:")
+        #expect(fleet.keysGeneration() == 0)
+        #expect(fleet.putKeyEntries([("key_1", 200, "{\"v\":2}")]) == 1)
+        #expect(fleet.putKeyEntries([("key_1", 100, "{\"v\":1}")]) == 1) // older: kept out, no new generation
+        #expect(fleet.keyEntries() == ["key_1": "{\"v\":2}"])
+        #expect(fleet.putKeyEntries([("key_1", 200, "{\"v\":3}"), ("key_2", 1, "{}")]) == 2) // a tie: the larger text
+        #expect(fleet.keyEntries() == ["key_1": "{\"v\":3}", "key_2": "{}"])
+    }
+}
+
+enum KeyStoreFleet {
+    static func fresh() throws -> (String, KeyStore) {
+        var template = Array("/tmp/kimi-fleetkeys-XXXXXX".utf8CString)
+        let dir = String(cString: mkdtemp(&template)!)
+        return (dir, try KeyStore(database: try SQLiteDatabase(path: dir + "/gateway.db")))
     }
 }

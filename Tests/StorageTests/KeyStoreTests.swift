@@ -89,3 +89,51 @@ import Testing
         #expect(ConcurrencyLedger.sweep(directory: dir) { _, _ in Issue.record("swept twice") } == 0)
     }
 }
+
+/// Keys across a Redis fleet (issue #31): which of two versions of an entry
+/// wins, what each side lacks, and adopting the winners.
+@Suite struct KeyStoreFleetTests {
+    func entry(_ id: String, updated: Int64, name: String = "k", revoked: Int64? = nil) -> KeyStore.Entry {
+        KeyStore.Entry(id: id, name: name, sha256: SHA256.hex(id), spec: ["name": .string(name)], expiresAtMs: nil,
+                       enabled: true, revokedAtMs: revoked, previousSHA256: nil, previousUntilMs: nil, createdAtMs: 1, updatedAtMs: updated)
+    }
+
+    @Test func theNewerChangeWinsARevocationIsFinalAndATieSettlesTheSameEverywhere() {
+        let old = entry("key_1", updated: 100), new = entry("key_1", updated: 200, name: "renamed")
+        #expect(new.wins(over: old) && !old.wins(over: new) && old.wins(over: nil))
+        let revoked = entry("key_1", updated: 150, revoked: 150)
+        #expect(revoked.wins(over: new)) // an older revocation still beats a newer change
+        #expect(!entry("key_1", updated: 10_000, name: "back").wins(over: revoked))
+        let a = entry("key_1", updated: 300, name: "a"), b = entry("key_1", updated: 300, name: "b")
+        #expect(a.wins(over: b) != b.wins(over: a) && !a.wins(over: a))
+    }
+
+    @Test func anEntryTravelsAsJSONWithEveryColumnAndNoSecret() {
+        var e = entry("key_9", updated: 42, name: "dev\t\"x\"")
+        e.previousSHA256 = String(repeating: "b", count: 64)
+        e.previousUntilMs = 99
+        e.expiresAtMs = 1_800_000_000_000
+        e.enabled = false
+        #expect(KeyStore.Entry(fleetJSON: e.fleetJSON) == e)
+        #expect(KeyStore.Entry(fleetJSON: "{\"id\":\"x\"}") == nil && KeyStore.Entry(fleetJSON: "not json") == nil)
+    }
+
+    @Test func reconcilingSaysWhatEachSideLacks() {
+        let local = [entry("key_a", updated: 5), entry("key_b", updated: 9), entry("key_c", updated: 1)]
+        let remote = [entry("key_a", updated: 7, name: "newer"), entry("key_b", updated: 3), entry("key_d", updated: 2)]
+        let (toLocal, toRemote) = KeyStore.reconcile(local: local, remote: remote)
+        #expect(toLocal.map(\.id) == ["key_a", "key_d"] && toLocal[0].name == "newer")
+        #expect(toRemote.map(\.id) == ["key_b", "key_c"])
+        #expect(KeyStore.reconcile(local: local, remote: local).toLocal.isEmpty && KeyStore.reconcile(local: local, remote: local).toRemote.isEmpty)
+    }
+
+    @Test func adoptingStoresOnlyWinnersAndMovesTheGenerationOnlyThen() throws {
+        let (_, store) = try KeyStoreTests.fresh()
+        let (mine, _) = try store.create(name: "mine", spec: ["name": "mine"], expiresAtMs: nil, nowMs: 500)
+        let g = try store.generation()
+        #expect(try store.adopt([entry(mine.id, updated: 400, name: "stale")]) == 0 && store.generation() == g)
+        #expect(try store.adopt([entry(mine.id, updated: 600, name: "fresh"), entry("key_new", updated: 1)]) == 2)
+        #expect(try store.generation() == g + 1)
+        #expect(try store.get(mine.id)?.name == "fresh" && store.get("key_new") != nil)
+    }
+}

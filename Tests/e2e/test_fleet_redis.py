@@ -283,3 +283,64 @@ def test_a_daily_budget_spent_on_one_machine_is_spent_on_the_other(request):
             missing = subprocess.run([str(binary()), "usage", "--config", str(a.config_path), "--ledger", "/nonexistent/x.db"],
                                      capture_output=True, text=True, timeout=30)
             assert missing.returncode != 0 and "no usage ledger at /nonexistent/x.db" in missing.stderr
+
+
+FLEET_ADMIN = "fleet-admin-" + uuid.uuid4().hex
+
+
+def keys_config(redis: RedisServer) -> dict:
+    cfg = fleet_config(redis, 1_000_000)
+    cfg["auth"] = {"required": True, "keys": [{"name": "ops", "key": FLEET_ADMIN, "role": "admin"}]}
+    return cfg
+
+
+def chat_as(s, key: str, model: str = "moonshot-v1-8k") -> int:
+    return http("POST", s.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                body={"model": model, "messages": [{"role": "user", "content": "hi [sim:tokens=1]"}]}).status
+
+
+def admin_call(s, method: str, path: str, body=None):
+    return http(method, s.base + path, body=body, headers={"x-api-key": FLEET_ADMIN})
+
+
+def everywhere_on(s, key: str, status: int, tries: int = 8, **kw) -> bool:
+    """`tries` requests over the machine's four processes all answer `status`."""
+    return all(chat_as(s, key, **kw) == status for _ in range(tries))
+
+
+def test_keys_created_changed_and_revoked_on_one_machine_hold_on_the_other_within_a_second(request):
+    """Issue #31: a key made on machine A works on B within 1 s; a change or
+    a revocation made on B holds on A within 1 s; a key made while Redis is
+    down reaches the other machine once Redis is back."""
+    with RedisServer(RUNS / "redis-fleet-keys") as redis:
+        cfg = keys_config(redis)
+        with make_stack("fleet-keys-a", workers=4, config=cfg) as a, make_stack("fleet-keys-b", workers=4, config=cfg) as b:
+            created = admin_call(a, "POST", "/api/admin/keys", {"name": "mobile-app"})
+            assert created.status == 201, created.text
+            key, key_id = created.json()["data"]["key"], created.json()["data"]["id"]
+            assert everywhere_on(a, key, 200)
+            assert wait_for(lambda: everywhere_on(b, key, 200), timeout=1.0)
+            assert key_id in [k["id"] for k in admin_call(b, "GET", "/api/admin/keys").json()["data"]]
+            # Only the hash travels: the secret is in no Redis value.
+            assert key not in redis.cli("HGETALL", cfg["redis"]["prefix"] + "keys")
+
+            # Changed on B: A holds it to its new models within a second.
+            assert admin_call(b, "PATCH", f"/api/admin/keys/{key_id}", {"models": ["moonshot-v1-32k"]}).status == 200
+            assert wait_for(lambda: everywhere_on(a, key, 400), timeout=1.0)  # "Model ... is not allowed"
+            assert everywhere_on(a, key, 200, model="moonshot-v1-32k")
+
+            # Revoked on B: 401 on A within a second, and for good.
+            assert admin_call(b, "DELETE", f"/api/admin/keys/{key_id}").status == 200
+            assert wait_for(lambda: everywhere_on(a, key, 401, model="moonshot-v1-32k"), timeout=1.0)
+            assert admin_call(a, "GET", f"/api/admin/keys/{key_id}").json()["data"]["state"] == "revoked"
+
+            # Redis down: A still issues keys (its own database); B gets them once Redis is back.
+            redis.kill()
+            later = admin_call(a, "POST", "/api/admin/keys", {"name": "made-while-down"})
+            assert later.status == 201, later.text
+            second = later.json()["data"]["key"]
+            assert everywhere_on(a, second, 200) and chat_as(b, second) == 401
+            redis.start()
+            assert wait_for(lambda: everywhere_on(b, second, 200), timeout=5)
+            assert "published 1 key change(s) to the fleet" in a.log("gateway").read_text()
+            assert "adopted" in b.log("gateway").read_text()

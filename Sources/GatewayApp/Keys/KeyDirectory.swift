@@ -1,3 +1,4 @@
+import Fleet
 import KimiCore
 import Storage
 import Glibc
@@ -38,6 +39,11 @@ final class KeyDirectory: @unchecked Sendable {
     private let current: AtomicReference<Snapshot>
     private var watcherPid: pid_t = 0
     private let lock = Lock()
+    /// The fleet's Redis under the current config (`state.backend` redis), or nil.
+    var fleetSource: (@Sendable () -> RedisWordStore?)?
+    private var fleetSync = KeyFleetSync()
+    private let fleetLock = Lock()
+    private let fleetErrorLog = IntervalGate(intervalNanos: 10_000_000_000)
 
     init(store: KeyStore) {
         self.store = store
@@ -64,8 +70,30 @@ final class KeyDirectory: @unchecked Sendable {
             Thread.detached(stackBytes: 256 << 10) { [weak self] in
                 while let self, self.watcherPid == me {
                     usleep(UInt32(Self.checkNanos / 1000))
+                    self.syncFleet()
                     self.refresh(force: false)
                 }
+            }
+        }
+    }
+
+    /// After an admin change in this process: published to the fleet (when
+    /// there is one) before the answer, and reloaded here at once.
+    func changed() {
+        syncFleet()
+        refresh(force: true)
+    }
+
+    /// One `KeyFleetSync` with the fleet's Redis, if there is one.
+    func syncFleet() {
+        guard let fleet = fleetSource?() else { return }
+        fleetLock.withLock {
+            do {
+                guard let outcome = try fleetSync.sync(store: store, fleet: fleet) else { return }
+                if outcome.adopted > 0 { Log.info("keys: adopted \(outcome.adopted) key change(s) from the fleet (redis \(fleet.endpoint))") }
+                if outcome.published > 0 { Log.info("keys: published \(outcome.published) key change(s) to the fleet (redis \(fleet.endpoint))") }
+            } catch {
+                if fleetErrorLog.tryEnter() { Log.error("keys: cannot sync with the fleet (\(error)); this machine's keys stay as they are") }
             }
         }
     }

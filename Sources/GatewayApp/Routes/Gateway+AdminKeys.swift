@@ -26,7 +26,7 @@ extension Gateway {
         let expires = try Self.expiry(body["expiresAt"])
         if let e = expires, e <= Clock.wallMicros() / 1000 { throw GatewayError.badRequest("'expiresAt' is in the past") }
         let (entry, secret) = try store.create(name: HeaderSafety.printable(name, max: 64), spec: spec, expiresAtMs: expires)
-        services.keys?.refresh(force: true)
+        services.keys?.changed()
         audit(ctx, "created key \(entry.id) name=\(entry.name) role=\(spec["role"]?.stringValue ?? "client")")
         ctx.json(201, ["success": true, "data": Self.describe(entry).setting("key", .string(secret))])
     }
@@ -69,7 +69,7 @@ extension Gateway {
             try Self.checkCostBudget(e.spec, config: ctx.config)
         }
         guard let entry else { throw GatewayError.keyNotFound(id) }
-        services.keys?.refresh(force: true)
+        services.keys?.changed()
         audit(ctx, "changed key \(id) (\((body.objectValue ?? []).map(\.0).sorted().joined(separator: ",")))")
         ctx.json(200, ["success": true, "data": Self.describe(entry)])
     }
@@ -85,7 +85,7 @@ extension Gateway {
             grace = n
         }
         guard let (entry, secret) = try keyStore().rotate(id, graceSeconds: grace) else { throw GatewayError.keyNotFound(id) }
-        services.keys?.refresh(force: true)
+        services.keys?.changed()
         audit(ctx, "rotated key \(id) grace=\(grace)s")
         ctx.json(200, ["success": true, "data": Self.describe(entry).setting("key", .string(secret))])
     }
@@ -94,7 +94,7 @@ extension Gateway {
     func revokeKey(_ ctx: RequestContext) throws {
         let id = try mutableKeyID(ctx)
         guard let entry = try keyStore().revoke(id) else { throw GatewayError.keyNotFound(id) }
-        services.keys?.refresh(force: true)
+        services.keys?.changed()
         audit(ctx, "revoked key \(id) name=\(entry.name)")
         ctx.json(200, ["success": true, "data": Self.describe(entry)])
     }

@@ -15,6 +15,8 @@ public final class Gateway: @unchecked Sendable {
         self.configCache = configCache
         self.version = version
         self.services = services
+        // Created keys follow the fleet's Redis while the config names one.
+        services.keys?.fleetSource = { [configCache, limiter = services.limiter] in limiter.fleetStore(for: configCache.current()) }
         registerRoutes()
     }
 

@@ -89,5 +89,35 @@ public enum FleetScripts {
     return out
     """
 
-    public static let all = [step, settle, compareAndSet, usageAdd, usageRead]
+    /// Client keys created at run time, shared by the fleet (issue #31):
+    /// KEYS[1] the entries (id → JSON), KEYS[2] their versions (id →
+    /// number), KEYS[3] the generation. ARGV: id, version, JSON, repeated.
+    /// An entry replaces the stored one only when its version is larger, or
+    /// the same with a larger JSON text (`KeyStore.Entry.wins`): so
+    /// machines publishing at once, or an old one coming back, never undo a
+    /// newer change. The generation moves when anything changed; returns it.
+    public static let keyPut = """
+    local changed = false
+    for i = 1, #ARGV, 3 do
+      local cur = redis.call('HGET', KEYS[2], ARGV[i])
+      local take = not cur
+      if cur then
+        local v, c = tonumber(ARGV[i + 1]), tonumber(cur)
+        if v > c then take = true
+        elseif v == c then
+          local j = redis.call('HGET', KEYS[1], ARGV[i])
+          take = (not j) or ARGV[i + 2] > j
+        end
+      end
+      if take then
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+        redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+        changed = true
+      end
+    end
+    if changed then return redis.call('INCR', KEYS[3]) end
+    return tonumber(redis.call('GET', KEYS[3]) or '0')
+    """
+
+    public static let all = [step, settle, compareAndSet, usageAdd, usageRead, keyPut]
 }
