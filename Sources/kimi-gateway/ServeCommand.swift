@@ -101,7 +101,11 @@ struct CheckConfigCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The JSON config file.", valueName: "file"))
     var config: String?
 
+    @Flag(name: .customLong("keys-table"), help: "Print every config key (name, variable, default, reload, meaning) as the README's Markdown table, and exit.")
+    var keysTable = false
+
     func run() throws {
+        if keysTable { return print(ConfigKey.markdownTable(), terminator: "") }
         guard let cache = ConfigLoading.load(path: config) else { throw ExitCode.failure }
         print("config OK (\(config ?? "no file: defaults and environment"))")
         for line in cache.current().summary() { print("  " + line) }

@@ -112,10 +112,10 @@ import Testing
     }
 
     @Test func aRefusalNamesTheBudgetWhatIsLeftAndWhenItRenews() {
-        let r = BudgetCheck.refusal(kind: .day, limit: 600, spent: 561, tokens: 51, now: now)
+        let r = BudgetCheck.refusal(kind: .day, limit: 600, spent: 561, amount: 51, now: now)
         #expect(r.message.contains("39 left") && r.message.contains("reserves 51") && r.message.contains("renews at"))
         #expect(r.retryAfter > 0 && r.retryAfter <= 86_400)
-        #expect(BudgetCheck.refusal(kind: .month, limit: 600, spent: 600, tokens: 1, now: now).message.hasPrefix("Monthly token budget exhausted"))
+        #expect(BudgetCheck.refusal(kind: .month, limit: 600, spent: 600, amount: 1, now: now).message.hasPrefix("Monthly token budget exhausted"))
     }
 
     // MARK: stream deltas in any spelling

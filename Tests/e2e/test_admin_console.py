@@ -9,12 +9,13 @@ import urllib.request
 import uuid
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conftest import ARTIFACTS, http, make_stack, wait_for
-from test_browser_chromium import chromium, severe_logs
+from test_browser_chromium import browser, severe_logs  # noqa: F401 - the module's Chromium fixture
 
 ADMIN = "console-admin-" + uuid.uuid4().hex
 CLIENT = "console-client-" + uuid.uuid4().hex
@@ -32,13 +33,6 @@ def stack():
         yield s
 
 
-@pytest.fixture(scope="module")
-def browser():
-    d = chromium()
-    yield d
-    d.quit()
-
-
 def chat(stack, key):
     return http("POST", stack.base + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
                 body={"model": "moonshot-v1-8k", "messages": [{"role": "user", "content": "hello [sim:tokens=30]"}]})
@@ -53,11 +47,23 @@ def shot(browser, name):
     browser.save_screenshot(str(ARTIFACTS / name))
 
 
+def settled(browser):
+    """No reload of the table in progress."""
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return !document.body.dataset.busy"))
+
+
+def refreshed(browser):
+    """Refresh clicked and the table rendered again."""
+    browser.find_element(By.ID, "refresh").click()
+    settled(browser)
+
+
 def sign_in(browser, stack, key):
     browser.get(stack.https_base + "/admin/")
     browser.execute_script("sessionStorage.clear()")  # signed out: a key kept in the tab signs in by itself
     browser.refresh()
-    wait = WebDriverWait(browser, 15)
+    # The table is re-rendered on every reload: an element found before it may go stale.
+    wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,))
     box = wait.until(EC.visibility_of_element_located((By.ID, "adminKey")))
     box.clear()
     box.send_keys(key)
@@ -121,7 +127,7 @@ def test_create_chat_edit_rotate_revoke_through_the_console(browser, stack):
     wait_for(lambda: http("GET", stack.base + "/api/admin/keys", headers={"x-api-key": ADMIN}).json()["data"][0].get("lastUsedAt"), 10)
 
     def used_meter(d):
-        d.find_element(By.ID, "refresh").click()
+        refreshed(d)
         meters = row(d, "browser-app").find_elements(By.CSS_SELECTOR, "meter[data-budget=day]")
         return meters and float(meters[0].get_attribute("value")) > 0
     wait.until(used_meter)
@@ -138,6 +144,7 @@ def test_create_chat_edit_rotate_revoke_through_the_console(browser, stack):
     shot(browser, "admin-console-keys.png")
 
     # Edit: a new daily budget shows in the table and holds at once.
+    settled(browser)
     row(browser, "browser-app").find_element(By.CSS_SELECTOR, "[data-action=edit]").click()
     field = browser.find_element(By.ID, "keyForm").find_element(By.NAME, "tokensPerDay")
     assert field.get_attribute("value") == "5000"
@@ -145,10 +152,12 @@ def test_create_chat_edit_rotate_revoke_through_the_console(browser, stack):
     field.send_keys("7000")
     browser.find_element(By.ID, "keySave").click()
     wait.until(lambda d: "/ 7,000 tokens today" in row(d, "browser-app").text)
+    settled(browser)
     key_id = row(browser, "browser-app").get_attribute("data-id")
     assert http("GET", stack.base + f"/api/admin/keys/{key_id}", headers={"x-api-key": ADMIN}).json()["data"]["budget"]["tokensPerDay"] == 7000
 
     # Rotate without grace: a new secret; the old one stops working.
+    settled(browser)
     row(browser, "browser-app").find_element(By.CSS_SELECTOR, "[data-action=rotate]").click()
     wait.until(EC.visibility_of_element_located((By.ID, "confirmDialog")))
     browser.find_element(By.ID, "confirmOk").click()
@@ -159,12 +168,14 @@ def test_create_chat_edit_rotate_revoke_through_the_console(browser, stack):
     browser.find_element(By.ID, "hideSecret").click()
 
     # Revoke: confirmed, then 401 everywhere within a second.
+    settled(browser)
     row(browser, "browser-app").find_element(By.CSS_SELECTOR, "[data-action=revoke]").click()
     wait.until(EC.visibility_of_element_located((By.ID, "confirmDialog")))
     assert "cannot be undone" in browser.find_element(By.ID, "confirmText").text
     browser.find_element(By.ID, "confirmOk").click()
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#keyRows tr[data-name='browser-app']"))  # revoked are hidden
     browser.find_element(By.ID, "showRevoked").click()
+    settled(browser)
     assert "revoked" in row(browser, "browser-app").text
     assert wait_for(lambda: chat(stack, rotated).status == 401, 2)
     assert all(chat(stack, rotated).status == 401 for _ in range(6))

@@ -111,8 +111,14 @@ async function loadHealth() {
 // MARK: keys
 
 async function loadKeys() {
-  keys = (await api('GET', '/api/admin/keys')).data;
-  renderKeys();
+  // body[data-busy] while the table is being reloaded (what the UI test waits out).
+  document.body.dataset.busy = '1';
+  try {
+    keys = (await api('GET', '/api/admin/keys')).data;
+    renderKeys();
+  } finally {
+    delete document.body.dataset.busy;
+  }
 }
 
 function limitsText(k) {

@@ -1,184 +1,25 @@
-/// The JSON config file. Unknown keys are errors (a typo must not silently
-/// fall back to a default), and every message names the key.
+/// The JSON config file: every key as `GatewayConfig.keys` declares it.
+/// Unknown keys are errors (a typo must not silently fall back to a
+/// default), and every message names the key.
 extension GatewayConfig {
     public static func parse(fileBytes: [UInt8], into base: GatewayConfig = GatewayConfig()) throws(ConfigError) -> GatewayConfig {
         let root: JSON
         do { root = try JSON.parse(fileBytes) } catch { throw ConfigError("", "not valid JSON: \(error)") }
         guard let top = root.objectValue else { throw ConfigError("", "the top level must be an object") }
         var c = base
-        let r = ConfigReader(prefix: "")
-        try r.check(top, known: ["upstream", "server", "auth", "cors", "rateLimit", "limits", "storage", "documents", "usage", "metrics", "log", "state", "redis", "$comment"])
-        if let st = root["state"] {
-            let r = ConfigReader(prefix: "state.")
-            let o = try r.object(st)
-            try r.check(o, known: ["backend"])
-            if let v = st["backend"] { c.state.backend = try State.Backend.parse(try r.string(v, "backend"), key: "state.backend") }
-        }
-        if let rd = root["redis"] {
-            let r = ConfigReader(prefix: "redis.")
-            let o = try r.object(rd)
-            try r.check(o, known: ["url", "timeoutMs", "prefix"])
-            if let v = rd["url"] { c.redis.url = try r.string(v, "url") }
-            if let v = rd["timeoutMs"] { c.redis.timeoutMs = try r.int(v, "timeoutMs", min: 1) }
-            if let v = rd["prefix"] { c.redis.prefix = try r.string(v, "prefix") }
-        }
-        if let l = root["log"] {
-            let r = ConfigReader(prefix: "log.")
-            let o = try r.object(l)
-            try r.check(o, known: ["format"])
-            if let v = l["format"] { c.log.format = try LogSettings.Format.parse(try r.string(v, "format"), key: "log.format") }
-        }
-        if let u = root["usage"] {
-            let r = ConfigReader(prefix: "usage.")
-            let o = try r.object(u)
-            try r.check(o, known: ["enabled", "database", "drainIntervalMs"])
-            if let v = u["enabled"] { c.usage.enabled = try r.bool(v, "enabled") }
-            if let v = u["database"] { c.usage.database = try r.string(v, "database") }
-            if let v = u["drainIntervalMs"] { c.usage.drainIntervalMs = try r.int(v, "drainIntervalMs", min: 1) }
-        }
-        if let m = root["metrics"] {
-            let r = ConfigReader(prefix: "metrics.")
-            let o = try r.object(m)
-            try r.check(o, known: ["enabled", "allowFrom", "file"])
-            if let v = m["enabled"] { c.metrics.enabled = try r.bool(v, "enabled") }
-            if let v = m["allowFrom"] { c.metrics.allowFrom = try r.strings(v, "allowFrom") }
-            if let v = m["file"] { c.metrics.file = try r.string(v, "file") }
-        }
-        if let d = root["documents"] {
-            let r = ConfigReader(prefix: "documents.")
-            let o = try r.object(d)
-            try r.check(o, known: ["cacheDir", "cacheBytes", "answerReserveTokens"])
-            if let v = d["cacheDir"] { c.documents.cacheDir = try r.string(v, "cacheDir") }
-            if let v = d["cacheBytes"] { c.documents.cacheBytes = try r.int(v, "cacheBytes", min: 0) }
-            if let v = d["answerReserveTokens"] { c.documents.answerReserveTokens = try r.int(v, "answerReserveTokens", min: 1) }
-        }
-        if let s = root["storage"] {
-            let r = ConfigReader(prefix: "storage.")
-            let o = try r.object(s)
-            try r.check(o, known: ["database"])
-            if let v = s["database"] { c.storage.database = try r.string(v, "database") }
-        }
-        if let u = root["upstream"] {
-            let r = ConfigReader(prefix: "upstream.")
-            let o = try r.object(u)
-            try r.check(o, known: ["baseURL", "anthropicBaseURL", "apiKey", "caFile", "simulated", "connectTimeoutMs", "idleTimeoutMs", "defaultModel",
-                                   "models", "modelsCacheSeconds", "keepAliveSeconds", "totalTimeoutMs", "prices", "keys", "retries",
-                                   "retryDeadlineMs", "retryBackoffMs", "firstByteTimeoutMs", "disabledKeySeconds", "$comment"])
-            if let v = u["keys"] {
-                guard let items = v.arrayValue else { throw ConfigError("upstream.keys", "must be an array, got \(v.typeName)") }
-                c.upstream.keysConfigured = true
-                c.upstream.keys = try items.enumerated().map { (i, item) throws(ConfigError) -> UpstreamKey in
-                    let kr = ConfigReader(prefix: "upstream.keys[\(i)].")
-                    let o = try kr.object(item)
-                    try kr.check(o, known: ["key", "keyEnv", "name", "weight", "baseURL"])
-                    let key = try item["key"].map { v throws(ConfigError) in try kr.string(v, "key") }
-                    let keyEnv = try item["keyEnv"].map { v throws(ConfigError) in try kr.string(v, "keyEnv") }
-                    guard (key == nil) != (keyEnv == nil) else { throw ConfigError("upstream.keys[\(i)]", "needs exactly one of key and keyEnv") }
-                    let weight = try item["weight"].map { v throws(ConfigError) in try kr.int(v, "weight", min: 1) } ?? 1
-                    guard weight <= 1000 else { throw ConfigError("upstream.keys[\(i)].weight", "must be at most 1000, got \(weight)") }
-                    return UpstreamKey(name: try item["name"].map { v throws(ConfigError) in try kr.string(v, "name") } ?? "key-\(i + 1)",
-                                       key: key ?? "", weight: weight,
-                                       baseURL: try item["baseURL"].map { v throws(ConfigError) in try kr.string(v, "baseURL") } ?? "", keyEnv: keyEnv)
-                }
-                guard !c.upstream.keys.isEmpty else { throw ConfigError("upstream.keys", "must list at least one key (or leave it out)") }
+        let declared = keys.filter { $0.fromJSON != nil }
+        var sections: [String] = []
+        for k in declared where !sections.contains(k.section) { sections.append(k.section) }
+        try ConfigReader(prefix: "").check(top, known: Set(sections + ["$comment"]))
+        for section in sections {
+            guard let value = root[section] else { continue }
+            let r = ConfigReader(prefix: section + ".")
+            let o = try r.object(value)
+            let mine = declared.filter { $0.section == section }
+            try r.check(o, known: Set(mine.map(\.leaf) + ["$comment"]))
+            for k in mine {
+                if let v = value[k.leaf] { try k.fromJSON!(&c, v, r, k.leaf) }
             }
-            if let v = u["retries"] { c.upstream.retries = try r.int(v, "retries", min: 0) }
-            if let v = u["retryDeadlineMs"] { c.upstream.retryDeadlineMs = try r.int(v, "retryDeadlineMs", min: 0) }
-            if let v = u["retryBackoffMs"] { c.upstream.retryBackoffMs = try r.int(v, "retryBackoffMs", min: 1) }
-            if let v = u["firstByteTimeoutMs"] { c.upstream.firstByteTimeoutMs = try r.int(v, "firstByteTimeoutMs", min: 0) }
-            if let v = u["disabledKeySeconds"] { c.upstream.disabledKeySeconds = try r.int(v, "disabledKeySeconds", min: 1) }
-            if let v = u["prices"] {
-                for (model, p) in try r.object(v) {
-                    let pr = ConfigReader(prefix: "upstream.prices.\(HeaderSafety.printable(model, max: 60)).")
-                    let po = try pr.object(p)
-                    try pr.check(po, known: ["input", "cachedInput", "output"])
-                    guard let i = p["input"], let out = p["output"] else {
-                        throw ConfigError("upstream.prices.\(HeaderSafety.printable(model, max: 60))", "needs input and output (per million tokens)")
-                    }
-                    c.upstream.prices[model] = Price(input: try pr.price(i, "input"), cachedInput: try p["cachedInput"].map { v throws(ConfigError) in try pr.price(v, "cachedInput") },
-                                                     output: try pr.price(out, "output"))
-                }
-            }
-            if let v = u["baseURL"] { c.upstream.baseURL = try r.string(v, "baseURL") }
-            if let v = u["anthropicBaseURL"] { c.upstream.anthropicBaseURL = try r.string(v, "anthropicBaseURL") }
-            if let v = u["apiKey"] { c.upstream.apiKey = try r.string(v, "apiKey") }
-            if let v = u["caFile"] { c.upstream.caFile = try r.string(v, "caFile") }
-            if let v = u["simulated"] { c.upstream.simulated = try r.bool(v, "simulated") }
-            if let v = u["connectTimeoutMs"] { c.upstream.connectTimeoutMs = try r.int(v, "connectTimeoutMs", min: 1) }
-            if let v = u["idleTimeoutMs"] { c.upstream.idleTimeoutMs = try r.int(v, "idleTimeoutMs", min: 1) }
-            if let v = u["totalTimeoutMs"] { c.upstream.totalTimeoutMs = try r.int(v, "totalTimeoutMs", min: 1) }
-            if let v = u["defaultModel"] { c.upstream.defaultModel = try r.string(v, "defaultModel") }
-            if let v = u["modelsCacheSeconds"] { c.upstream.modelsCacheSeconds = try r.int(v, "modelsCacheSeconds", min: 0) }
-            if let v = u["keepAliveSeconds"] { c.upstream.keepAliveSeconds = try r.int(v, "keepAliveSeconds", min: 1) }
-            if let v = u["models"] {
-                c.upstream.modelsConfigured = true
-                guard let items = v.arrayValue else { throw ConfigError("upstream.models", "must be an array, got \(v.typeName)") }
-                c.upstream.models = try items.enumerated().map { (i, item) throws(ConfigError) -> Model in
-                    let key = "upstream.models[\(i)]"
-                    if let id = item.stringValue { return Model(id: id, contextLength: KimiModels.contextLength(id)) }
-                    let r = ConfigReader(prefix: key + ".")
-                    let o = try r.object(item)
-                    try r.check(o, known: ["id", "contextLength"])
-                    guard let idv = item["id"] else { throw ConfigError(key + ".id", "is required") }
-                    let id = try r.string(idv, "id")
-                    let ctx = try item["contextLength"].map { v throws(ConfigError) in try r.int(v, "contextLength", min: 1) }
-                    return Model(id: id, contextLength: ctx ?? KimiModels.contextLength(id))
-                }
-            }
-        }
-        if let s = root["server"] {
-            let r = ConfigReader(prefix: "server.")
-            let o = try r.object(s)
-            try r.check(o, known: ["maxBodyBytes", "minThreads", "maxThreads", "drainTimeoutMs", "trustedProxies", "readTimeoutMs",
-                                   "maxBufferedBytes", "batchScheduling"])
-            if let v = s["maxBodyBytes"] { c.server.maxBodyBytes = try r.int(v, "maxBodyBytes", min: 1) }
-            if let v = s["minThreads"] { c.server.minThreads = try r.int(v, "minThreads", min: 1) }
-            if let v = s["maxThreads"] { c.server.maxThreads = try r.int(v, "maxThreads", min: 1) }
-            if let v = s["drainTimeoutMs"] { c.server.drainTimeoutMs = try r.int(v, "drainTimeoutMs", min: 0) }
-            if let v = s["readTimeoutMs"] { c.server.readTimeoutMs = try r.int(v, "readTimeoutMs", min: 1) }
-            if let v = s["maxBufferedBytes"] { c.server.maxBufferedBytes = try r.int(v, "maxBufferedBytes", min: 1 << 20) }
-            if let v = s["trustedProxies"] { c.server.trustedProxies = try r.strings(v, "trustedProxies") }
-            if let v = s["batchScheduling"] { c.server.batchScheduling = try r.bool(v, "batchScheduling") }
-        }
-        if let a = root["auth"] {
-            let r = ConfigReader(prefix: "auth.")
-            let o = try r.object(a)
-            try r.check(o, known: ["required", "keys"])
-            if let v = a["required"] { c.auth.required = try r.bool(v, "required") }
-            if let v = a["keys"] {
-                guard let items = v.arrayValue else { throw ConfigError("auth.keys", "must be an array, got \(v.typeName)") }
-                c.auth.keys = try items.enumerated().map { (i, item) throws(ConfigError) in try APIKey.parse(item, key: "auth.keys[\(i)]") }
-            }
-        }
-        if let cv = root["cors"] {
-            let r = ConfigReader(prefix: "cors.")
-            let o = try r.object(cv)
-            try r.check(o, known: ["allowedOrigins", "maxAgeSeconds"])
-            if let v = cv["allowedOrigins"] { c.cors.allowedOrigins = try r.strings(v, "allowedOrigins") }
-            if let v = cv["maxAgeSeconds"] { c.cors.maxAgeSeconds = try r.int(v, "maxAgeSeconds", min: 0) }
-        }
-        if let rl = root["rateLimit"] {
-            let r = ConfigReader(prefix: "rateLimit.")
-            let o = try r.object(rl)
-            try r.check(o, known: ["enabled", "windowMs", "maxRequests", "file", "tableSize", "tokensPerMinute", "completionReserveTokens"])
-            if let v = rl["tokensPerMinute"] { c.rateLimit.tokensPerMinute = try r.int(v, "tokensPerMinute", min: 0) }
-            if let v = rl["completionReserveTokens"] { c.rateLimit.completionReserveTokens = try r.int(v, "completionReserveTokens", min: 1) }
-            if let v = rl["enabled"] { c.rateLimit.enabled = try r.bool(v, "enabled") }
-            if let v = rl["windowMs"] { c.rateLimit.policy.windowMs = try r.int(v, "windowMs", min: 1) }
-            if let v = rl["maxRequests"] { c.rateLimit.policy.maxRequests = try r.int(v, "maxRequests", min: 1) }
-            if let v = rl["file"] { c.rateLimit.file = try r.string(v, "file") }
-            if let v = rl["tableSize"] { c.rateLimit.tableSize = try r.int(v, "tableSize", min: 64) }
-        }
-        if let l = root["limits"] {
-            let r = ConfigReader(prefix: "limits.")
-            let o = try r.object(l)
-            try r.check(o, known: ["maxMessages", "maxChars", "maxTokens", "maxFileBytes", "maxFilesPerKey", "maxFileBytesPerKey"])
-            if let v = l["maxFilesPerKey"] { c.limits.maxFilesPerKey = try r.int(v, "maxFilesPerKey", min: 0) }
-            if let v = l["maxFileBytesPerKey"] { c.limits.maxFileBytesPerKey = try r.int(v, "maxFileBytesPerKey", min: 0) }
-            if let v = l["maxFileBytes"] { c.limits.maxFileBytes = try r.int(v, "maxFileBytes", min: 1) }
-            if let v = l["maxMessages"] { c.limits.maxMessages = try r.int(v, "maxMessages", min: 1) }
-            if let v = l["maxChars"] { c.limits.maxChars = try r.int(v, "maxChars", min: 1) }
-            if let v = l["maxTokens"] { c.limits.maxTokens = try r.int(v, "maxTokens", min: 1) }
         }
         return c
     }

@@ -185,30 +185,24 @@ public enum BudgetCheck {
     }
 
     /// The refusal of a request whose reservation does not fit what is
-    /// left of a budget of either measure: tokens (below) or money, whose
-    /// counts are millionths and whose message says them as money.
-    public static func refusal(kind: BudgetCounter.Kind, measure: BudgetCounter.Measure, limit: Int, spent: Int, amount: Int, now ms: Int64) -> (message: String, retryAfter: Int) {
-        guard measure == .costMicros else { return refusal(kind: kind, limit: limit, spent: spent, tokens: amount, now: ms) }
+    /// left of a budget (`BudgetCounter`) of either measure — tokens, or
+    /// money (counted in millionths, said as money): the message names the
+    /// budget, what is spent and left, what the request reserves and when
+    /// the period renews; the seconds until then.
+    public static func refusal(kind: BudgetCounter.Kind, measure: BudgetCounter.Measure = .tokens, limit: Int, spent: Int, amount: Int,
+                               now ms: Int64) -> (message: String, retryAfter: Int)
+    {
         let (name, noun, period) = kind == .day ? ("Daily", "today", UsagePeriod.day(containing: ms))
                                                 : ("Monthly", "this month", UsagePeriod.month(containing: ms))
         let retry = Int((period.to - ms + 999) / 1000)
+        let money = measure == .costMicros
+        let (what, verb, say) = money ? ("cost", "spent", { (n: Int) in Self.money(n) }) : ("token", "used", { (n: Int) in "\(n)" })
+        let unit = money ? "" : " tokens"
         if spent >= limit {
-            return ("\(name) cost budget exhausted: \(money(spent)) of \(money(limit)) spent \(noun) (UTC); it renews at \(UsagePeriod.iso(period.to))", retry)
+            return ("\(name) \(what) budget exhausted: \(say(spent)) of \(say(limit))\(unit) \(verb) \(noun) (UTC); it renews at \(UsagePeriod.iso(period.to))", retry)
         }
-        return ("\(name) cost budget: \(money(spent)) of \(money(limit)) spent \(noun) (UTC), \(money(limit - spent)) left; this request can cost up to \(money(amount)) (prompt estimate at the input price + max_tokens per choice at the output price): lower max_tokens, or wait until it renews at \(UsagePeriod.iso(period.to))", retry)
-    }
-
-    /// The refusal of a request whose reservation does not fit what is
-    /// left of a budget (`BudgetCounter`): the message names the budget,
-    /// what is spent, what the request reserves and when the period renews;
-    /// the seconds until then.
-    public static func refusal(kind: BudgetCounter.Kind, limit: Int, spent: Int, tokens: Int, now ms: Int64) -> (message: String, retryAfter: Int) {
-        let (name, noun, period) = kind == .day ? ("Daily", "today", UsagePeriod.day(containing: ms))
-                                                : ("Monthly", "this month", UsagePeriod.month(containing: ms))
-        let retry = Int((period.to - ms + 999) / 1000)
-        if spent >= limit {
-            return ("\(name) token budget exhausted: \(spent) of \(limit) tokens used \(noun) (UTC); it renews at \(UsagePeriod.iso(period.to))", retry)
-        }
-        return ("\(name) token budget: \(spent) of \(limit) tokens used \(noun) (UTC), \(limit - spent) left; this request reserves \(tokens) (prompt estimate + max_tokens per choice): lower max_tokens, or wait until it renews at \(UsagePeriod.iso(period.to))", retry)
+        let reserves = money ? "can cost up to \(say(amount)) (prompt estimate at the input price + max_tokens per choice at the output price)"
+                             : "reserves \(amount) (prompt estimate + max_tokens per choice)"
+        return ("\(name) \(what) budget: \(say(spent)) of \(say(limit))\(unit) \(verb) \(noun) (UTC), \(say(limit - spent)) left; this request \(reserves): lower max_tokens, or wait until it renews at \(UsagePeriod.iso(period.to))", retry)
     }
 }
