@@ -19,7 +19,7 @@ public enum Supervisor {
             if pid == 0 {
                 // A supervisor killed with SIGKILL cannot stop its workers:
                 // the kernel sends them SIGTERM instead, they drain and exit,
-                // and systemd's restart starts a clean set (issue #9). The
+                // and systemd's restart starts a clean set. The
                 // parent may have died before the prctl: check once after.
                 Signals.terminateWithParent()
                 if getppid() != parent { kill(getpid(), SIGTERM) }

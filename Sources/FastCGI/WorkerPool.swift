@@ -21,7 +21,7 @@ import Synchronization
 /// connection gets `readTimeoutMs` as SO_RCVTIMEO/SO_SNDTIMEO, so a peer that
 /// sends half a request (or stops reading) frees its thread, and a thread
 /// reading a request's params counts as busy, not idle, so the pool grows
-/// past slow peers (issue #9: two such peers stalled a whole process).
+/// past slow peers (two such peers stalled a whole process).
 ///
 /// Saturation: at most `maxThreads` requests run at once. The pool may hold
 /// one thread more, the reserve: a request accepted while `maxThreads` are

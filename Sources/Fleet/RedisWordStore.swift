@@ -1,6 +1,6 @@
 import KimiCore
 
-/// The fleet's words in Redis (issue #16): the same 64-bit TAT and
+/// The fleet's words in Redis: the same 64-bit TAT and
 /// key-health words as the machine's file table, one Redis key each
 /// (`prefix` + the slot key in hex), changed only by the atomic scripts of
 /// `FleetScripts` — one `EVALSHA` round trip per check, reserve or settle.
@@ -118,7 +118,7 @@ public final class RedisWordStore: @unchecked Sendable {
         return UsageBook.Spent(day: counts(0), month: counts(4))
     }
 
-    // MARK: client keys (issue #31)
+    // MARK: client keys
 
     /// The fleet's keys: the entries, their versions, the generation.
     public var keyStoreKeys: [String] { [prefix + "keys", prefix + "keys:v", prefix + "keys:gen"] }

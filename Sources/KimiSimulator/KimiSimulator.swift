@@ -58,8 +58,8 @@ public final class KimiSimulator: @unchecked Sendable {
                 }
                 let key = auth.hasPrefix("Bearer ") && auth.count > 7 ? String(auth.dropFirst(7)) : apiKey
                 stats.update { $0.byKey[SHA256.fingerprint(key), default: 0] += 1 }
-                // Keys whose name says so fail the way Kimi's do (issue #13's
-                // pool tests), and so do keys a `POST /sim/keys` rule names.
+                // Keys whose name says so fail the way Kimi's do (the key
+                // pool's tests), and so do keys a `POST /sim/keys` rule names.
                 let rule = stats.get().keyRules.first { key.contains($0.key) }?.value
                 if rule == "healthy" { return r.handler(ex, req, parameters) }
                 if rule == "hang" { sleepMs(5_000) } // answers, but late: a first-byte timeout

@@ -2,7 +2,7 @@ import CAtomics
 import Glibc
 import KimiCore
 
-/// The machine's metrics (issue #14): one memory-mapped file every gateway
+/// The machine's metrics: one memory-mapped file every gateway
 /// process adds to with atomics, so `GET /metrics`, answered by whichever
 /// process nginx picks, reports the whole machine; a process that dies
 /// keeps its counts. Creation, replacement and trust are `SharedTableFile`'s,

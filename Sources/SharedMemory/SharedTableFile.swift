@@ -15,7 +15,7 @@ import KimiCore
 /// process got there first; the loser maps the winner's file. So every
 /// process maps the same inode from its first request (a `rename()` instead
 /// let two processes each publish a table, and the limit doubled until the
-/// once-a-second recheck: issue #9).
+/// once-a-second recheck).
 ///
 /// Replacement of a corrupt or truncated file is settled by one winner:
 /// whoever finds it bad takes `flock(LOCK_EX)` on the bad inode, checks the

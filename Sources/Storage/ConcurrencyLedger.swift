@@ -2,7 +2,7 @@ import Glibc
 import KimiCore
 
 /// What this process holds of the machine's per-key concurrency counts
-/// (`limits … maxConcurrent`, issue #31), in a file of its own
+/// (`limits … maxConcurrent`), in a file of its own
 /// (`<dir>/<pid>-<start>.slots`, a shared mapping: the kernel keeps what
 /// was written when the process is killed). The counts themselves are
 /// shared words (the limiter's table or Redis) that every process changes by

@@ -48,7 +48,7 @@ public final class FileRegistry: @unchecked Sendable {
         try db.query("DELETE FROM files WHERE id = ?1", [.text(id)])
     }
 
-    // MARK: per-key quota (issue #29)
+    // MARK: per-key quota
 
     /// What an owner may keep upstream; 0 is no limit.
     public struct Quota: Sendable, Equatable {

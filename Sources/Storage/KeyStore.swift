@@ -1,7 +1,7 @@
 import Glibc
 import KimiCore
 
-/// Client keys created at run time (issue #31), in the gateway's SQLite
+/// Client keys created at run time, in the gateway's SQLite
 /// database, shared by every process of the machine. A secret is shown
 /// once, when it is made, and stored only as its SHA-256. Every write bumps
 /// one generation number in the same transaction: a process reloads the

@@ -34,7 +34,7 @@ public final class SQLiteDatabase: @unchecked Sendable {
     /// SQLite's process-wide settings, made once before its first use
     /// (SQLITE_MISUSE after that, harmless): no malloc statistics, whose
     /// global mutex and counters wrapped each of the ~9 allocations a
-    /// ledger row makes (callgrind, issue #12).
+    /// ledger row makes (callgrind).
     private static let configured: Int32 = kimi_sqlite_configure_once()
 
     /// Opens (creating) the database: WAL, `synchronous=NORMAL` (durable

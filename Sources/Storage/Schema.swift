@@ -4,7 +4,7 @@
 /// so two processes starting together apply each step once.
 public enum Schema {
     static let migrations: [String] = [
-        // 1: who uploaded which upstream file (issue #11: one upstream
+        // 1: who uploaded which upstream file (one upstream
         // account serves every client; a key sees only its own files).
         """
         CREATE TABLE files (
@@ -17,7 +17,7 @@ public enum Schema {
         );
         CREATE INDEX files_owner ON files(owner);
         """,
-        // 2: the usage ledger (issue #12): one row per chat request; the
+        // 2: the usage ledger: one row per chat request; the
         // record id makes a replayed journal line a no-op.
         """
         CREATE TABLE usage (
@@ -78,7 +78,7 @@ public enum Schema {
         CREATE INDEX usage_at ON usage(at);
         """,
         // 4: the upstream key (fingerprint) an answer came with and the
-        // attempts it took (issue #13's key pool and retries).
+        // attempts it took (the key pool and retries).
         """
         ALTER TABLE usage ADD COLUMN upstream_key TEXT NOT NULL DEFAULT '';
         ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
@@ -100,11 +100,11 @@ public enum Schema {
             PRIMARY KEY (cache_key, owner)
         );
         """,
-        // 7: the client's session (Claude Code's X-Claude-Code-Session-Id, issue #30).
+        // 7: the client's session (Claude Code's X-Claude-Code-Session-Id).
         """
         ALTER TABLE usage ADD COLUMN session TEXT NOT NULL DEFAULT '';
         """,
-        // 8: client keys created at run time (issue #31): the secret only as
+        // 8: client keys created at run time: the secret only as
         // its SHA-256; a rotated-out secret's hash until its grace ends; the
         // limits as the JSON of a config key entry (one parser for both);
         // revoked keys kept so the ledger's rows still name them. The
@@ -129,7 +129,7 @@ public enum Schema {
         """,
         // 9: what each request cost (millionths of the currency of
         // upstream.prices, at the prices of its time; NULL when its model
-        // had no price), for money budgets (issue #31).
+        // had no price), for money budgets.
         """
         ALTER TABLE usage ADD COLUMN cost_micros INTEGER;
         """,

@@ -1,7 +1,7 @@
 import Glibc
 import KimiCore
 
-/// Each process's journal of usage records (issue #12): the request path
+/// Each process's journal of usage records: the request path
 /// copies one line into a shared memory mapping of the file (no syscall, no
 /// SQLite), and `drain` moves complete lines into the ledger in one
 /// transaction, then clears what was stored. A process killed before its

@@ -1,6 +1,6 @@
 import KimiCore
 
-/// The usage ledger in the gateway's database (issue #12). Writes come from
+/// The usage ledger in the gateway's database. Writes come from
 /// the journals (`UsageJournal.drain`), never from the request path.
 public final class UsageLedger: @unchecked Sendable {
     let db: SQLiteDatabase

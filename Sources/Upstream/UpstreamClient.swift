@@ -275,7 +275,7 @@ public final class UpstreamClient {
     /// Which kept header a line's name is (ASCII case-insensitive, RFC 9110
     /// §5.1), on raw bytes: the generic zip/allSatisfy match and a String
     /// for the name per line were ~2,000 instructions a header line
-    /// (callgrind, issue #15).
+    /// (callgrind).
     static func keptIndex(_ name: UnsafePointer<UInt8>, _ n: Int) -> Int? {
         for (i, k) in keptHeaders.enumerated() where k.count == n {
             let same = k.withUnsafeBufferPointer { kb -> Bool in

@@ -4,7 +4,7 @@
 //   kimi-bench limiter --redis redis://127.0.0.1:PORT/0 [--processes 4] [--checks 20000] [--keys 64]
 //
 // Forks N processes that each run `checks` rate-limit checks against one
-// shared memory-mapped file (or the fleet's Redis, issue #16: one EVALSHA
+// shared memory-mapped file (or the fleet's Redis: one EVALSHA
 // round trip per check) at once (all start together through a pipe
 // barrier), on `keys` hot keys so the processes really contend on the same
 // words. Prints JSON: nanoseconds per check per process, and the totals.

@@ -5,7 +5,7 @@ import KimiCore
 import Storage
 
 /// `kimi-gateway keys`: the admin key API's operations on the same database
-/// (issue #31), for the operator at the server. Safe while the gateway runs:
+/// — for the operator at the server. Safe while the gateway runs:
 /// every change is a SQLite transaction, and the running processes see it
 /// within a second. A new secret is printed once, on stdout.
 struct KeysCommand: ParsableCommand {

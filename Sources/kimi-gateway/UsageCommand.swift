@@ -5,7 +5,7 @@ import KimiCore
 import Storage
 
 /// `kimi-gateway usage`: the usage ledger summed for operators, the same
-/// rows as `GET /api/admin/usage` (issue #12).
+/// rows as `GET /api/admin/usage`.
 struct UsageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "usage",

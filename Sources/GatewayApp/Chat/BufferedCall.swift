@@ -5,7 +5,7 @@ import Upstream
 /// A non-streaming upstream call: the whole body, bounded twice — by what
 /// this answer can weigh (`maxBytes`, from the request) and by what the
 /// whole process may hold at once (`BufferBudget`, `server.maxBufferedBytes`).
-/// Before both, 48 concurrent 32 MiB answers reached 2.6 GB (issue #9).
+/// Before both, 48 concurrent 32 MiB answers reached 2.6 GB.
 final class BufferedCall: UpstreamReceiver {
     /// For calls whose answer is not a completion (the model list).
     static let defaultMaxBytes = 4 << 20

@@ -5,11 +5,11 @@ import Glibc
 import Synchronization
 
 /// The client keys created at run time, as each process authenticates them
-/// (issue #31): a snapshot by SHA-256, read without a lock on every request,
+/// — a snapshot by SHA-256, read without a lock on every request,
 /// reloaded from the key store when its generation changed. A thread of its
 /// own looks at the generation every `checkNanos`, never a request: the
 /// database's connection is shared with the ledger's drain, and a request
-/// that waited for its lock would be the tail issue #34 removed. So a
+/// that waited for its lock would be a tail of the drain's making. So a
 /// create, change, rotation or revocation made by any process of the
 /// machine is honoured within that time; expiries and the end of a
 /// rotation's grace are compared with the clock on every request, so they

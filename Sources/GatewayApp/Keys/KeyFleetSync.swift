@@ -2,7 +2,7 @@ import Fleet
 import KimiCore
 import Storage
 
-/// Client keys across a Redis fleet (issue #31, `state.backend` redis):
+/// Client keys across a Redis fleet (`state.backend` redis):
 /// each machine keeps its keys in its own database (they survive restarts
 /// and a Redis that lost its data), and the fleet's Redis holds every
 /// entry with a version (`KeyStore.Entry.fleetVersion`) and a generation.

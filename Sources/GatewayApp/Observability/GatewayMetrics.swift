@@ -3,7 +3,7 @@ import Glibc
 import KimiCore
 import SharedMemory
 
-/// The process's side of the machine's metrics (issue #14): each event is
+/// The process's side of the machine's metrics: each event is
 /// an atomic add on its series' word in the shared table
 /// (`MappedMetricsStore`), so every process counts into the same numbers.
 /// Labels are bounded by the callers: route patterns, methods, statuses,

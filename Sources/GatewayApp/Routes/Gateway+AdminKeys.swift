@@ -1,7 +1,7 @@
 import KimiCore
 import Storage
 
-/// Keys as data (issue #31): client keys issued, changed, rotated and
+/// Keys as data: client keys issued, changed, rotated and
 /// revoked at run time by admin keys, in the `/api` face's format. A secret
 /// appears in the answer that makes it and nowhere else; config-file keys
 /// are listed (`source: "config"`) and read-only. Every change is an audit

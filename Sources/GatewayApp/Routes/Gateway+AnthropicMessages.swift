@@ -1,7 +1,7 @@
 import KimiCore
 import Upstream
 
-/// The Anthropic Messages face (issue #30): Claude Code and the Anthropic
+/// The Anthropic Messages face: Claude Code and the Anthropic
 /// SDKs through `ANTHROPIC_BASE_URL`, relayed natively to Kimi's Anthropic
 /// endpoint — the request's bytes go as the client sent them, the answer's
 /// come back as Kimi sent them (thinking signatures intact), and the gateway

@@ -3,7 +3,7 @@ import KimiCore
 extension Gateway {
     /// `GET /health`: a superset of the shapes front ends already parse
     /// (`{status:"healthy"}` and `{success:true, engine:"ready"}`). Never
-    /// authenticated, never rate-limited. With the key pool (issue #13):
+    /// authenticated, never rate-limited. With the key pool:
     /// `keys` lists every upstream key by name and fingerprint with its
     /// state; `status` is `degraded` (200) while some are out and
     /// `unavailable` (503, `Retry-After`) when none is usable.
@@ -42,7 +42,7 @@ extension Gateway {
         ], headers: headers)
     }
 
-    /// Where limits and key health live now (issue #16): `shared` is false
+    /// Where limits and key health live now: `shared` is false
     /// while this process decides on its file because Redis does not answer.
     private func stateJSON(_ c: GatewayConfig) -> JSON {
         guard let fleet = services.limiter.fleetStore(for: c) else { return ["backend": "file"] }

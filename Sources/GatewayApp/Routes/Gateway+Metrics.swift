@@ -2,7 +2,7 @@ import KimiCore
 
 extension Gateway {
     /// `GET /metrics`: the machine's numbers in the Prometheus text format
-    /// 0.0.4, whichever process answers (issue #14). `.monitor` access: a
+    /// 0.0.4, whichever process answers. `.monitor` access: a
     /// caller in `metrics.allowFrom` or with an admin key, others 404.
     func metrics(_ ctx: RequestContext) throws {
         guard ctx.config.metrics.enabled else { throw GatewayError.notFound(ctx.request.path) }

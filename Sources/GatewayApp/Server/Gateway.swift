@@ -80,7 +80,7 @@ public final class Gateway: @unchecked Sendable {
         if let metrics { count(ctx, metrics, status: exchange.status, nanos: nanos, clientLeft: exchange.clientGone) }
     }
 
-    /// The request in the machine's metrics (issue #14). Labels are bounded:
+    /// The request in the machine's metrics. Labels are bounded:
     /// the route's pattern (`unmatched` for none), a known method, the status.
     private func count(_ ctx: RequestContext, _ b: GatewayMetrics.Batch, status: Int, nanos: UInt64, clientLeft: Bool) {
         b.inFlight(by: -1)

@@ -3,7 +3,7 @@ import KimiCore
 import SharedMemory
 
 /// The process's limiter: with `state.backend` `redis`, the fleet's Redis
-/// first (issue #16: one exact limit across machines); the machine's shared
+/// first (one exact limit across machines); the machine's shared
 /// memory-mapped file, rebuilt when the config names another file or size,
 /// whenever Redis is not in use or does not answer in time (fails open to
 /// the machine's own exact limit, loudly); and a per-process memory store

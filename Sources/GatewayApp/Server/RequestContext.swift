@@ -18,10 +18,10 @@ public final class RequestContext {
     public var apiKey: GatewayConfig.APIKey?
     /// Extra words for the access log line (`client-left`, `key=…`).
     public var logNotes: [String] = []
-    /// The upstream key the answer came with, and the attempts it took (issue #13).
+    /// The upstream key the answer came with, and the attempts it took.
     var upstreamKey: UpstreamKey?
     var upstreamAttempts = 0
-    /// What the metrics record at the end beyond status and time (issue #14).
+    /// What the metrics record at the end beyond status and time.
     struct MetricsNotes {
         /// The policy that refused the request: requests, tokens, budget.
         var rateLimited: String?
@@ -37,7 +37,7 @@ public final class RequestContext {
     var routePattern: String?
     /// The router's answer for this request, found once by `Gateway.handle`
     /// (matching twice, for the body policy and the middleware, was ~9,000
-    /// instructions a request: callgrind, issue #15).
+    /// instructions a request: callgrind).
     var routeMatch: Router<RouteHandler>.Match?
     /// When the request came (monotonic ns): retries start no later than `upstream.retryDeadlineMs` after.
     public let startNanos = Clock.monotonicNanos()

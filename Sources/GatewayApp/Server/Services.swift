@@ -7,9 +7,9 @@ import Upstream
 public final class Services: @unchecked Sendable {
     public let models: ModelsCache
     public let limiter: MachineRateLimiter
-    /// The machine's metrics (issue #14), in their own shared table.
+    /// The machine's metrics, in their own shared table.
     public let metrics = GatewayMetrics()
-    /// The upstream keys' shared health (issue #13), in the limiter's table.
+    /// The upstream keys' shared health, in the limiter's table.
     public let pool: UpstreamPool
     /// Upstream answers buffered at once by this process.
     public let buffers: BufferBudget
@@ -20,13 +20,13 @@ public final class Services: @unchecked Sendable {
     /// Extracted document texts (`/api/chat/document`); nil without a directory.
     public let documents: DocumentCache?
     /// The usage ledger, this process's journal and its book of usage
-    /// (issue #12); nil without a database (`usageProblem` says why).
+    /// (nil without a database: `usageProblem` says why).
     public let usage: UsageService?
     public let usageProblem: String
     /// The upstream transport of the calling thread: curl's handle kept per
     /// thread (connections reused); unit tests script it.
     public var transport: () -> UpstreamTransport = { UpstreamClient.forCurrentThread() }
-    /// Client keys created at run time (issue #31); nil without a database.
+    /// Client keys created at run time; nil without a database.
     let keys: KeyDirectory?
     /// This process's share of the keys' concurrency counts (`maxConcurrent`),
     /// and the directory where every process keeps its share.

@@ -10,7 +10,7 @@ extension RequestContext {
 
     /// Runs `attempt` with a key of the pool until it succeeds, a failure
     /// is final, the retries or the deadline run out, or the client leaves
-    /// during a backoff (issue #13; the rules are `UpstreamAttempts`',
+    /// during a backoff (the rules are `UpstreamAttempts`',
     /// the keys' `KeyHealth`'s). `pinned`: only the first key — files
     /// belong to the account that uploaded them.
     func withUpstreamKey<R>(_ services: Services, pinned: Bool = false, retries: Int? = nil,
@@ -84,7 +84,7 @@ extension RequestContext {
     }
 
     /// `Server-Timing: gateway;dur=…, upstream;dur=…` (ms) for an answer
-    /// that came whole from the upstream (issue #14): the gateway's own
+    /// that came whole from the upstream: the gateway's own
     /// time so far beside the upstream's, so a client sees the overhead.
     var serverTiming: (String, String) {
         let total = Clock.monotonicNanos() &- startNanos

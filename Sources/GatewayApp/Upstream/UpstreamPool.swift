@@ -2,7 +2,7 @@ import Glibc
 import KimiCore
 import Upstream
 
-/// The key pool's shared side (issue #13): each key's `KeyHealth` word in
+/// The key pool's shared side: each key's `KeyHealth` word in
 /// the limiter's memory-mapped table, so every process on the machine sees
 /// a key cool down or go out as soon as one of them learns it. Lock-free:
 /// reads are loads, changes are compare-and-swaps.

@@ -25,7 +25,7 @@ public struct UsageReport: Sendable {
         try make(ledgers: [ledger], from: from, to: to, groupBy: groupBy, prices: prices, keyFingerprint: keyFingerprint)
     }
 
-    /// Several ledgers summed as one (a fleet's machines, issue #16): their
+    /// Several ledgers summed as one (a fleet's machines): their
     /// rows merged by group, in the group order one ledger has.
     public static func make(ledgers: [UsageLedger], from: Int64, to: Int64, groupBy: UsageLedger.Grouping,
                             prices: [String: GatewayConfig.Price], keyFingerprint: String? = nil) throws -> UsageReport

@@ -2,7 +2,7 @@ import Glibc
 import KimiCore
 import Storage
 
-/// The process's side of the usage ledger (issue #12): its journal, the
+/// The process's side of the usage ledger: its journal, the
 /// ledger, the thread that moves one into the other, and the book of every
 /// key's usage today and this month that budgets and `GET /api/usage` read
 /// (`UsageBook`: memory only, no SQLite on the request path).

@@ -1,4 +1,4 @@
-/// The Anthropic Messages face (`/v1/messages`, issue #30): what the
+/// The Anthropic Messages face (`/v1/messages`): what the
 /// gateway reads of a request and of Kimi's answers to it. A native relay —
 /// the request's and the answer's bytes pass unchanged (thinking blocks keep
 /// their signatures byte for byte) — so this is only what the gateway must

@@ -45,7 +45,7 @@ public enum KimiModels {
 }
 
 /// The models a client may use, from the upstream's `GET /models` and the
-/// config (issue #11): by default every model the upstream lists, so a
+/// config: by default every model the upstream lists, so a
 /// model Kimi adds works without a config change; `upstream.models` in the
 /// config narrows that list; a key's own `models` narrows it further.
 /// Context lengths: the config's, else the upstream's, else `KimiModels`.

@@ -1,4 +1,4 @@
-/// One declaration per config key (issue #31): its name in the JSON file,
+/// One declaration per config key: its name in the JSON file,
 /// its environment variable, how it is read and checked, whether a reload
 /// may change it, and one line of documentation. Parsing the file
 /// (`GatewayConfig.parse`), the environment overlay (`applying(env:)`),

@@ -41,7 +41,7 @@ public struct GatewayConfig: Sendable, Equatable {
         public var label = "kimi-api (api.moonshot.cn)"
         /// Prices per model, to report cost in the usage views (optional).
         public var prices: [String: Price] = [:]
-        /// The key pool (issue #13): `upstream.keys`, else the comma-separated
+        /// The key pool: `upstream.keys`, else the comma-separated
         /// `apiKey` (`KIMI_API_KEY`), one key per item; `validated()` fills it,
         /// never empty after (one key "" when none is set).
         public var keys: [UpstreamKey] = []
@@ -97,7 +97,7 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     public struct Server: Sendable, Equatable {
-        /// Sized from the models (issue #11): a prompt for Kimi's largest
+        /// Sized from the models: a prompt for Kimi's largest
         /// context (262,144 tokens) is at most `limits.maxChars` characters,
         /// and 390k CJK characters JSON-escaped (`\uXXXX`, 6 bytes) are
         /// 2.3 MB: 4 MiB carries either. Uploads have their own cap.
@@ -140,7 +140,7 @@ public struct GatewayConfig: Sendable, Equatable {
         public var budget: Budget?
         /// What the key may call: `.admin` routes need an admin key.
         public var role: Role = .client
-        /// In-flight requests of this key at once, on the whole machine (issue #31); nil: no cap.
+        /// In-flight requests of this key at once, on the whole machine; nil: no cap.
         public var maxConcurrent: Int?
         /// A key created at run time (`/api/admin/keys`): its id in the key
         /// store; nil for a config-file key.
@@ -172,7 +172,7 @@ public struct GatewayConfig: Sendable, Equatable {
         }
     }
 
-    /// A key's budgets: tokens and money (issue #31) per UTC day and
+    /// A key's budgets: tokens and money per UTC day and
     /// month. Money is in the currency of `upstream.prices`, counted in
     /// millionths (`Price.micros`): every request reserves its worst cost
     /// and settles with its cost, exactly as tokens do (`BudgetCounter`).
@@ -277,7 +277,7 @@ public struct GatewayConfig: Sendable, Equatable {
         public var drainIntervalMs = 100
     }
 
-    /// `GET /metrics` (issue #14).
+    /// `GET /metrics`.
     public struct Metrics: Sendable, Equatable {
         /// Whether requests are counted (read per request).
         public var enabled = true
@@ -288,14 +288,14 @@ public struct GatewayConfig: Sendable, Equatable {
         public var file = ""
     }
 
-    /// The log's form (issue #14): `text` lines, or `json` lines with the
+    /// The log's form: `text` lines, or `json` lines with the
     /// same fields, for log shippers. Reloads in place.
     public struct LogSettings: Sendable, Equatable {
         public enum Format: String, Sendable, CaseIterable { case text, json }
         public var format = Format.text
     }
 
-    /// Where limits and key health live (issue #16): `file`, the machine's
+    /// Where limits and key health live: `file`, the machine's
     /// memory-mapped table (the default); `redis`, one Redis the fleet
     /// shares, with the file as the fallback while Redis is unreachable.
     public struct State: Sendable, Equatable {

@@ -130,7 +130,7 @@ public struct GatewayError: Error, Equatable, Sendable, CustomStringConvertible 
         GatewayError(code: .upstreamTimeout, message: m, type: "timeout_error")
     }
     /// Every worker thread of this process is busy (the reserve thread answers).
-    /// Every upstream key is cooling down or refused (issue #13): nothing was sent.
+    /// Every upstream key is cooling down or refused: nothing was sent.
     public static func noUpstreamKey(retryAfter: Int) -> GatewayError {
         var e = GatewayError(code: .overloaded, message: "Every upstream key is cooling down or refused; retry in \(retryAfter) second\(retryAfter == 1 ? "" : "s")",
                              type: "engine_overloaded_error")

@@ -1,4 +1,4 @@
-/// The Lua scripts the fleet's Redis runs (issue #16), each one atomic and
+/// The Lua scripts the fleet's Redis runs, each one atomic and
 /// one round trip (`EVALSHA`), on Redis's own clock (`TIME`: machines whose
 /// clocks differ by milliseconds still share one exact GCRA). Every word is
 /// a TAT or key-health word as in the machine's file table, stored as a
@@ -89,7 +89,7 @@ public enum FleetScripts {
     return out
     """
 
-    /// Client keys created at run time, shared by the fleet (issue #31):
+    /// Client keys created at run time, shared by the fleet:
     /// KEYS[1] the entries (id → JSON), KEYS[2] their versions (id →
     /// number), KEYS[3] the generation. ARGV: id, version, JSON, repeated.
     /// An entry replaces the stored one only when its version is larger, or

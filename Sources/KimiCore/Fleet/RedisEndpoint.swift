@@ -1,4 +1,4 @@
-/// Where the fleet's Redis is (issue #16): `redis://[:password@]host[:port][/db]`
+/// Where the fleet's Redis is: `redis://[:password@]host[:port][/db]`
 /// (`redis.url`, env `REDIS_URL`). The password normally comes from
 /// `REDIS_PASSWORD` instead, and is never printed: `description` shows the
 /// address only.

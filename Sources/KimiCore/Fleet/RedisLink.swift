@@ -1,4 +1,4 @@
-/// The process's view of its Redis (issue #16) as a value-type state
+/// The process's view of its Redis as a value-type state
 /// machine: may a call try Redis now, and what a result teaches.
 ///
 ///     up ──a call fails or times out──▶ down(retry at now + backoff)

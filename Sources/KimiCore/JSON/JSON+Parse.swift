@@ -28,8 +28,8 @@ extension JSON {
     /// Whether `bytes` is one JSON value, by the same strict rules as
     /// `parse`, without building it: a relayed answer is checked, then
     /// passed on byte for byte. Building the tree to throw it away was
-    /// 16,500 instructions of a relayed completion's ~268,000 (callgrind,
-    /// issue #15). An object of more than 16 members, or a member name
+    /// 16,500 instructions of a relayed completion's ~268,000 (callgrind).
+    /// An object of more than 16 members, or a member name
     /// with an escape among them, is left to `parse`.
     public static func isValid(_ bytes: [UInt8]) -> Bool {
         walk(bytes) ?? ((try? parse(bytes)) != nil)
@@ -189,7 +189,7 @@ struct JSONParser {
         var members: [(String, JSON)] = []
         // Duplicates: a scan of the members so far while there are few (a
         // Set per object, hashing every key, was 7 % of a relayed
-        // completion's instructions, callgrind, issue #15), a Set past 16.
+        // completion's instructions, callgrind), a Set past 16.
         var seen: Set<String>?
         skipWhitespace()
         if i < b.count, b[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
@@ -285,8 +285,8 @@ struct JSONParser {
         let start = i
         // Fast path: no escapes. ASCII needs no UTF-8 validation: the
         // validating initializer (generic, a metadata look-up per call) was
-        // 31 calls and 8 % of a relayed completion's instructions (callgrind,
-        // issue #15), nearly all for ASCII keys and values.
+        // 31 calls and 8 % of a relayed completion's instructions (callgrind),
+        // nearly all for ASCII keys and values.
         let nonASCII = skipPlainRun()
         guard i < b.count else { throw error("unterminated string") }
         if b[i] == UInt8(ascii: "\"") {

@@ -1,4 +1,4 @@
-/// Gauges that belong to a process (issue #14): requests in flight and
+/// Gauges that belong to a process: requests in flight and
 /// worker threads. A machine-wide word that each process adds to would keep
 /// a killed process's share forever (its in-flight requests never end), so
 /// each process adds to words of its own, under a slot it claims in the

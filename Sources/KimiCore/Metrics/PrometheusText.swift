@@ -1,4 +1,4 @@
-/// The metric families the gateway exports (issue #14) and their rendering
+/// The metric families the gateway exports and their rendering
 /// in the Prometheus text format 0.0.4. The shared table (`MappedMetricsStore`)
 /// holds each series as the text it is printed with and one 64-bit word;
 /// histograms keep per-bucket counts (not cumulative: one atomic add per

@@ -1,4 +1,4 @@
-/// A cost-weighted GCRA for tokens per minute (issue #12): the same one word
+/// A cost-weighted GCRA for tokens per minute: the same one word
 /// of state per client as `GCRA` — its theoretical arrival time (TAT), here
 /// in microseconds since the epoch, so both kinds of word share one table
 /// and its eviction — where a request of `c` tokens moves the TAT by

@@ -1,6 +1,6 @@
 /// The one normalisation of a request path, done once when the request is
 /// built (`Request.init`), so routing and every policy that hangs on a route
-/// see the same string (issue #10: `/health/` used to skip the exemption
+/// see the same string (`/health/` used to skip the exemption
 /// that `/health` had).
 ///
 /// RFC 3986 §6.2.2: percent-encoded *unreserved* characters are decoded

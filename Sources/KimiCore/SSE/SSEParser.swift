@@ -19,7 +19,7 @@ public struct SSEParser {
     public private(set) var commentCount = 0
     /// A single line, or the data of one event (its `data:` lines joined),
     /// longer than this is a broken upstream, not an event: without the event
-    /// cap, `data:` lines with no blank line grew a worker by 325 MB (issue #9).
+    /// cap, `data:` lines with no blank line grew a worker by 325 MB.
     public let maxEventBytes: Int
     private var eventBytes = 0
 

@@ -9,7 +9,7 @@
 ///
 /// Our own head goes out with the first event (or the first keep-alive),
 /// not with the upstream's: until then the client has seen nothing, and a
-/// failed attempt can be retried invisibly (`clientSawBytes`, issue #13).
+/// failed attempt can be retried invisibly (`clientSawBytes`).
 ///
 ///     waitingForHead ──200──▶ streaming ──[DONE] written──▶ finished
 ///           │                    │  └─ a write failed ─────▶ clientGone

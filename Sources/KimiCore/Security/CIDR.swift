@@ -1,7 +1,7 @@
 import Glibc
 
 /// An address range (`127.0.0.0/8`, `::1/128`, or one address) and whether
-/// an address string falls in it: `metrics.allowFrom` (issue #14).
+/// an address string falls in it: `metrics.allowFrom`.
 public struct CIDR: Equatable, Sendable {
     let bytes: [UInt8]
     let prefix: Int

@@ -10,7 +10,7 @@ public enum HeaderSafety {
 
     /// The same over bytes, eight a step while all are visible ASCII or
     /// SP (byte by byte this was ~15 instructions a byte, 3,800 a relayed
-    /// completion's response head: callgrind, issue #15).
+    /// completion's response head: callgrind).
     public static func isSafe(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         if let base = b.baseAddress {

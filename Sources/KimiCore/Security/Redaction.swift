@@ -1,7 +1,7 @@
 /// Upstream error text is untrusted: a proxy or a misconfigured base URL can
 /// echo the request's `Authorization` header back. Nothing the upstream said
-/// reaches a client or a log line without passing through `scrub` (issue #9:
-/// matching the exact key only let the key minus one character through).
+/// reaches a client or a log line without passing through `scrub` (matching
+/// the exact key only let the key minus one character through).
 public enum Redaction {
     public static let mark = "[redacted]"
 

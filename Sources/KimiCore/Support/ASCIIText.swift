@@ -1,7 +1,7 @@
 /// Short header values and keys built in one buffer: the text's bytes and
 /// decimal numbers written through a pointer, one String at the end.
 /// Swift's interpolation and `+` chains cost ~2,000–3,000 instructions per
-/// 30-byte header item (callgrind, issue #12: the token policy's two
+/// 30-byte header item (callgrind: the token policy's two
 /// `RateLimit` items were 11,000 instructions a request); this is a few
 /// hundred.
 public struct ASCIIText {
@@ -73,7 +73,7 @@ extension Array where Element == UInt8 {
     /// Appends the string's UTF-8 through its contiguous storage:
     /// `append(contentsOf: s.utf8)` took the generic sequence path, 7,100
     /// instructions of a relayed completion's response head and log line
-    /// (callgrind, issue #15).
+    /// (callgrind).
     public mutating func appendUTF8(_ s: String) {
         var s = s
         s.withUTF8 { append(contentsOf: $0) }

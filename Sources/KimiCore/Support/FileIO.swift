@@ -7,7 +7,7 @@ import Glibc
 public enum FileIO {
     /// A regular file's bytes, or nil. Opened non-blocking and checked
     /// before reading: a FIFO at a config path would otherwise hang the
-    /// request thread that reloads it in `open()` (issue #9).
+    /// request thread that reloads it in `open()`.
     /// Writes all of `bytes` to `fd` (retrying short writes and EINTR).
     public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         var done = 0

@@ -27,7 +27,7 @@ public enum Log {
     public static func warn(_ message: String) { sink(line("warn", message)) }
     public static func error(_ message: String) { sink(line("error", message)) }
 
-    /// `log.format` (issue #14): JSON lines instead of text, read per line.
+    /// `log.format`: JSON lines instead of text, read per line.
     private static let json = Atomic<Bool>(false)
     public static var jsonLines: Bool {
         get { json.load(ordering: .relaxed) }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Access-log lines are handed to a writer thread instead of written by the
-/// request thread (issue #34). Every thread of every worker process writes
+/// request thread. Every thread of every worker process writes
 /// to one open file description (stderr on `--log-file`, O_APPEND), and
 /// Linux serialises writes to a regular file on its position lock
 /// (`fdget_pos`) and inode lock: when one write waited on the disk (page

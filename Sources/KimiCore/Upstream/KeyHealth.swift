@@ -1,6 +1,6 @@
 /// The health of one upstream key as one 64-bit word, shared by every
 /// process of the machine in the limiter's memory-mapped table and changed
-/// only by compare-and-swap (issue #13), so 4 processes learn together that
+/// only by compare-and-swap, so 4 processes learn together that
 /// a key is refused instead of each finding out per request.
 ///
 ///     healthy ──429 rate_limit_reached──▶ cooling(until Retry-After) ──time up──▶ healthy

@@ -1,4 +1,4 @@
-/// The retry lifecycle of one upstream call as a value type (issue #13):
+/// The retry lifecycle of one upstream call as a value type:
 /// each failed attempt is classified, and the machine says whether another
 /// attempt follows and after how long. The caller does the I/O, picks the
 /// key (`KeyChoice`) and records what the key taught (`KeyHealth`).

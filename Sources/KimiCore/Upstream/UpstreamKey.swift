@@ -1,4 +1,4 @@
-/// One Kimi API key of the pool (issue #13): `upstream.keys[]`, the
+/// One Kimi API key of the pool: `upstream.keys[]`, the
 /// comma-separated `KIMI_API_KEY`, or the one-key `upstream.apiKey`. Logs,
 /// `/health` and `check-config` name it by `name` and `fingerprint`, never
 /// by the key.

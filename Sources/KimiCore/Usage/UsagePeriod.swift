@@ -1,4 +1,4 @@
-/// The budget periods (issue #12): the UTC calendar day and month holding
+/// The budget periods: the UTC calendar day and month holding
 /// an instant, as half-open ranges of Unix milliseconds. Civil-date
 /// arithmetic after Howard Hinnant's `days_from_civil` / `civil_from_days`
 /// (proleptic Gregorian, exact for any Int64 day count we meet).

@@ -1,4 +1,4 @@
-/// One chat request as the usage ledger keeps it (issue #12): who, what,
+/// One chat request as the usage ledger keeps it: who, what,
 /// how many tokens, how it ended. Never the key itself: its name and
 /// fingerprint.
 public struct UsageRecord: Equatable, Sendable {
@@ -35,7 +35,7 @@ public struct UsageRecord: Equatable, Sendable {
     public var estimated: Bool
     public var durationMs: Int
     public var firstTokenMs: Int?
-    /// The fingerprint of the upstream key the answer came with ("" when none was tried; issue #13).
+    /// The fingerprint of the upstream key the answer came with ("" when none was tried).
     public var upstreamKey: String
     /// Upstream attempts it took (0 when nothing went upstream).
     public var attempts: Int
@@ -215,7 +215,7 @@ public struct UsageRecord: Equatable, Sendable {
 /// every required number, the outcome), then read as numbers, as Strings
 /// (`UsageRecord`) or bound to SQL straight from the bytes (the ledger's
 /// drain: making 9 Strings a row and SQLite copying each was ~40 % of the
-/// drain's instructions, callgrind, issue #12).
+/// drain's instructions, callgrind).
 public struct JournalFields {
     public typealias Field = UnsafeBufferPointer<UInt8>
     public static let recordID = 1, at = 2, requestID = 3, keyName = 4, keyFingerprint = 5, client = 6, route = 7, model = 8
