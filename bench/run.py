@@ -14,6 +14,9 @@ Scenarios (issue: benchmark suite):
   6. leak check: RSS and open fds after 10,000 vs 200,000 requests
   7. the tail at saturation: p50/p90/p99 at 32 connections, gateway (defaults)
      vs ledger off vs the libfcgi floor (bench/prototypes/threads_relay.c)
+  8. 10,000 streams held open at once (60 s, an event every 500 ms) from a C
+     epoll upstream to C epoll clients: completeness, RSS, /health's p99 while
+     they run, CPU per relayed event
 
 BENCH_QUICK=1 shortens every run (for work on the bench itself; its figures
 are not the ones to publish). BENCH_WORKERS=N sets the gateway processes of
@@ -80,6 +83,7 @@ def run() -> int:
         r["concurrent"] = scenarios.scenario_concurrent_streams(s)
     finally:
         s.stop()
+    r["many_streams"] = scenarios.scenario_many_streams()
     write_report(r)
     print((RESULTS / "latest.md").read_text())
     return 0

@@ -14,6 +14,19 @@ def verdict(value: float, target: str) -> str:
     return "met" if ok else "MISSED"
 
 
+def many_streams_rows(m: dict | None, f) -> list[str]:
+    """Scenario 8's rows (absent when it did not run)."""
+    if not m:
+        return []
+    secs = m["events_per_stream"] * m["interval_ms"] / 1000
+    return [
+        f"| 8 | {m['streams']:,} concurrent streams ({m['events_per_stream']} events, {m['interval_ms']} ms apart: {f(secs, 0)} s each) complete with every event | {m['complete']:,} / {m['streams']:,}; {m['events']:,} / {m['events_expected']:,} events ({m['errors']} errors) | | | all | {verdict(m['complete'], '>= ' + str(m['streams']))}, {verdict(m['events'], '>= ' + str(m['events_expected']))} |",
+        f"| 8 | the same: peak RSS of {m['processes']} gateway processes | {f(m['peak_rss_mb'], 0)} MB ({m['peak_threads']:,} threads, at most {m['peak_threads_one_process']:,} in one process) | {f(m['rss_before_mb'], 0)} MB idle | | ≤ 1,536 MB | {verdict(m['peak_rss_mb'], '<= 1536')} |",
+        f"| 8 | the same: GET /health while all are open, p50 / p99 ms | {f(m['health_p50_ms'])} / {f(m['health_p99_ms'])} ({m['health_samples']} probes) | | | p99 ≤ 50 ms | {verdict(m['health_p99_ms'] or 1e9, '<= 50')} |",
+        f"| 8 | the same: gateway CPU per relayed event | {f(m['gateway_cpu_us_per_event'], 2)} µs | {f(m['gateway_cpu_s'], 1)} s over the run | | ≤ 2 µs | {verdict(m['gateway_cpu_us_per_event'], '<= 2')} |",
+    ]
+
+
 def write_report(r: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
@@ -58,6 +71,7 @@ def write_report(r: dict) -> None:
         f"| 4 | the same: most open at once (gateway threads at the peak) | {cs['peak_threads']} | wall {f(cs['wall_s'], 1)} s | | reported | — |",
         f"| 4 | peak RSS of {cs['processes']} gateway processes | {f(cs['peak_rss_mb'], 1)} MB ({cs['peak_threads']} threads) | {f(cs['rss_before_mb'], 1)} MB idle | | ≤ 200 MB (issue #15) | {verdict(cs['peak_rss_mb'], '<= 200')} |",
         f"| 4 | gateway CPU s per 1,000 chunks | {f(cs['gateway_cpu_s_per_1000_chunks'], 4)} | simulator {f(cs['simulator_cpu_s'], 2)} s total | | reported | — |",
+        *many_streams_rows(r.get("many_streams"), f),
         f"| 5 | rate-limit check, 4 processes contending | {f(lim['4_process']['nsPerCheck'], 0)} ns | {f(lim['1_process']['nsPerCheck'], 0)} ns (1 process) | {f(lim['4_process']['nsPerCheck'] / lim['1_process']['nsPerCheck'])} | ≤ 2,000 ns | {verdict(lim['ns_per_check_4_processes'], '<= 2000')} |",
         f"| 5 | the same check on Redis (loopback, one EVALSHA), 4 processes | {f(lim['redis_4_process']['nsPerCheck'] / 1000, 1)} µs | {f(lim['redis_1_process']['nsPerCheck'] / 1000, 1)} µs (1 process); PING round trip {f(lim['redis_ping_us'], 1)} µs | {f(lim['redis_4_process']['nsPerCheck'] / lim['4_process']['nsPerCheck'], 0)}× the file | reported | — |",
         f"| 6 | RSS growth 10k → 200k requests | {f(leak['rss_growth_mb'])} MB | {f(leak['after_10k']['rss_kb'] / 1024, 1)} MB at 10k | | ≤ 5 MB | {verdict(leak['rss_growth_mb'], '<= 5')} |",
@@ -73,6 +87,7 @@ def write_report(r: dict) -> None:
         f"- Scenario 3 runs {st['runs']} streams each way, alternating; the direct path is the simulator behind the same nginx.",
         f"- Scenario 4 runs 4 gateway processes; the {cs['streams']:,} streams took {f(cs['wall_s'], 2)} s of wall time ({cs['chunks_per_stream']} chunks × 20 ms = 1 s minimum each).",
         f"- Scenario 7 puts the ledger-off gateway, then the libfcgi floor (bench/prototypes/threads_relay.c) in the twin pool's place behind the same nginx and runs {len(tl['runs']['floor'])} alternating rounds of 5-second wrk runs at 32 connections against each beside the gateway with its defaults; figures are the medians of the rounds.",
+        *([f"- Scenario 8 holds {r['many_streams']['streams']:,} streams open at once through 4 nginx workers and {r['many_streams']['processes']} gateway processes, from a C epoll upstream (bench/stream_upstream.c) to C epoll clients (bench/stream_clients.c) opening 1,000 a second; /health is probed every 20 ms while all are open; CPU per event is the gateway's whole CPU over the run (the streams' setup included) over the events the clients counted."] if r.get("many_streams") else []),
         "- Scenario 5 hashes the client key and does the GCRA compare-and-swap on the shared file, on 64 hot keys.",
         "- Scenario 6: sockets rise and fall with nginx's cache of kept FastCGI connections; per gateway thread there are at most 4 (a kept FastCGI connection, an upstream connection, libcurl's wake-up socketpair). Every other descriptor must be equal.",
         "",

@@ -1,12 +1,16 @@
-"""The six scenarios of the benchmark issue; each returns its figures and targets."""
+"""The benchmark's scenarios; each returns its figures and targets."""
 from __future__ import annotations
 
 import asyncio
+import http.client as http_client
 import json
 import sqlite3
 import statistics
 import subprocess
+import threading
 import time
+
+import kimistack
 
 from .measure import (QUICK, ROOT, RUNS, BenchError, ab, best_of, context_switches, cpu_seconds, cpu_split, fd_count, fd_split, log, ratio,
                       rss_kb, threads, wrk)
@@ -516,3 +520,96 @@ def scenario_limiter() -> dict:
         out["redis_ping_us"] = statistics.mean(float(r[2].strip('"')) * 1000 for r in rows) if rows else None
     out["targets"] = {"ns_per_check_4_processes": "<= 2000"}
     return out
+
+
+def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int = 500, processes: int = 4,
+                          rate: int = 1000, server: dict | None = None) -> dict:
+    """8. `n` streams held open at once, each `events` events `interval_ms`
+    apart (60 s by default), through nginx and `processes` gateway
+    processes, from a C epoll upstream (bench/stream_upstream.c) to C epoll
+    clients (bench/stream_clients.c) opening `rate` a second: whether every
+    stream completes with every event, the gateway's peak RSS, `/health`'s
+    latency while they are all open, and the gateway's CPU per relayed event
+    (the streams' setup included)."""
+    if QUICK:
+        n, events = 2000, 20
+    log(f"8: {n:,} concurrent streams of {events} events, {interval_ms} ms apart, {processes} gateway processes")
+    run = RUNS / "many-streams"
+    run.mkdir(parents=True, exist_ok=True)
+    exe = {}
+    for name in ("stream_upstream", "stream_clients"):
+        exe[name] = run / name
+        subprocess.run(["cc", "-O2", "-o", str(exe[name]), str(ROOT / "bench" / f"{name}.c")], check=True)
+    port = kimistack.free_ports(1)[0]
+    upstream = subprocess.Popen([str(exe["stream_upstream"]), str(port), str(events), str(interval_ms)],
+                                stdout=subprocess.PIPE, text=True)
+    assert upstream.stdout.readline().strip() == "ready"
+    # server.maxThreads at its cap: the kernel spreads new FastCGI connections
+    # over the processes unevenly (one took 3,400-4,100 of 10,000; at 1.25x
+    # the mean, 12 streams met a full process's 503).
+    cfg = {"upstream": {"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": "sk-bench-placeholder", "models": ["moonshot-v1-8k"]},
+           "server": {"minThreads": 8, "maxThreads": 4096, **(server or {})},
+           "rateLimit": {"enabled": False}}
+    # Each stream holds a client and a FastCGI connection in nginx: 4 workers
+    # keep each under the run config's worker_connections (8,192).
+    s = kimistack.Stack(run / "stack", config=cfg, workers=processes, simulator=False, nginx_workers=4, access_log=False,
+                        upstream_base=cfg["upstream"]["baseURL"])
+    s.start()
+    try:
+        pids = s.worker_pids()
+        body = json.dumps({"model": "moonshot-v1-8k", "stream": True, "stream_options": {"include_usage": True},
+                           "messages": [{"role": "user", "content": "a long answer"}]})
+        cpu0 = sum(cpu_seconds(p) for p in pids)
+        rss0 = sum(rss_kb(p) for p in pids)
+        peak = {"rss": 0, "threads": 0, "per_process": 0}
+        health: list[float] = []
+        done = threading.Event()
+        ramp_s = n / rate
+        t_start = time.monotonic()
+
+        def sample():
+            while not done.is_set():
+                peak["rss"] = max(peak["rss"], sum(rss_kb(p) for p in pids))
+                counts = [threads(p) for p in pids]
+                peak["threads"] = max(peak["threads"], sum(counts))
+                peak["per_process"] = max(peak["per_process"], max(counts))
+                done.wait(0.5)
+
+        def probe():
+            # /health while every stream is open: after the ramp, before the first ends.
+            hold_from, hold_to = t_start + ramp_s + 1, t_start + events * interval_ms / 1000 - 1
+            while not done.is_set() and time.monotonic() < hold_to:
+                if time.monotonic() >= hold_from:
+                    t0 = time.perf_counter()
+                    c = http_client.HTTPConnection("127.0.0.1", s.ports["plain"], timeout=10)
+                    c.request("GET", "/health")
+                    c.getresponse().read()
+                    c.close()
+                    health.append((time.perf_counter() - t0) * 1000)
+                done.wait(0.02)
+
+        threads_ = [threading.Thread(target=sample), threading.Thread(target=probe)]
+        for t in threads_:
+            t.start()
+        out = subprocess.run([str(exe["stream_clients"]), str(s.ports["plain"]), str(n), str(rate), body],
+                             capture_output=True, text=True, timeout=events * interval_ms / 1000 + ramp_s + 300)
+        done.set()
+        for t in threads_:
+            t.join()
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+    finally:
+        s.stop()
+        upstream.terminate()
+        upstream.wait(timeout=10)
+    health.sort()
+    pct = lambda q: health[min(len(health) - 1, int(q * len(health)))] if health else None
+    expected = n * (events + 1)  # the content events and the usage event, [DONE] aside
+    return {"streams": n, "events_per_stream": events, "interval_ms": interval_ms, "processes": processes,
+            "complete": result["complete"], "errors": result["errors"], "events": result["events"], "events_expected": expected,
+            "events_min": result["events_min"], "wall_s": result["wall_s"], "peak_open": result["peak_open"],
+            "rss_before_mb": rss0 / 1024, "peak_rss_mb": peak["rss"] / 1024, "peak_threads": peak["threads"],
+            "peak_threads_one_process": peak["per_process"], "health_samples": len(health), "health_p50_ms": pct(0.5), "health_p99_ms": pct(0.99),
+            "gateway_cpu_s": cpu, "gateway_cpu_us_per_event": cpu / max(1, result["events"]) * 1e6,
+            "targets": {"complete": f"== {n}", "events": f"== {expected}", "peak_rss_mb": "<= 1536", "health_p99_ms": "<= 50",
+                        "gateway_cpu_us_per_event": "<= 2"}}
