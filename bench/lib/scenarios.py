@@ -267,7 +267,7 @@ def scenario_tail(s, ports) -> dict:
     FCGX_Accept_r in 64 threads, a blocking libcurl handle each, SCHED_BATCH
     as the gateway) — each in the twin pool's place behind the same nginx,
     in alternating rounds."""
-    from .stacks import restart_twin, write_twin_config
+    from .stacks import restart_twin, twin_pids, write_twin_config
     log("7: the tail at saturation: gateway (defaults, ledger on) vs ledger off vs the libfcgi floor, wrk -c32")
     relay = s.run / "threads_relay"
     subprocess.run(["cc", "-O2", "-o", str(relay), str(ROOT / "bench" / "prototypes" / "threads_relay.c"), "-lcurl", "-lfcgi", "-lpthread"],
@@ -286,6 +286,7 @@ def scenario_tail(s, ports) -> dict:
     seconds = 2 if QUICK else 5
     rounds = 1 if QUICK else 3
     runs: dict[str, list[dict]] = {"gateway": [], "ledger_off": [], "floor": []}
+    c1_runs: dict[str, list[dict]] = {"gateway": [], "floor": []}
     for twin, name in ((None, "ledger_off"), (str(wrapper), "floor")):
         restart_twin(s, twin)
         if twin is None:
@@ -293,13 +294,26 @@ def scenario_tail(s, ports) -> dict:
         s.wait_url(f"http://127.0.0.1:{ports['side_b']}/health")
         time.sleep(1.5)  # both pools on their configs (checked once a second)
         warm_up((a, "post.lua"), (b, "post.lua"))
+        pools = {"gateway": s.worker_pids(), name: twin_pids(s)}
         for i in range(rounds):
             order = ((a, "gateway"), (b, name)) if i % 2 == 0 else ((b, name), (a, "gateway"))
             for url, side in order:
+                c0 = cpu_split(pools[side])
                 w = wrk(url, seconds=seconds, script="post.lua")
+                c1 = cpu_split(pools[side])
                 if w["errors"]:
                     raise BenchError(f"7: {side} had {w['errors']} errors at 32 connections")
+                w["cpu_us_per_request"] = (sum(c1) - sum(c0)) / w["requests"] * 1e6
                 runs[side].append(w)
+        if name == "floor":
+            # The latency each adds at one connection, beside the floor's.
+            for i in range(rounds):
+                order = ((a, "gateway"), (b, "floor")) if i % 2 == 0 else ((b, "floor"), (a, "gateway"))
+                for url, side in order:
+                    w = wrk(url, seconds=seconds, conns=1, threads=1, script="post.lua")
+                    if w["errors"]:
+                        raise BenchError(f"7: {side} had {w['errors']} errors at one connection")
+                    c1_runs[side].append(w)
     restart_twin(s)
     write_twin_config(s, base_cfg)
     s.write_config(base_cfg)
@@ -313,7 +327,19 @@ def scenario_tail(s, ports) -> dict:
     out["p90_vs_floor"] = g["p90_ms"] / f["p90_ms"]
     out["p99_vs_floor"] = g["p99_ms"] / f["p99_ms"]
     out["p99_ledger_on_vs_off"] = g["p99_ms"] / off["p99_ms"]
-    out["targets"] = {"p90_vs_floor": "<= 1.5", "p99_vs_floor": "<= 2", "p99_ledger_on_vs_off": "<= 1.2"}
+    # What the gateway's own work costs above its process model: CPU per
+    # completion at 32 connections (the gateway's runs beside the floor's),
+    # and the latency at one connection.
+    cpu = lambda side, which: statistics.median(r["cpu_us_per_request"] for r in which[side] if "cpu_us_per_request" in r)  # noqa: E731
+    floor_rounds = {"gateway": runs["gateway"][-len(runs["floor"]):], "floor": runs["floor"]}
+    out["cpu_us"] = {"gateway": cpu("gateway", floor_rounds), "floor": cpu("floor", floor_rounds)}
+    out["cpu_above_floor_us"] = out["cpu_us"]["gateway"] - out["cpu_us"]["floor"]
+    c1 = {side: {k: statistics.median(r[k] for r in c1_runs[side]) for k in ("p50_ms", "p99_ms", "rps")} for side in c1_runs}
+    out["c1"] = c1
+    out["c1_p50_above_floor_us"] = (c1["gateway"]["p50_ms"] - c1["floor"]["p50_ms"]) * 1000
+    out["c1_p99_vs_floor"] = c1["gateway"]["p99_ms"] / c1["floor"]["p99_ms"]
+    out["targets"] = {"p90_vs_floor": "<= 1.5", "p99_vs_floor": "<= 2", "p99_ledger_on_vs_off": "<= 1.2",
+                      "cpu_above_floor_us": "<= 25", "c1_p50_above_floor_us": "<= 40", "c1_p99_vs_floor": "<= 2"}
     return out
 
 
