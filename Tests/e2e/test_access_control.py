@@ -162,7 +162,7 @@ def test_preflight_from_disallowed_origin_is_403(secured):
 
 def test_origin_with_crlf_never_reaches_a_header_or_the_log(secured):
     # nginx refuses raw CR/LF in headers, so the gateway socket is driven directly.
-    import fcgi_client
+    from kimistack import fcgi_client
     status, headers, _ = fcgi_client.request(str(secured.gateway_sock), {
         "REQUEST_METHOD": "GET", "REQUEST_URI": "/health", "HTTP_ORIGIN": "https://app.example.com\r\nSet-Cookie: pwn=1",
         "REMOTE_ADDR": "127.0.0.1"})

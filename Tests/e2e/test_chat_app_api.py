@@ -85,7 +85,7 @@ def test_bad_inputs_are_400_and_nothing_goes_upstream(stack):
 
 def test_stream_head_tells_nginx_not_to_buffer(stack):
     # nginx consumes X-Accel-Buffering, so it is checked at the FastCGI socket.
-    import fcgi_client
+    from kimistack import fcgi_client
     body = json.dumps({"messages": "x [sim:tokens=2]"}).encode()
     status, headers, raw = fcgi_client.request(str(stack.gateway_sock), {
         "REQUEST_METHOD": "POST", "REQUEST_URI": "/api/chat/stream", "CONTENT_LENGTH": str(len(body)),

@@ -10,7 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import fcgi_client
+from kimistack import fcgi_client
 import kimistack
 import openai
 import pytest

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import http, make_stack, wait_for
-import fcgi_client
+from kimistack import fcgi_client
 
 
 @pytest.mark.parametrize("web", ["nginx", "lighttpd"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import fcgi_client
+from kimistack import fcgi_client
 import kimistack
 from kimistack import sse_data
 from bad_upstream import BadUpstream

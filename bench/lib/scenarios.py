@@ -11,6 +11,7 @@ import threading
 import time
 
 import kimistack
+from kimistack import fcgi_client
 
 from .measure import (QUICK, ROOT, RUNS, BenchError, ab, best_of, context_switches, cpu_seconds, cpu_split, fd_count, fd_split, log, ratio,
                       rss_kb, threads, wrk)
@@ -589,6 +590,7 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
         rss0 = sum(rss_kb(p) for p in pids)
         peak = {"rss": 0, "threads": 0, "per_process": 0}
         health: list[float] = []
+        direct: list[float] = []
         done = threading.Event()
         ramp_s = n / rate
         t_start = time.monotonic()
@@ -602,8 +604,12 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
                 done.wait(0.5)
 
         def probe():
-            # /health while every stream is open: after the ramp, before the first ends.
+            # /health while every stream is open (after the ramp, before the
+            # first ends): through nginx as a client sees it, and on the
+            # gateway's FastCGI socket (what the gateway itself adds).
             hold_from, hold_to = t_start + ramp_s + 1, t_start + events * interval_ms / 1000 - 1
+            params = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/health", "REQUEST_URI": "/health", "SERVER_PROTOCOL": "HTTP/1.1",
+                      "REMOTE_ADDR": "127.0.0.1"}
             while not done.is_set() and time.monotonic() < hold_to:
                 if time.monotonic() >= hold_from:
                     t0 = time.perf_counter()
@@ -611,7 +617,10 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
                     c.request("GET", "/health")
                     c.getresponse().read()
                     c.close()
-                    health.append((time.perf_counter() - t0) * 1000)
+                    t1 = time.perf_counter()
+                    fcgi_client.request(str(s.gateway_sock), params)
+                    health.append((t1 - t0) * 1000)
+                    direct.append((time.perf_counter() - t1) * 1000)
                 done.wait(0.02)
 
         threads_ = [threading.Thread(target=sample), threading.Thread(target=probe)]
@@ -629,13 +638,15 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
         upstream.terminate()
         upstream.wait(timeout=10)
     health.sort()
-    pct = lambda q: health[min(len(health) - 1, int(q * len(health)))] if health else None
+    direct.sort()
+    pct = lambda q, xs=health: xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None  # noqa: E731
     expected = n * (events + 1)  # the content events and the usage event, [DONE] aside
     return {"streams": n, "events_per_stream": events, "interval_ms": interval_ms, "processes": processes,
             "complete": result["complete"], "errors": result["errors"], "events": result["events"], "events_expected": expected,
             "events_min": result["events_min"], "wall_s": result["wall_s"], "peak_open": result["peak_open"],
             "rss_before_mb": rss0 / 1024, "peak_rss_mb": peak["rss"] / 1024, "peak_threads": peak["threads"],
             "peak_threads_one_process": peak["per_process"], "health_samples": len(health), "health_p50_ms": pct(0.5), "health_p99_ms": pct(0.99),
+            "health_direct_p50_ms": pct(0.5, direct), "health_direct_p99_ms": pct(0.99, direct),
             "gateway_cpu_s": cpu, "gateway_cpu_us_per_event": cpu / max(1, result["events"]) * 1e6,
             "targets": {"complete": f"== {n}", "events": f"== {expected}", "peak_rss_mb": "<= 1536", "health_p99_ms": "<= 50",
                         "gateway_cpu_us_per_event": "<= 2"}}
