@@ -7,7 +7,7 @@ import Synchronization
 /// holds its thread for its whole life (an SSE stream can last minutes), and
 /// with `fastcgi_keep_conn on` a thread also stays with its connection
 /// between requests. So the pool starts `minThreads`, and a manager thread
-/// adds threads (+25 % a tick, up to `maxThreads`) whenever no thread has
+/// adds threads (+25 % a tick, at most 16, up to `maxThreads`) whenever no thread has
 /// entered a listening accept() for 2 ms: long requests and kept
 /// connections get threads, while short requests are served by the few
 /// threads there are, straight from the kernel's accept queue (the rule and

@@ -20,11 +20,16 @@ import Testing
         #expect(grow(threads: 1) == 1)
         #expect(grow(threads: 3) == 1)
         #expect(grow(threads: 8) == 2)
-        #expect(grow(threads: 100) == 25)
+        #expect(grow(threads: 60) == 15)
+    }
+
+    @Test func aLargePoolGrowsByAFixedStepNotInProportion() {
+        #expect(grow(threads: 100) == PoolGrowth.maxStep)
+        #expect(grow(threads: 3_000, max: 4_096) == PoolGrowth.maxStep)
     }
 
     @Test func growthStopsAtTheMaximumPlusTheReserveThread() {
-        #expect(grow(threads: 250, max: 256) == 7) // 62 wanted, 7 places left (256 + 1 reserve)
+        #expect(grow(threads: 250, max: 256) == 7) // 16 wanted, 7 places left (256 + 1 reserve)
         #expect(grow(threads: 257, max: 256) == 0)
         #expect(grow(threads: 300, max: 256) == 0) // never negative
     }
