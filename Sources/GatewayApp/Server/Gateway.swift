@@ -70,14 +70,35 @@ public final class Gateway: @unchecked Sendable {
         // The usage row reaches this process's journal before the response ends.
         if let capture = ctx.usage { services.recordUsage(capture, ctx: ctx, status: exchange.status, clientLeft: exchange.clientGone, startNanos: start) }
         services.releaseConcurrency(ctx)
-        // A streamed body the handler did not read to its end stays in the
-        // connection: close it rather than read megabytes nobody wants.
-        if let bodySource, bodySource.remaining > 0 { exchange.closeConnection = true }
+        // A streamed body the handler did not read to its end (a refused
+        // upload): up to `lingerBytes` of it are read and dropped, so the
+        // web server can finish sending it and take the answer — closing
+        // while it still wrote the body made it answer 502 instead of the
+        // 403 (lighttpd, one upload in a few hundred refused at once).
+        // More than that stays in the connection, which is closed.
+        if let bodySource, bodySource.remaining > 0 {
+            if !Self.discard(bodySource, upTo: Self.lingerBytes) { exchange.closeConnection = true }
+        }
         // No flush here: FCGX_Finish_r flushes with the end-of-request record (one write, not two).
         let nanos = Clock.monotonicNanos() &- start
         AccessLog.write(request: request, status: exchange.status, bytes: exchange.bytesWritten,
                         nanos: nanos, notes: ctx.logNotes + (exchange.clientGone ? ["client-left"] : []))
         if let metrics { count(ctx, metrics, status: exchange.status, nanos: nanos, clientLeft: exchange.clientGone) }
+    }
+
+    /// The most of a refused body read and dropped to end its request cleanly (a millisecond's reading).
+    static let lingerBytes = 1 << 20
+
+    /// Reads and drops the rest of `body` if it is at most `limit` bytes;
+    /// true when it was read to its end.
+    static func discard(_ body: RequestBodySource, upTo limit: Int) -> Bool {
+        guard body.remaining <= limit else { return false }
+        var scratch = [UInt8](repeating: 0, count: 64 << 10)
+        while body.remaining > 0 {
+            let n = scratch.withUnsafeMutableBytes { body.read(into: $0) }
+            guard let n, n > 0 else { return false }
+        }
+        return true
     }
 
     /// The request in the machine's metrics. Labels are bounded:
