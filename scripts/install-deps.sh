@@ -13,8 +13,8 @@ APT_PACKAGES=(
   redis-server                                  # tests: the fleet's shared Redis (issue #16)
   python3 python3-pip curl procps
 )
-PY_MODULES=(openai anthropic selenium pytest matplotlib)
-PY_PACKAGES=("openai>=1.40,<2" "anthropic>=0.40" "selenium>=4.20" "pytest>=8" "matplotlib>=3.7")
+PY_MODULES=(openai anthropic selenium pytest matplotlib opentelemetry.proto)
+PY_PACKAGES=("openai>=1.40,<2" "anthropic>=0.40" "selenium>=4.20" "pytest>=8" "matplotlib>=3.7" "opentelemetry-proto>=1.20")
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

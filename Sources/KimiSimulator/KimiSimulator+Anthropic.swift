@@ -31,7 +31,7 @@ extension KimiSimulator {
         stats.update { s in
             s.anthropicRequests += 1
             s.anthropicBodySHA256 = SHA256.hexString(SHA256.digest(req.body))
-            for name in ["anthropic-version", "anthropic-beta", "x-claude-code-session-id", "x-api-key-seen"] {
+            for name in ["anthropic-version", "anthropic-beta", "x-claude-code-session-id", "x-api-key-seen", "traceparent"] {
                 s.anthropicHeaders[name] = req.header(name)
             }
             s.anthropicHeaders["x-api-key-seen"] = req.header("x-api-key").map(SHA256.fingerprint)

@@ -133,6 +133,7 @@ public final class KimiSimulator: @unchecked Sendable {
             "byKey": .object(s.byKey.sorted { $0.key < $1.key }.map { ($0.key, .number($0.value)) }),
             "overloadedAnswers": .number(s.overloadedAnswers),
             "requestIds": .object(s.requestIDs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }),
+            "traceparents": .object(s.traceparents.sorted { $0.key < $1.key }.map { ($0.key, .array($0.value.map(JSON.string))) }),
         ])
     }
 
@@ -153,7 +154,8 @@ public final class KimiSimulator: @unchecked Sendable {
         if let mt = body["max_tokens"]?.intValue { d.tokens = min(d.tokens, mt) }
         if let id = d.id {
             let rid = req.header("x-request-id")
-            stats.update { $0.byID[id] = "received"; if let rid { $0.requestIDs[id] = rid } }
+            let tp = req.header("traceparent") ?? ""
+            stats.update { $0.byID[id] = "received"; if let rid { $0.requestIDs[id] = rid }; $0.traceparents[id, default: []].append(tp) }
         }
         if d.overloaded > 0 {
             let rid = req.header("x-request-id") ?? ""
@@ -333,6 +335,8 @@ struct SimulatorStats {
     var byID: [String: String] = [:]
     /// `X-Request-Id` as received, by `[sim:id=...]`.
     var requestIDs: [String: String] = [:]
+    /// The `traceparent` of every attempt of a request named by `id=` ("" when it had none).
+    var traceparents: [String: [String]] = [:]
     /// `GET /models` answered.
     var modelLists = 0
     /// `POST /chat/completions` received.

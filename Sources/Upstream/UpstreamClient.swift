@@ -23,6 +23,9 @@ public struct UpstreamRequest {
     /// Sent as `X-Request-Id`, so one id names the request at the client,
     /// in our log and upstream. Empty: none.
     public var requestID = ""
+    /// Sent as `traceparent` (W3C Trace Context): the attempt's client
+    /// span, so the upstream's trace continues ours. Empty: none.
+    public var traceparent = ""
     /// A body read as it is sent (an upload passed through from the
     /// client), instead of `body`: `bodyLength` bytes, never held whole.
     public var bodyStream: UpstreamBodyStream?
@@ -205,18 +208,25 @@ public final class UpstreamClient {
         }
         defer { curl_slist_free_all(ownList) }
         let base = ownList ?? headers(bearer: req.bearer, accept: req.accept)
+        // Likewise `traceparent` (built by the gateway, always header-safe), in front of that.
         var idNode: UnsafeMutablePointer<curl_slist>?
         if !req.requestID.isEmpty, HeaderSafety.isSafe(req.requestID) {
             idNode = curl_slist_append(nil, "X-Request-Id: \(req.requestID)")
             idNode?.pointee.next = base
         }
+        var traceNode: UnsafeMutablePointer<curl_slist>?
+        if !req.traceparent.isEmpty {
+            traceNode = curl_slist_append(nil, "traceparent: \(req.traceparent)")
+            traceNode?.pointee.next = idNode ?? base
+        }
         defer {
-            if let idNode {
-                idNode.pointee.next = nil
-                curl_slist_free_all(idNode)
+            for node in [traceNode, idNode] {
+                guard let node else { continue }
+                node.pointee.next = nil
+                curl_slist_free_all(node)
             }
         }
-        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, idNode ?? base)
+        kimi_curl_set_slist(handle, CURLOPT_HTTPHEADER, traceNode ?? idNode ?? base)
         kimi_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, req.connectTimeoutMs)
         if req.caFile != caFileSet {
             // Verification stays on either way; only the trust store changes.

@@ -67,6 +67,7 @@ struct ServeCommand: ParsableCommand {
         if config.upstream.simulated { Log.warn("upstream is the Kimi API SIMULATOR: answers are not from Kimi (no KIMI_API_KEY)") }
         _ = process.runUntilTerminated(pool) { UInt64(cache.current().server.drainTimeoutMs) * 1_000_000 }
         services.usage?.flush()
+        services.spans?.drain(timeoutMs: min(cache.current().otel.timeoutMs, 5_000))
         // Under --workers the supervisor removes the socket once all have exited.
         if workers == nil { process.removeSocket() }
     }

@@ -32,6 +32,7 @@ def write_report(r: dict) -> None:
     (RESULTS / "latest.json").write_text(json.dumps(r, indent=2))
     h, c, st, cs, lim, leak = r["health"], r["completion"], r["stream"], r["concurrent"], r["limiter"], r["leak"]
     acc, kp, mt, cost, ev = r["accounting"], r["key_pool"], r["metrics"], r["cost"], r["events"]
+    ot = r["otel"]
     cg, cp = cost["gateway"], cost["proxy"]
     ctl = r["control"]
     tl = r["tail"]
@@ -61,6 +62,8 @@ def write_report(r: dict) -> None:
         f"| 2d | POST /v1/chat/completions, metrics on vs off (two gateway pools, alternating), req/s | {f(mt['completion']['on']['rps'], 0)} | {f(mt['completion']['off']['rps'], 0)} (metrics off) | {f(mt['completion']['rps_ratio'])} | ≥ 0.97 | {verdict(mt['completion']['rps_ratio'], '>= 0.97')} |",
         f"| 2d | the same rounds: mean ratio ± standard error (/health; completion) | | | {f(mt['health']['rps_ratio_mean'])} ± {f(mt['health']['rps_ratio_se'], 3)}; {f(mt['completion']['rps_ratio_mean'])} ± {f(mt['completion']['rps_ratio_se'], 3)} | reported | rounds {f(mt['health']['pair_spread'][0])}–{f(mt['health']['pair_spread'][1])}; {f(mt['completion']['pair_spread'][0])}–{f(mt['completion']['pair_spread'][1])} |",
         f"| 2d | same, gateway CPU µs per request (/health; completion) | {f(mt['health']['on']['cpu_us_per_request'], 1)}; {f(mt['completion']['on']['cpu_us_per_request'], 1)} | {f(mt['health']['off']['cpu_us_per_request'], 1)}; {f(mt['completion']['off']['cpu_us_per_request'], 1)} | {mt['health']['cpu_added_us_per_request']:+,.1f}; {mt['completion']['cpu_added_us_per_request']:+,.1f} µs | reported | — |",
+        f"| 2e | POST /v1/chat/completions, OTLP trace export on (every request sampled) vs off, req/s | {f(ot['on']['rps'], 0)} | {f(ot['off']['rps'], 0)} (export off) | {f(ot['rps_ratio'])} | ≥ 0.97 | {verdict(ot['rps_ratio'], '>= 0.97')} |",
+        f"| 2e | same, mean ratio ± standard error; gateway CPU µs per request on; off | {f(ot['on']['cpu_us_per_request'], 1)}; {f(ot['off']['cpu_us_per_request'], 1)} | | {f(ot['rps_ratio_mean'])} ± {f(ot['rps_ratio_se'], 3)}; {ot['cpu_added_us_per_request']:+,.1f} µs | reported | {ot['exports']:,} exports |",
         f"| 7 | completion at saturation (wrk -c32), p50 / p90 / p99 ms | {f(tl['gateway']['p50_ms'])} / {f(tl['gateway']['p90_ms'])} / {f(tl['gateway']['p99_ms'])} (defaults, ledger on) | {f(tl['floor']['p50_ms'])} / {f(tl['floor']['p90_ms'])} / {f(tl['floor']['p99_ms'])} (libfcgi floor) | p90 {f(tl['p90_vs_floor'])}×, p99 {f(tl['p99_vs_floor'])}× | p90 ≤ 1.5×, p99 ≤ 2× | {verdict(tl['p90_vs_floor'], '<= 1.5')}, {verdict(tl['p99_vs_floor'], '<= 2')} |",
         f"| 7 | same, req/s | {f(tl['gateway']['rps'], 0)} | {f(tl['floor']['rps'], 0)} (floor) | {f(tl['gateway']['rps'] / tl['floor']['rps'])} | reported | — |",
         f"| 7 | gateway CPU µs per completion (wrk -c32) beside the floor's | {f(tl['cpu_us']['gateway'], 1)} | {f(tl['cpu_us']['floor'], 1)} (libfcgi floor) | +{f(tl['cpu_above_floor_us'], 1)} µs | ≤ floor + 25 µs | {verdict(tl['cpu_above_floor_us'], '<= 25')} |",

@@ -260,6 +260,90 @@ def scenario_metrics(s, ports) -> dict:
     return out
 
 
+class OTLPSink:
+    """A collector stand-in for 2e: reads each export and answers 200
+    without decoding it (decoding would spend the bench's CPU during the
+    export-on runs only); it notes which watched trace ids it has seen."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.watch: set[bytes] = set()
+        self.seen: set[bytes] = set()
+        self.exports = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.exports += 1
+                sink.bytes += len(body)
+                for t in list(sink.watch):
+                    if t in body:
+                        sink.seen.add(t)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def exported(self, base: str, timeout: float) -> bool:
+        """Whether a request to `base` with a fresh trace id gets exported within `timeout`."""
+        import secrets
+        trace = secrets.token_bytes(16)
+        self.watch.add(trace)
+        subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", f"traceparent: 00-{trace.hex()}-{secrets.token_hex(8)}-01", base + "/health"])
+        deadline = time.time() + timeout
+        while time.time() < deadline and trace not in self.seen:
+            time.sleep(0.05)
+        self.watch.discard(trace)
+        return trace in self.seen
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def scenario_otel(s, ports) -> dict:
+    """2e: the completion with OpenTelemetry export on (every request
+    sampled: a server and a client span each, batched to a local OTLP/HTTP
+    sink) vs off: the spans are built on the request path, everything else
+    on the exporter's thread."""
+    log("2e: POST /v1/chat/completions, OTLP trace export on (always_on) vs off")
+    base_cfg = json.loads(s.config_path.read_text())
+    sink = OTLPSink()
+
+    def change(cfg: dict, on: bool) -> None:
+        if on:
+            cfg["otel"] = {"endpoint": sink.endpoint, "sampler": "always_on", "scheduleDelayMs": 200}
+        else:
+            cfg.pop("otel", None)
+
+    def picked_up(base: str, on: bool) -> bool:
+        return sink.exported(base, 1.5 if on else 0.5) == on
+
+    def configure(side: int | None) -> None:
+        configure_pools(s, ports, base_cfg, side, change, picked_up, "otel")
+
+    try:
+        exports_before = sink.exports
+        out = side_by_side(s, ports, configure, "otel export", COMPLETIONS, "post.lua", rounds=2 * TWIN_ROUNDS)
+        out["exports"], out["export_bytes"] = sink.exports - exports_before, sink.bytes
+    finally:
+        configure_pools(s, ports, base_cfg, None, lambda cfg, on: cfg.pop("otel", None), lambda base, on: True, "base")
+        sink.close()
+    out["targets"] = {"rps_ratio": ">= 0.97"}
+    return out
+
+
 def scenario_tail(s, ports) -> dict:
     """7: the tail at saturation: p50/p90/p99 of the completion at 32
     connections for the gateway with its defaults (usage ledger on), the

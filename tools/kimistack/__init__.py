@@ -6,6 +6,7 @@ and the benchmarks, and the client helpers they share.
     ports   free_ports, is_free, holder
     client  http, Response, iter_sse_data, sse_data, sse_events, sim_answer, sim_stats, wait_for
     redisserver  RedisServer (the fleet's Redis for tests and the bench)
+    otlp_receiver  Receiver (an OTLP/HTTP trace receiver for tests; import it by name: it needs opentelemetry-proto)
     run     `make run` (python3 -m kimistack.run)
 
 On the path through `pythonpath` in pytest.ini and PYTHONPATH in the Makefile.

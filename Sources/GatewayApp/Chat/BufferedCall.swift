@@ -77,6 +77,7 @@ final class BufferedCall: UpstreamReceiver {
         if let announced = call.headers["content-length"].flatMap({ Int($0) }), announced != call.body.count {
             return .failed(.dropped, .upstreamFailed("Upstream answer has \(call.body.count) bytes, its Content-Length says \(announced)"))
         }
+        ctx?.traceAnswer(call.body)
         return .done(call)
     }
 

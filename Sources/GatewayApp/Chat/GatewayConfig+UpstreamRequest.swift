@@ -23,6 +23,10 @@ extension RequestContext {
     func upstreamRequest(_ method: String, _ path: String, body: [UInt8] = [], stream: Bool = false, key: UpstreamKey) -> UpstreamRequest {
         var r = config.upstreamRequest(method, path, body: body, stream: stream, key: key)
         r.requestID = request.requestID
+        if trace != nil {
+            trace!.noteUpstream(method: method, url: r.url)
+            r.traceparent = trace!.upstreamTraceparent
+        }
         return r
     }
 }

@@ -140,6 +140,7 @@ extension RequestContext {
         guard !dryRun else { return nil }
         usage = capture
         services.beginUsage(capture, ctx: self)
+        traceChat(capture, maxTokens: cap ?? completionTokens)
         return cap
     }
 }

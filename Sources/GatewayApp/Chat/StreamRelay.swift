@@ -56,12 +56,14 @@ final class StreamRelay: UpstreamReceiver {
             var wrote = false
             for e in events {
                 eventCarriedText = nil
+                ctx.traceChunk(e.data)
                 let frames = transform(e, self)
                 for frame in frames { ctx.writer.write(frame) }
                 wrote = wrote || !frames.isEmpty
                 if let capture = ctx.usage, eventCarriedText ?? ChunkText.carriesText(e.data) {
                     capture.relayedDeltas += 1
                     if capture.firstTokenNanos == nil { capture.firstTokenNanos = Clock.monotonicNanos() }
+                    ctx.trace?.firstChunk(now: Clock.monotonicNanos())
                 }
             }
             // Nothing for the client (reasoning it did not ask for, a role

@@ -101,6 +101,7 @@ extension RequestContext {
     func anthropicUpstreamRequest(_ path: String, body: [UInt8], stream: Bool, key: UpstreamKey) -> UpstreamRequest {
         var r = upstreamRequest("POST", "", body: body, stream: stream, key: key)
         r.url = AnthropicMessages.baseURL(keyBaseURL: key.baseURL, configured: config.upstream.anthropicBaseURL) + path
+        trace?.noteUpstream(method: "POST", url: r.url)
         r.extraHeaders = ["x-api-key: " + key.key]
         for name in Gateway.anthropicForwardedHeaders {
             if let v = request.header(name) { r.extraHeaders.append(name + ": " + v) }

@@ -56,6 +56,7 @@ public final class Gateway: @unchecked Sendable {
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized
         ctx.responseHeaders = [("X-Request-Id", requestID)]
+        ctx.beginTrace(traceparent: exchange.params.headers["traceparent"], tracestate: exchange.params.headers["tracestate"])
         if let refusal {
             ctx.fail(refusal)
         } else if exchange.overloaded, router.anyRoute(path: request.path)?.servesWhenSaturated != true {
@@ -70,6 +71,7 @@ public final class Gateway: @unchecked Sendable {
         // The usage row reaches this process's journal before the response ends.
         if let capture = ctx.usage { services.recordUsage(capture, ctx: ctx, status: exchange.status, clientLeft: exchange.clientGone, startNanos: start) }
         services.releaseConcurrency(ctx)
+        ctx.finishTrace(services, status: exchange.status, clientLeft: exchange.clientGone)
         // A streamed body the handler did not read to its end (a refused
         // upload): up to `lingerBytes` of it are read and dropped, so the
         // web server can finish sending it and take the answer — closing

@@ -21,6 +21,8 @@ public final class RequestContext {
     /// The upstream key the answer came with, and the attempts it took.
     var upstreamKey: UpstreamKey?
     var upstreamAttempts = 0
+    /// The request's trace while tracing is on (`otel.*`), sampled or not.
+    var trace: RequestTrace?
     /// What the metrics record at the end beyond status and time.
     struct MetricsNotes {
         /// The policy that refused the request: requests, tokens, budget.

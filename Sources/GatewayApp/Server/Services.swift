@@ -32,6 +32,8 @@ public final class Services: @unchecked Sendable {
     /// and the directory where every process keeps its share.
     var concurrency: ConcurrencyLedger?
     var concurrencyDirectory = ""
+    /// This process's OTLP span exporter (`otel.*`); nil until `make` sets it (unit tests: none).
+    public var spans: SpanExporter?
 
     public init(maxBufferedBytes: Int = GatewayConfig().server.maxBufferedBytes, database: String? = nil,
                 usageDatabase: String? = nil, documents: GatewayConfig.Documents? = nil)
@@ -169,6 +171,8 @@ extension Services {
         // Each process reloads on its own: a change seen by 4 workers counts 4.
         cache.onRejected = { [metrics = services.metrics] in metrics.count($0, "config_reloads_total", [("result", "rejected")]) }
         services.usage?.start(intervalMs: config.usage.drainIntervalMs)
+        services.spans = SpanExporter(configs: { cache.current() }, metrics: services.metrics, version: Version.current)
+        if config.otel.enabled { Log.info("otel: traces to \(HeaderSafety.printable(config.otel.tracesURL, max: 120)) (\(config.otel.protocolName.rawValue), sampler \(config.otel.sampler)\(config.otel.captureContent ? ", content captured" : ""))") }
         services.concurrencyDirectory = SharedFiles.directory(of: config.storage.database) + "/concurrency"
         services.sweepConcurrency(config)
         do { services.concurrency = try ConcurrencyLedger(directory: services.concurrencyDirectory) } catch {

@@ -59,7 +59,14 @@ extension RequestContext {
                 tried[i] = plan.attempts
                 let key = keys[i]
                 upstreamKey = key
-                switch attempt(key) {
+                trace?.beginAttempt(spanID: RequestID.random64(), keyName: key.name, now: Clock.monotonicNanos())
+                let outcome = attempt(key)
+                if case let .failed(failure, _) = outcome {
+                    trace?.endAttempt(now: Clock.monotonicNanos(), errorType: failure.metricLabel)
+                } else {
+                    trace?.endAttempt(now: Clock.monotonicNanos(), errorType: nil)
+                }
+                switch outcome {
                 case let .done(r):
                     services.pool.learn(.worked, key: key, config: config, now: Clock.wallMicros())
                     return r

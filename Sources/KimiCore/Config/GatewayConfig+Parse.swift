@@ -37,6 +37,8 @@ extension GatewayConfig {
         "maxAgeSeconds": 86_400, "drainIntervalMs": 60_000, "completionReserveTokens": 1 << 22,
         "tokensPerDay": 1 << 50, "tokensPerMonth": 1 << 50,
         "RATE_LIMIT_WINDOW_MS": 31_536_000_000, "MAX_BODY_BYTES": 1 << 30,
+        "timeoutMs": 600_000, "maxQueueSize": 1 << 20, "maxExportBatchSize": 1 << 20, "scheduleDelayMs": 3_600_000,
+        "OTEL_EXPORTER_OTLP_TIMEOUT": 600_000, "OTEL_BSP_MAX_QUEUE_SIZE": 1 << 20, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 1 << 20, "OTEL_BSP_SCHEDULE_DELAY": 3_600_000,
     ]
 }
 

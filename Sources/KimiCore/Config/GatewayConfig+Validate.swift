@@ -75,6 +75,7 @@ extension GatewayConfig {
         }
         if c.usage.database.isEmpty { c.usage.database = c.storage.database }
         guard c.usage.database.hasPrefix("/") else { throw ConfigError("usage.database", "must be an absolute path") }
+        c.otel = try otel.resolved()
         c.rateLimit.policyKey = "default:\(rateLimit.policy.maxRequests)/\(rateLimit.policy.windowMs)"
         c.upstream.label = upstream.simulated
             ? "simulator (\(upstream.baseURL)): no KIMI_API_KEY set, answers are simulated"

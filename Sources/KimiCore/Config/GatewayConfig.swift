@@ -317,6 +317,38 @@ public struct GatewayConfig: Sendable, Equatable {
         public var endpoint: RedisEndpoint?
     }
 
+    /// OpenTelemetry traces over OTLP/HTTP (see Tracing). Off while no
+    /// endpoint is set; the standard `OTEL_*` variables set these keys.
+    public struct OTel: Sendable, Equatable {
+        /// Base URL: traces go to `<endpoint>/v1/traces`.
+        public var endpoint = ""
+        /// The traces URL itself, used as given (wins over `endpoint`).
+        public var tracesEndpoint = ""
+        /// `name=value` pairs, comma-separated, values percent-decoded (the `OTEL_EXPORTER_OTLP_HEADERS` format).
+        public var headers = ""
+        public var protocolName = OTLPEncoding.Format.protobuf
+        public var serviceName = "kimi-gateway"
+        /// `key=value` pairs, comma-separated (`OTEL_RESOURCE_ATTRIBUTES`).
+        public var resourceAttributes = ""
+        public var sampler = "parentbased_always_on"
+        public var samplerArg = ""
+        public var disabled = false
+        public var captureContent = false
+        public var timeoutMs = 10_000
+        public var maxQueueSize = 2048
+        public var maxExportBatchSize = 512
+        public var scheduleDelayMs = 5000
+        /// Derived by `validated()`: where spans go ("" = tracing off),
+        /// the parsed sampler, headers and resource.
+        public var tracesURL = ""
+        public var parsedSampler = TraceSampler.parentBased(root: .alwaysOn)
+        public var parsedHeaders: [String] = []
+        public var resource: [SpanAttribute] = []
+        /// Whether requests are traced at all.
+        public var enabled: Bool { !tracesURL.isEmpty }
+    }
+
+    public var otel = OTel()
     public var state = State()
     public var redis = Redis()
     public var upstream = Upstream()

@@ -23,13 +23,18 @@ public enum RequestID {
 
     public static func fresh() -> String { fresh(after: 0, digits: 0) }
 
-    /// `digits` hex digits of `prefix` (most significant first), then a
-    /// fresh id, in one String (the usage ledger's time-sorted record ids).
-    public static func fresh(after prefix: UInt64, digits: Int) -> String {
+    /// The next value of the same sequence as a number (trace and span ids).
+    public static func random64() -> UInt64 {
         var z = counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
+        return z ^ (z >> 31)
+    }
+
+    /// `digits` hex digits of `prefix` (most significant first), then a
+    /// fresh id, in one String (the usage ledger's time-sorted record ids).
+    public static func fresh(after prefix: UInt64, digits: Int) -> String {
+        let z = random64()
         return String(unsafeUninitializedCapacity: digits + 16) { buf in
             for i in 0..<digits { buf[i] = hex[Int((prefix >> UInt64((digits - 1 - i) * 4)) & 0xF)] }
             for i in 0..<16 { buf[digits + i] = hex[Int((z >> UInt64(60 - i * 4)) & 0xF)] }

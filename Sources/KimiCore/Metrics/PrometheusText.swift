@@ -34,6 +34,8 @@ public enum PrometheusText {
         .init(name: "limiter_table_used_slots", help: "Slots in use in the shared rate-limit table.", kind: .gauge),
         .init(name: "state_fallbacks_total", help: "Limit and key-health decisions the machine's file made because Redis did not answer (state.backend redis).", kind: .counter),
         .init(name: "config_reloads_total", help: "Config reloads, by result (ok, rejected).", kind: .counter),
+        .init(name: "otel_spans_exported_total", help: "Spans the OTLP exporter delivered (the collector answered 2xx).", kind: .counter),
+        .init(name: "otel_spans_dropped_total", help: "Spans never delivered, by reason (queue_full: the process's queue was at otel.maxQueueSize; export_failed: the collector failed or did not answer in otel.timeoutMs).", kind: .counter),
         .init(name: "build_info", help: "The running version (always 1).", kind: .gauge),
     ]
 

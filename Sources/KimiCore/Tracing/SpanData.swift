@@ -1,0 +1,49 @@
+/// One finished span, as OTLP carries it (`opentelemetry/proto/trace/v1/trace.proto`).
+public struct SpanData: Sendable, Equatable {
+    /// `Span.SpanKind`'s numbers.
+    public enum Kind: Int, Sendable { case server = 2, client = 3 }
+
+    public var traceHigh: UInt64
+    public var traceLow: UInt64
+    public var spanID: UInt64
+    /// 0: a root span.
+    public var parentSpanID: UInt64
+    public var traceState: String
+    /// W3C trace flags (bit 0: sampled), OTLP's `Span.flags` low byte.
+    public var flags: UInt8
+    public var name: String
+    public var kind: Kind
+    public var startUnixNanos: UInt64
+    public var endUnixNanos: UInt64
+    public var attributes: [SpanAttribute]
+    /// Status ERROR with this message; nil: UNSET (the semantic
+    /// conventions leave a success's status unset).
+    public var error: String?
+
+    public init(traceHigh: UInt64, traceLow: UInt64, spanID: UInt64, parentSpanID: UInt64, traceState: String = "", flags: UInt8 = 1,
+                name: String, kind: Kind, startUnixNanos: UInt64, endUnixNanos: UInt64, attributes: [SpanAttribute], error: String? = nil)
+    {
+        (self.traceHigh, self.traceLow, self.spanID, self.parentSpanID, self.traceState, self.flags) = (traceHigh, traceLow, spanID, parentSpanID, traceState, flags)
+        (self.name, self.kind, self.startUnixNanos, self.endUnixNanos, self.attributes, self.error) = (name, kind, startUnixNanos, endUnixNanos, attributes, error)
+    }
+
+    public func attribute(_ key: String) -> SpanAttribute.Value? { attributes.first { $0.key == key }?.value }
+}
+
+/// An attribute of a span or of the resource (`common.proto`'s `KeyValue`).
+public struct SpanAttribute: Sendable, Equatable {
+    public enum Value: Sendable, Equatable {
+        case string(String)
+        case int(Int)
+        case double(Double)
+        case bool(Bool)
+        case strings([String])
+    }
+
+    public let key: String
+    public let value: Value
+
+    public init(_ key: String, _ value: Value) { (self.key, self.value) = (key, value) }
+    public static func string(_ k: String, _ v: String) -> SpanAttribute { SpanAttribute(k, .string(v)) }
+    public static func int(_ k: String, _ v: Int) -> SpanAttribute { SpanAttribute(k, .int(v)) }
+}
