@@ -224,9 +224,16 @@ import Testing
                         attributes: [.int("http.response.status_code", -1), SpanAttribute("ok", .bool(true))], error: "HTTP 500")
 
     @Test func protobufWritesTheFieldsAtTheirNumbers() {
-        var w = ProtoWriter()
-        OTLPEncoding.span(span, &w)
-        let b = w.bytes
+        let w = ProtoWriter()
+        var sink = ProtobufSpanSink(w)
+        span.emit(into: &sink)
+        // ScopeSpans.spans (2), its length, then the span.
+        let all = w.bytes
+        var (length, shift, at) = (0, 0, 1)
+        while all[at] & 0x80 != 0 { length |= Int(all[at] & 0x7F) << shift; shift += 7; at += 1 }
+        length |= Int(all[at]) << shift
+        #expect(all[0] == 0x12 && length == all.count - at - 1)
+        let b = Array(all.dropFirst(at + 1))
         // trace_id (1, bytes 16), span_id (2, bytes 8), no parent (4) for a root.
         #expect(Array(b.prefix(18)) == [0x0A, 16] + (1...16).map { UInt8($0) })
         #expect(Array(b[18..<28]) == [0x12, 8] + (0x11...0x18).map { UInt8($0) })
@@ -240,6 +247,23 @@ import Testing
         #expect(v.bytes == [0x18] + Array(repeating: 0xFF, count: 9) + [0x01])
         // flags (16, fixed32): sampled, and "has is-remote" set.
         #expect(Array(b.suffix(6)) == [0x85, 0x01, 0x01, 0x01, 0x00, 0x00])
+    }
+
+    @Test func aFinishedTraceEncodesStraightToTheSameBytesAsThroughSpanData() throws {
+        var t = RequestTrace(parent: TraceContext(traceHigh: 7, traceLow: 8, spanID: 9, flags: 1, state: "a=b"), sampler: .alwaysOn,
+                             random: { 0x55 }, nowUnixNanos: 1_000, nowMonoNanos: 10)
+        t.request = GenAIRequestFacts(model: "kimi-k2", stream: false, maxTokens: 5, dialect: .openAI)
+        t.beginAttempt(spanID: 0x66, keyName: "k", now: 20)
+        t.noteUpstream(method: "POST", url: "https://api.moonshot.ai/v1/chat/completions")
+        t.answer = Array(#"{"id":"c","model":"kimi-k2","choices":[{"finish_reason":"stop"}]}"#.utf8)
+        t.endAttempt(now: 30, errorType: nil)
+        var end = RequestTrace.Ending(method: "POST", route: "/v1/chat/completions", path: "/v1/chat/completions", status: 200, requestID: "r", clientAddress: "1.2.3.4")
+        end.usage = (3, 4, nil)
+        let f = FinishedTrace(trace: t, ending: end, endMono: 40)
+        let scope = OTLPEncoding.Scope(name: "s", version: "1")
+        let direct = OTLPEncoding.protobuf(resource: [.string("service.name", "x")], scope: scope) { f.emit(into: &$0) }
+        #expect(direct == OTLPEncoding.protobuf(f.spans(), resource: [.string("service.name", "x")], scope: scope))
+        #expect(f.spans().first?.attribute("gen_ai.response.finish_reasons") == .strings(["stop"]))
     }
 
     @Test func jsonSpellsIDsInHexInt64sAsStringsAndEnumsAsNumbers() throws {

@@ -83,7 +83,7 @@ public final class SpanExporter: @unchecked Sendable {
             }
             if stop { return }
             guard !batch.isEmpty else { continue }
-            export(batch.flatMap { $0.spans() }, config: config, post: post)
+            export(batch, config: config, post: post)
             locked {
                 sending = 0
                 pthread_cond_broadcast(cond)
@@ -91,24 +91,29 @@ public final class SpanExporter: @unchecked Sendable {
         }
     }
 
-    private func export(_ batch: [SpanData], config: GatewayConfig, post: OTLPPost) {
+    private func export(_ traces: [FinishedTrace], config: GatewayConfig, post: OTLPPost) {
         let o = config.otel
+        let spans = traces.reduce(0) { $0 + $1.spanCount }
         guard o.enabled else {
-            metrics.add(config, "otel_spans_dropped_total", [("reason", "export_failed")], UInt64(batch.count))
+            metrics.add(config, "otel_spans_dropped_total", [("reason", "export_failed")], UInt64(spans))
             return
         }
         var resource = o.resource
         if !resource.contains(where: { $0.key == "service.version" }) { resource.append(.string("service.version", version)) }
         resource += [.string("telemetry.sdk.name", "kimi-gateway"), .string("telemetry.sdk.language", "swift"),
                      .string("telemetry.sdk.version", version)]
-        let body = OTLPEncoding.encode(batch, resource: resource, scope: .init(name: "kimi-gateway", version: version), as: o.protocolName)
+        let scope = OTLPEncoding.Scope(name: "kimi-gateway", version: version)
+        // Protobuf straight from the traces; JSON through `SpanData`.
+        let body = o.protocolName == .protobuf
+            ? OTLPEncoding.protobuf(resource: resource, scope: scope, capacity: 1024 + spans * 600) { sink in for t in traces { t.emit(into: &sink) } }
+            : OTLPEncoding.json(traces.flatMap { $0.spans() }, resource: resource, scope: scope)
         let outcome = post.send(url: o.tracesURL, headers: ["Content-Type: " + o.protocolName.contentType] + o.parsedHeaders,
                                 body: body, timeoutMs: o.timeoutMs)
         if case let .status(s) = outcome, (200..<300).contains(s) {
-            metrics.add(config, "otel_spans_exported_total", [], UInt64(batch.count))
+            metrics.add(config, "otel_spans_exported_total", [], UInt64(spans))
             return
         }
-        metrics.add(config, "otel_spans_dropped_total", [("reason", "export_failed")], UInt64(batch.count))
+        metrics.add(config, "otel_spans_dropped_total", [("reason", "export_failed")], UInt64(spans))
         let now = Clock.monotonicNanos()
         if loggedFailureAt.map({ now &- $0 >= 10_000_000_000 }) ?? true {
             loggedFailureAt = now
@@ -116,7 +121,7 @@ public final class SpanExporter: @unchecked Sendable {
             case let .status(s): "HTTP \(s)"
             case let .failed(text): text
             }
-            Log.error("otel: export of \(batch.count) span(s) to \(HeaderSafety.printable(o.tracesURL, max: 120)) failed (\(why)); they are dropped")
+            Log.error("otel: export of \(spans) span(s) to \(HeaderSafety.printable(o.tracesURL, max: 120)) failed (\(why)); they are dropped")
         }
     }
 

@@ -32,48 +32,43 @@ public enum OTLPEncoding {
     // MARK: protobuf
 
     public static func protobuf(_ spans: [SpanData], resource: [SpanAttribute], scope: Scope) -> [UInt8] {
-        var r = ProtoWriter(capacity: 512 + spans.count * 512)
+        protobuf(resource: resource, scope: scope) { sink in for s in spans { s.emit(into: &sink) } }
+    }
+
+    /// An export request whose spans `body` tells the sink (a batch of
+    /// `FinishedTrace`s, straight to bytes).
+    public static func protobuf(resource: [SpanAttribute], scope: Scope, capacity: Int = 4096, _ body: (inout ProtobufSpanSink) -> Void) -> [UInt8] {
+        var r = ProtoWriter(capacity: capacity)
         r.message(1) { rs in
-            rs.message(1) { res in for a in resource { attribute(1, a, &res) } }
+            rs.message(1) { res in for a in resource { attribute(1, a.key, a.value, &res) } }
             rs.message(2) { ss in
                 ss.message(1) { sc in sc.string(1, scope.name); sc.string(2, scope.version) }
-                for s in spans { ss.message(2) { span(s, &$0) } }
+                var sink = ProtobufSpanSink(ss)
+                body(&sink)
             }
         }
         return r.bytes
     }
 
-    static func span(_ s: SpanData, _ w: inout ProtoWriter) {
-        w.id(1, s.traceHigh, s.traceLow)
-        w.id(2, s.spanID)
-        if !s.traceState.isEmpty { w.string(3, s.traceState) }
-        if s.parentSpanID != 0 { w.id(4, s.parentSpanID) }
-        w.string(5, s.name)
-        w.varint(6, UInt64(s.kind.rawValue))
-        w.fixed64(7, s.startUnixNanos)
-        w.fixed64(8, s.endUnixNanos)
-        for a in s.attributes { attribute(9, a, &w) }
-        if let e = s.error { w.message(15) { st in st.string(2, e); st.varint(3, 2) } }
-        w.fixed32(16, spanFlags(s))
+    /// `field` = a `KeyValue` (its tag and length, then the message).
+    static func attribute(_ field: Int, _ key: String, _ value: SpanAttribute.Value, _ w: inout ProtoWriter) {
+        w.tag(field, 2)
+        keyValue(key, value, &w)
     }
+
+    static func attribute(_ field: Int, _ a: SpanAttribute, _ w: inout ProtoWriter) { attribute(field, a.key, a.value, &w) }
 
     /// A `KeyValue` written with its lengths computed first (no nested
     /// buffer, no insert: with them an attribute cost ~900 instructions,
     /// callgrind, bench 2e).
-    static func keyValue(_ a: SpanAttribute, _ w: inout ProtoWriter) {
-        let key = a.key.utf8.count
-        let any = anyValueSize(a.value)
-        w.raw(UInt64(1 + ProtoWriter.varintSize(UInt64(key)) + key + 1 + ProtoWriter.varintSize(UInt64(any)) + any))
-        w.string(1, a.key)
+    static func keyValue(_ key: String, _ value: SpanAttribute.Value, _ w: inout ProtoWriter) {
+        let k = key.utf8.count
+        let any = anyValueSize(value)
+        w.raw(UInt64(1 + ProtoWriter.varintSize(UInt64(k)) + k + 1 + ProtoWriter.varintSize(UInt64(any)) + any))
+        w.string(1, key)
         w.tag(2, 2)
         w.raw(UInt64(any))
-        anyValue(a.value, &w)
-    }
-
-    /// `field` = a `KeyValue` (its tag and length, then the message).
-    static func attribute(_ field: Int, _ a: SpanAttribute, _ w: inout ProtoWriter) {
-        w.tag(field, 2)
-        keyValue(a, &w)
+        anyValue(value, &w)
     }
 
     static func anyValueSize(_ v: SpanAttribute.Value) -> Int {
@@ -153,25 +148,75 @@ public enum OTLPEncoding {
 /// its length put in front of it after (a buffer per nested message was
 /// most of the encoding's time: perf, bench 2e).
 struct ProtoWriter {
-    var bytes: [UInt8] = []
+    /// The bytes, in a buffer of its own (appending to an `[UInt8]` checked
+    /// its uniqueness and capacity per append: most of the encoding's
+    /// instructions, callgrind).
+    final class Storage {
+        var base: UnsafeMutablePointer<UInt8>
+        var count = 0
+        var capacity: Int
+        init(capacity: Int) {
+            self.capacity = max(64, capacity)
+            base = .allocate(capacity: self.capacity)
+        }
+        deinit { base.deallocate() }
 
-    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+        @inline(__always) func reserve(_ n: Int) {
+            guard count + n > capacity else { return }
+            var c = capacity * 2
+            while count + n > c { c *= 2 }
+            let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+            grown.update(from: base, count: count)
+            base.deallocate()
+            (base, capacity) = (grown, c)
+        }
+
+        @inline(__always) func append(_ b: UInt8) {
+            reserve(1)
+            base[count] = b
+            count += 1
+        }
+
+        @inline(__always) func append(_ raw: UnsafeRawBufferPointer) {
+            guard raw.count > 0 else { return }
+            reserve(raw.count)
+            UnsafeMutableRawPointer(base + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+            count += raw.count
+        }
+
+        /// `raw` put at `offset`, what follows moved up.
+        func insert(_ raw: UnsafeRawBufferPointer, at offset: Int) {
+            reserve(raw.count)
+            (base + offset + raw.count).update(from: base + offset, count: count - offset)
+            UnsafeMutableRawPointer(base + offset).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+            count += raw.count
+        }
+    }
+
+    private let out: Storage
+
+    init(capacity: Int = 0) { out = Storage(capacity: capacity) }
+
+    var bytes: [UInt8] { Array(UnsafeBufferPointer(start: out.base, count: out.count)) }
+
+    mutating func append(_ raw: UnsafeRawBufferPointer) { out.append(raw) }
+    var count: Int { out.count }
 
     mutating func tag(_ field: Int, _ wire: Int) { raw(UInt64(field << 3 | wire)) }
 
     /// A varint, appended in one piece (an append a byte was most of the
     /// encoding's instructions: callgrind).
     mutating func raw(_ v: UInt64) {
-        if v < 0x80 { bytes.append(UInt8(v)); return }
+        if v < 0x80 { out.append(UInt8(v)); return }
         var v = v
-        var out: (UInt64, UInt16) = (0, 0)
-        let n = withUnsafeMutableBytes(of: &out) { p -> Int in
+        var varint: (UInt64, UInt16) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &varint) { p -> Int in
             var k = 0
             while v >= 0x80 { p[k] = UInt8(v & 0x7F) | 0x80; v >>= 7; k += 1 }
             p[k] = UInt8(v)
             return k + 1
         }
-        withUnsafeBytes(of: &out) { bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        withUnsafeBytes(of: &varint) { self.out.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
     }
 
     mutating func varint(_ field: Int, _ v: UInt64, always: Bool = false) {
@@ -182,17 +227,17 @@ struct ProtoWriter {
     mutating func fixed64(_ field: Int, _ v: UInt64, always: Bool = false) {
         guard v != 0 || always else { return }
         tag(field, 1)
-        withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.littleEndian) { out.append($0) }
     }
 
     mutating func fixed32(_ field: Int, _ v: UInt32) {
         guard v != 0 else { return }
         tag(field, 5)
-        withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.littleEndian) { out.append($0) }
     }
 
     mutating func bytes(_ field: Int, _ b: [UInt8]) {
-        tag(field, 2); raw(UInt64(b.count)); bytes.append(contentsOf: b)
+        tag(field, 2); raw(UInt64(b.count)); b.withUnsafeBytes { out.append($0) }
     }
 
     /// Eight bytes of an id, big-endian (trace and span ids are byte strings).
@@ -205,7 +250,7 @@ struct ProtoWriter {
     }
 
     private mutating func bigEndian(_ v: UInt64) {
-        withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) }
+        withUnsafeBytes(of: v.bigEndian) { out.append($0) }
     }
 
     mutating func string(_ field: Int, _ s: String, always: Bool = false) {
@@ -214,7 +259,7 @@ struct ProtoWriter {
         var s = s
         s.withUTF8 { u in
             raw(UInt64(u.count))
-            bytes.append(contentsOf: u)
+            out.append(UnsafeRawBufferPointer(u))
         }
     }
 
@@ -229,9 +274,14 @@ struct ProtoWriter {
     /// common case, or more).
     mutating func message(_ field: Int, _ body: (inout ProtoWriter) -> Void) {
         tag(field, 2)
-        let start = bytes.count
+        let start = out.count
         body(&self)
-        var n = UInt64(bytes.count - start)
+        prefixLength(from: start)
+    }
+
+    /// Puts the length of what was written since `start` in front of it, as a varint.
+    mutating func prefixLength(from start: Int) {
+        var n = UInt64(out.count - start)
         var len: (UInt8, UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0, 0)
         var k = 0
         withUnsafeMutableBytes(of: &len) { p in
@@ -240,7 +290,56 @@ struct ProtoWriter {
                 n >>= 7
                 k += 1
             } while n > 0
-            bytes.insert(contentsOf: UnsafeRawBufferPointer(rebasing: p[0..<k]), at: start)
+            out.insert(UnsafeRawBufferPointer(rebasing: p[0..<k]), at: start)
         }
+    }
+}
+
+/// Spans written as `ScopeSpans.spans` (field 2) into the writer of an
+/// export request, straight from what `RequestTrace.emit` tells it.
+public struct ProtobufSpanSink: SpanSink {
+    var w: ProtoWriter
+    private var start = 0
+    private var flags: UInt32 = 0
+
+    /// Shares `w`'s buffer: what it writes lands in that message.
+    init(_ w: ProtoWriter) { self.w = w }
+
+    public mutating func begin(_ h: SpanHead) {
+        w.tag(2, 2)
+        start = w.count
+        flags = UInt32(h.flags) | 0x100 | (h.kind == .server && h.parentSpanID != 0 ? 0x200 : 0)
+        w.id(1, h.traceHigh, h.traceLow)
+        w.id(2, h.spanID)
+        if !h.traceState.isEmpty { w.string(3, h.traceState) }
+        if h.parentSpanID != 0 { w.id(4, h.parentSpanID) }
+        w.string(5, h.name)
+        w.varint(6, UInt64(h.kind.rawValue))
+        w.fixed64(7, h.startUnixNanos)
+        w.fixed64(8, h.endUnixNanos)
+    }
+
+    public mutating func attribute(_ key: StaticString, _ value: SpanAttribute.Value) {
+        // Tag, lengths and the key's bytes straight from the literal.
+        let k = key.utf8CodeUnitCount
+        let any = OTLPEncoding.anyValueSize(value)
+        w.tag(9, 2)
+        w.raw(UInt64(1 + ProtoWriter.varintSize(UInt64(k)) + k + 1 + ProtoWriter.varintSize(UInt64(any)) + any))
+        w.tag(1, 2)
+        w.raw(UInt64(k))
+        w.append(UnsafeRawBufferPointer(start: key.utf8Start, count: k))
+        w.tag(2, 2)
+        w.raw(UInt64(any))
+        OTLPEncoding.anyValue(value, &w)
+    }
+
+    public mutating func attribute(named key: String, _ value: SpanAttribute.Value) {
+        OTLPEncoding.attribute(9, key, value, &w)
+    }
+
+    public mutating func end(error: String?) {
+        if let error { w.message(15) { st in st.string(2, error); st.varint(3, 2) } }
+        w.fixed32(16, flags)
+        w.prefixLength(from: start)
     }
 }

@@ -121,78 +121,96 @@ public struct RequestTrace: Sendable {
 
     /// The request's spans, client spans first: nothing when it is not sampled.
     public func spans(_ end: Ending, nowMono: UInt64) -> [SpanData] {
-        guard sampled else { return [] }
+        var sink = SpanDataSink()
+        emit(end, nowMono: nowMono, into: &sink)
+        return sink.spans
+    }
+
+    /// The request's spans told to `sink`, client spans first; nothing when it is not sampled.
+    public func emit<S: SpanSink>(_ end: Ending, nowMono: UInt64, into sink: inout S) {
+        guard sampled else { return }
         func unix(_ mono: UInt64) -> UInt64 { startUnixNanos &+ (mono &- startMonoNanos) }
-        var out: [SpanData] = []
         for (i, a) in attempts.enumerated() {
             let last = i == attempts.count - 1
-            var attrs: [SpanAttribute] = []
-            attrs.reserveCapacity(24)
+            let server = Self.server(of: a.url)
             var name = a.method.isEmpty ? "upstream" : a.method
-            if let u = Self.server(of: a.url) {
-                attrs.append(.string("server.address", u.host))
-                attrs.append(.int("server.port", u.port))
-                if request == nil { name += " " + u.path }
-                attrs.append(.string("http.request.method", a.method))
+            if let r = request { name = "chat " + r.model } else if let u = server { name += " " + u.path }
+            sink.begin(SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: a.spanID, parentSpanID: spanID, traceState: traceState, flags: flags,
+                                name: name, kind: .client, startUnixNanos: unix(a.startMono), endUnixNanos: unix(a.endMono ?? nowMono)))
+            if let u = server {
+                sink.attribute("server.address", .string(u.host))
+                sink.attribute("server.port", .int(u.port))
+                sink.attribute("http.request.method", .string(a.method))
             }
-            attrs.append(.int("kimi_gateway.attempt", a.number))
-            attrs.append(.string("kimi_gateway.upstream_key", a.keyName))
+            sink.attribute("kimi_gateway.attempt", .int(a.number))
+            sink.attribute("kimi_gateway.upstream_key", .string(a.keyName))
             if let r = request {
-                name = "chat " + r.model
-                attrs += [.string("gen_ai.operation.name", "chat"), .string("gen_ai.provider.name", "moonshot_ai"),
-                          .string("gen_ai.request.model", r.model), SpanAttribute("gen_ai.request.stream", .bool(r.stream))]
-                if let m = r.maxTokens { attrs.append(.int("gen_ai.request.max_tokens", m)) }
+                sink.attribute("gen_ai.operation.name", .string("chat"))
+                sink.attribute("gen_ai.provider.name", .string("moonshot_ai"))
+                sink.attribute("gen_ai.request.model", .string(r.model))
+                sink.attribute("gen_ai.request.stream", .bool(r.stream))
+                if let m = r.maxTokens { sink.attribute("gen_ai.request.max_tokens", .int(m)) }
                 if let first = a.firstChunkMono, r.stream {
-                    attrs.append(SpanAttribute("gen_ai.response.time_to_first_chunk", .double(Double(first &- a.startMono) / 1e9)))
+                    sink.attribute("gen_ai.response.time_to_first_chunk", .double(Double(first &- a.startMono) / 1e9))
                 }
                 if last, a.errorType == nil {
-                    if let v = response.id { attrs.append(.string("gen_ai.response.id", v)) }
-                    if let v = response.model { attrs.append(.string("gen_ai.response.model", v)) }
-                    if !response.finishReasons.isEmpty { attrs.append(SpanAttribute("gen_ai.response.finish_reasons", .strings(response.finishReasons))) }
+                    if let v = response.id { sink.attribute("gen_ai.response.id", .string(v)) }
+                    if let v = response.model { sink.attribute("gen_ai.response.model", .string(v)) }
+                    if !response.finishReasons.isEmpty { sink.attribute("gen_ai.response.finish_reasons", .strings(response.finishReasons)) }
                     if let u = end.usage {
-                        attrs.append(.int("gen_ai.usage.input_tokens", u.input))
-                        attrs.append(.int("gen_ai.usage.output_tokens", u.output))
-                        if let c = u.cached { attrs.append(.int("gen_ai.usage.cache_read.input_tokens", c)) }
+                        sink.attribute("gen_ai.usage.input_tokens", .int(u.input))
+                        sink.attribute("gen_ai.usage.output_tokens", .int(u.output))
+                        if let c = u.cached { sink.attribute("gen_ai.usage.cache_read.input_tokens", .int(c)) }
                     }
-                    if end.captureOutput { attrs.append(.string("gen_ai.output.messages", outputMessages)) }
+                    if end.captureOutput { sink.attribute("gen_ai.output.messages", .string(outputMessages)) }
                 }
-                if let m = end.inputMessages { attrs.append(.string("gen_ai.input.messages", m)) }
+                if let m = end.inputMessages { sink.attribute("gen_ai.input.messages", .string(m)) }
             }
-            if last, end.clientLeft { attrs.append(SpanAttribute("kimi_gateway.client_left", .bool(true))) }
-            if let e = a.errorType { attrs.append(.string("error.type", e)) }
-            out.append(SpanData(traceHigh: traceHigh, traceLow: traceLow, spanID: a.spanID, parentSpanID: spanID, traceState: traceState, flags: flags,
-                                name: name, kind: .client, startUnixNanos: unix(a.startMono), endUnixNanos: unix(a.endMono ?? nowMono),
-                                attributes: attrs, error: a.errorType.map { "upstream attempt failed: \($0)" }))
+            if last, end.clientLeft { sink.attribute("kimi_gateway.client_left", .bool(true)) }
+            if let e = a.errorType { sink.attribute("error.type", .string(e)) }
+            sink.end(error: a.errorType.map { "upstream attempt failed: " + $0 })
         }
-        var attrs: [SpanAttribute] = [.string("http.request.method", end.method), .string("url.path", end.path),
-                                      .int("http.response.status_code", end.status), .string("kimi_gateway.request_id", end.requestID)]
-        if !end.route.isEmpty { attrs.append(.string("http.route", end.route)) }
-        if !end.clientAddress.isEmpty { attrs.append(.string("client.address", end.clientAddress)) }
-        if let k = end.keyName { attrs.append(.string("kimi_gateway.key.name", k)) }
-        if end.status >= 500 { attrs.append(.string("error.type", String(end.status))) }
-        out.append(SpanData(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, parentSpanID: parentSpanID, traceState: traceState, flags: flags,
+        sink.begin(SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, parentSpanID: parentSpanID, traceState: traceState, flags: flags,
                             name: end.route.isEmpty ? end.method : end.method + " " + end.route, kind: .server,
-                            startUnixNanos: startUnixNanos, endUnixNanos: unix(nowMono), attributes: attrs,
-                            error: end.status >= 500 ? "HTTP \(end.status)" : nil))
-        return out
+                            startUnixNanos: startUnixNanos, endUnixNanos: unix(nowMono)))
+        sink.attribute("http.request.method", .string(end.method))
+        sink.attribute("url.path", .string(end.path))
+        sink.attribute("http.response.status_code", .int(end.status))
+        sink.attribute("kimi_gateway.request_id", .string(end.requestID))
+        if !end.route.isEmpty { sink.attribute("http.route", .string(end.route)) }
+        if !end.clientAddress.isEmpty { sink.attribute("client.address", .string(end.clientAddress)) }
+        if let k = end.keyName { sink.attribute("kimi_gateway.key.name", .string(k)) }
+        if end.status >= 500 { sink.attribute("error.type", .string(String(end.status))) }
+        sink.end(error: end.status >= 500 ? "HTTP \(end.status)" : nil)
     }
 
     /// The host, port and path (no query) of an upstream URL the gateway
     /// built from a validated base (`URLParts` checked it at load).
     static func server(of url: String) -> (host: String, port: Int, path: String)? {
-        let u = url.utf8
-        guard let colon = u.firstIndex(of: 0x3A), u[u.index(after: colon)...].starts(with: "//".utf8) else { return nil }
-        let https = url[..<colon] == "https"
-        let authorityStart = u.index(colon, offsetBy: 3)
-        let authorityEnd = u[authorityStart...].firstIndex { $0 == 0x2F || $0 == 0x3F } ?? u.endIndex
-        let authority = url[authorityStart..<authorityEnd]
-        var host = Substring(authority), port = https ? 443 : 80
-        if let c = authority.utf8.lastIndex(of: 0x3A), !authority.hasSuffix("]"), let p = Int(authority[authority.index(after: c)...]) {
-            (host, port) = (authority[..<c], p)
+        var url = url
+        return url.withUTF8 { u -> (host: String, port: Int, path: String)? in
+            // On the bytes: Substring and String slicing were ~6,800 instructions a call (callgrind).
+            let n = u.count
+            var i = 0
+            while i < n, u[i] != 0x3A { i += 1 }
+            guard i + 2 < n, u[i + 1] == 0x2F, u[i + 2] == 0x2F else { return nil }
+            let https = i == 5 && u[4] == 0x73
+            var a = i + 3, authorityEnd = a
+            while authorityEnd < n, u[authorityEnd] != 0x2F, u[authorityEnd] != 0x3F { authorityEnd += 1 }
+            var hostEnd = authorityEnd, port = https ? 443 : 80
+            var c = authorityEnd - 1
+            while c > a, u[c] >= 0x30, u[c] <= 0x39 { c -= 1 }
+            if c > a, u[c] == 0x3A, c + 1 < authorityEnd {
+                var p = 0
+                for k in (c + 1)..<authorityEnd { p = p * 10 + Int(u[k] - 0x30) }
+                (hostEnd, port) = (c, p)
+            }
+            if hostEnd - a >= 2, u[a] == 0x5B, u[hostEnd - 1] == 0x5D { a += 1; hostEnd -= 1 }
+            var pathEnd = authorityEnd
+            while pathEnd < n, u[pathEnd] != 0x3F { pathEnd += 1 }
+            func text(_ r: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: u[r]), as: UTF8.self) }
+            return (text(a..<hostEnd), port, pathEnd == authorityEnd ? "/" : text(authorityEnd..<pathEnd))
         }
-        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        let pathEnd = u[authorityEnd...].firstIndex(of: 0x3F) ?? u.endIndex
-        return (String(host), port, authorityEnd == pathEnd ? "/" : String(url[authorityEnd..<pathEnd]))
     }
 
     /// `gen_ai.output.messages`: the answer's text as one assistant message
@@ -241,6 +259,20 @@ public struct FinishedTrace: Sendable {
     public var spanCount: Int { trace.attempts.count + 1 }
 
     public func spans() -> [SpanData] {
+        var sink = SpanDataSink()
+        tell(&sink)
+        return sink.spans
+    }
+
+    /// The spans as protobuf: `tell` specialized for the protobuf sink in
+    /// this module (called generically from another module it went through
+    /// a witness table per attribute: ~3x the instructions, callgrind).
+    public func emit(into sink: inout ProtobufSpanSink) { tell(&sink) }
+
+    /// The spans told to `sink`: the answer's facts read first (skimmed
+    /// when it is OpenAI's and no text is kept, else parsed), and the
+    /// request's messages when content is captured.
+    func tell<S: SpanSink>(_ sink: inout S) {
         var t = trace
         var end = ending
         if let body = t.answer, let request = t.request {
@@ -251,6 +283,6 @@ public struct FinishedTrace: Sendable {
             }
         }
         if let body = requestBody { end.inputMessages = (try? JSON.parse(body)).flatMap(RequestTrace.inputMessages(body:)) }
-        return t.spans(end, nowMono: endMono)
+        t.emit(end, nowMono: endMono, into: &sink)
     }
 }

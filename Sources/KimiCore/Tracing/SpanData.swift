@@ -47,3 +47,66 @@ public struct SpanAttribute: Sendable, Equatable {
     public static func string(_ k: String, _ v: String) -> SpanAttribute { SpanAttribute(k, .string(v)) }
     public static func int(_ k: String, _ v: Int) -> SpanAttribute { SpanAttribute(k, .int(v)) }
 }
+
+/// What a span is before its attributes: ids, name, kind, times.
+public struct SpanHead: Sendable {
+    public var traceHigh: UInt64
+    public var traceLow: UInt64
+    public var spanID: UInt64
+    public var parentSpanID: UInt64
+    public var traceState: String
+    public var flags: UInt8
+    public var name: String
+    public var kind: SpanData.Kind
+    public var startUnixNanos: UInt64
+    public var endUnixNanos: UInt64
+}
+
+/// Where a span's parts go as they are produced (`RequestTrace.emit`):
+/// into `SpanData` values (tests, OTLP/JSON), or straight into protobuf
+/// bytes (`ProtobufSpanSink`: no attribute array, no `SpanData`, the
+/// exporter's common path).
+public protocol SpanSink {
+    mutating func begin(_ head: SpanHead)
+    /// An attribute the gateway names (a literal: written from its bytes).
+    mutating func attribute(_ key: StaticString, _ value: SpanAttribute.Value)
+    /// An attribute named at run time (a `SpanData` replayed).
+    mutating func attribute(named key: String, _ value: SpanAttribute.Value)
+    mutating func end(error: String?)
+}
+
+/// Collects `SpanData` values.
+public struct SpanDataSink: SpanSink {
+    public private(set) var spans: [SpanData] = []
+    private var head: SpanHead?
+    private var attributes: [SpanAttribute] = []
+
+    public init() {}
+
+    public mutating func begin(_ head: SpanHead) {
+        self.head = head
+        attributes = []
+        attributes.reserveCapacity(24)
+    }
+
+    public mutating func attribute(_ key: StaticString, _ value: SpanAttribute.Value) { attributes.append(SpanAttribute(key.description, value)) }
+    public mutating func attribute(named key: String, _ value: SpanAttribute.Value) { attributes.append(SpanAttribute(key, value)) }
+
+    public mutating func end(error: String?) {
+        guard let h = head else { return }
+        spans.append(SpanData(traceHigh: h.traceHigh, traceLow: h.traceLow, spanID: h.spanID, parentSpanID: h.parentSpanID, traceState: h.traceState,
+                              flags: h.flags, name: h.name, kind: h.kind, startUnixNanos: h.startUnixNanos, endUnixNanos: h.endUnixNanos,
+                              attributes: attributes, error: error))
+        head = nil
+    }
+}
+
+extension SpanData {
+    /// This span, told to a sink.
+    public func emit<S: SpanSink>(into sink: inout S) {
+        sink.begin(SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, parentSpanID: parentSpanID, traceState: traceState,
+                            flags: flags, name: name, kind: kind, startUnixNanos: startUnixNanos, endUnixNanos: endUnixNanos))
+        for a in attributes { sink.attribute(named: a.key, a.value) }
+        sink.end(error: error)
+    }
+}
