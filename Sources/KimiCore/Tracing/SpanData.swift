@@ -1,20 +1,12 @@
-/// One finished span, as OTLP carries it (`opentelemetry/proto/trace/v1/trace.proto`).
+/// One finished span, as OTLP carries it (`opentelemetry/proto/trace/v1/trace.proto`):
+/// its head (ids, name, kind, times; read through as `span.name`…), its
+/// attributes and its status.
+@dynamicMemberLookup
 public struct SpanData: Sendable, Equatable {
     /// `Span.SpanKind`'s numbers.
     public enum Kind: Int, Sendable { case server = 2, client = 3 }
 
-    public var traceHigh: UInt64
-    public var traceLow: UInt64
-    public var spanID: UInt64
-    /// 0: a root span.
-    public var parentSpanID: UInt64
-    public var traceState: String
-    /// W3C trace flags (bit 0: sampled), OTLP's `Span.flags` low byte.
-    public var flags: UInt8
-    public var name: String
-    public var kind: Kind
-    public var startUnixNanos: UInt64
-    public var endUnixNanos: UInt64
+    public var head: SpanHead
     public var attributes: [SpanAttribute]
     /// Status ERROR with this message; nil: UNSET (the semantic
     /// conventions leave a success's status unset).
@@ -23,9 +15,16 @@ public struct SpanData: Sendable, Equatable {
     public init(traceHigh: UInt64, traceLow: UInt64, spanID: UInt64, parentSpanID: UInt64, traceState: String = "", flags: UInt8 = 1,
                 name: String, kind: Kind, startUnixNanos: UInt64, endUnixNanos: UInt64, attributes: [SpanAttribute], error: String? = nil)
     {
-        (self.traceHigh, self.traceLow, self.spanID, self.parentSpanID, self.traceState, self.flags) = (traceHigh, traceLow, spanID, parentSpanID, traceState, flags)
-        (self.name, self.kind, self.startUnixNanos, self.endUnixNanos, self.attributes, self.error) = (name, kind, startUnixNanos, endUnixNanos, attributes, error)
+        head = SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, parentSpanID: parentSpanID, traceState: traceState, flags: flags,
+                        name: name, kind: kind, startUnixNanos: startUnixNanos, endUnixNanos: endUnixNanos)
+        (self.attributes, self.error) = (attributes, error)
     }
+
+    public init(head: SpanHead, attributes: [SpanAttribute], error: String?) {
+        (self.head, self.attributes, self.error) = (head, attributes, error)
+    }
+
+    public subscript<T>(dynamicMember field: KeyPath<SpanHead, T>) -> T { head[keyPath: field] }
 
     public func attribute(_ key: String) -> SpanAttribute.Value? { attributes.first { $0.key == key }?.value }
 }
@@ -49,12 +48,15 @@ public struct SpanAttribute: Sendable, Equatable {
 }
 
 /// What a span is before its attributes: ids, name, kind, times.
-public struct SpanHead: Sendable {
+public struct SpanHead: Sendable, Equatable {
+    /// The 16-byte trace id as two big-endian halves.
     public var traceHigh: UInt64
     public var traceLow: UInt64
     public var spanID: UInt64
+    /// 0: a root span.
     public var parentSpanID: UInt64
     public var traceState: String
+    /// W3C trace flags (bit 0: sampled), OTLP's `Span.flags` low byte.
     public var flags: UInt8
     public var name: String
     public var kind: SpanData.Kind
@@ -94,9 +96,7 @@ public struct SpanDataSink: SpanSink {
 
     public mutating func end(error: String?) {
         guard let h = head else { return }
-        spans.append(SpanData(traceHigh: h.traceHigh, traceLow: h.traceLow, spanID: h.spanID, parentSpanID: h.parentSpanID, traceState: h.traceState,
-                              flags: h.flags, name: h.name, kind: h.kind, startUnixNanos: h.startUnixNanos, endUnixNanos: h.endUnixNanos,
-                              attributes: attributes, error: error))
+        spans.append(SpanData(head: h, attributes: attributes, error: error))
         head = nil
     }
 }
@@ -104,8 +104,7 @@ public struct SpanDataSink: SpanSink {
 extension SpanData {
     /// This span, told to a sink.
     public func emit<S: SpanSink>(into sink: inout S) {
-        sink.begin(SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, parentSpanID: parentSpanID, traceState: traceState,
-                            flags: flags, name: name, kind: kind, startUnixNanos: startUnixNanos, endUnixNanos: endUnixNanos))
+        sink.begin(head)
         for a in attributes { sink.attribute(named: a.key, a.value) }
         sink.end(error: error)
     }
