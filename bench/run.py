@@ -7,7 +7,7 @@ Scenarios (issue: benchmark suite):
   2. POST /v1/chat/completions (non-stream) to a free upstream (nginx `return`):
      gateway vs nginx proxy_pass to that upstream
   2b. the same, usage ledger + token limit on vs off (issue #12: <= 5 % fewer req/s)
-  2e. the same, OpenTelemetry trace export on (every request sampled) vs off
+  2f. the same, OpenTelemetry trace export on (every request sampled) vs off
   3. a 200-chunk stream: gateway vs reading the simulator directly (TTFB, total)
   3b. CPU per relayed SSE event: gateway, nginx, and the simulator writing it
   4. 2,000 streams (50 chunks, 20 ms apart) started at once: completeness, RSS, CPU

@@ -261,7 +261,7 @@ def scenario_metrics(s, ports) -> dict:
 
 
 class OTLPSink:
-    """A collector stand-in for 2e: reads each export and answers 200
+    """A collector stand-in for 2f: reads each export and answers 200
     without decoding it (decoding would spend the bench's CPU during the
     export-on runs only); it notes which watched trace ids it has seen."""
 
@@ -313,11 +313,11 @@ class OTLPSink:
 
 
 def scenario_otel(s, ports) -> dict:
-    """2e: the completion with OpenTelemetry export on (every request
+    """2f: the completion with OpenTelemetry export on (every request
     sampled: a server and a client span each, batched to a local OTLP/HTTP
     sink) vs off: the spans are built on the request path, everything else
     on the exporter's thread."""
-    log("2e: POST /v1/chat/completions, OTLP trace export on (always_on) vs off")
+    log("2f: POST /v1/chat/completions, OTLP trace export on (always_on) vs off")
     base_cfg = json.loads(s.config_path.read_text())
     sink = OTLPSink()
 

@@ -1,7 +1,7 @@
 /// An OpenAI-shaped answer's `id`, `model` and each choice's
 /// `finish_reason`, read from its bytes in one pass without building the
 /// JSON tree (parsing a 300-byte completion into `JSON` was most of a
-/// traced completion's cost on the exporter thread: callgrind, bench 2e).
+/// traced completion's cost on the exporter thread: callgrind, bench 2f).
 /// Any spelling (whitespace, member order) is read; a key or a read value
 /// with an escape, or bytes that are not JSON, give nil and the caller parses.
 public enum AnswerSkim {

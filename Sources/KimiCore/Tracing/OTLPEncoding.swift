@@ -60,7 +60,7 @@ public enum OTLPEncoding {
 
     /// A `KeyValue` written with its lengths computed first (no nested
     /// buffer, no insert: with them an attribute cost ~900 instructions,
-    /// callgrind, bench 2e).
+    /// callgrind, bench 2f).
     static func keyValue(_ key: String, _ value: SpanAttribute.Value, _ w: inout ProtoWriter) {
         let k = key.utf8.count
         let any = anyValueSize(value)
@@ -146,7 +146,7 @@ public enum OTLPEncoding {
 /// Defaults (0, "") are left out as proto3 does, unless `always`. One
 /// buffer for the whole request: a nested message is written in place and
 /// its length put in front of it after (a buffer per nested message was
-/// most of the encoding's time: perf, bench 2e).
+/// most of the encoding's time: perf, bench 2f).
 struct ProtoWriter {
     /// The bytes, in a buffer of its own (appending to an `[UInt8]` checked
     /// its uniqueness and capacity per append: most of the encoding's
