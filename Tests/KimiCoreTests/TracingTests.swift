@@ -367,3 +367,17 @@ import Testing
         #expect(w.bytes.count == 3 + 3 + 200)
     }
 }
+
+@Suite struct CapturedContentBoundsTests {
+    @Test func inputMessagesKeepTheLatestWithinTheBoundEachPartCut() throws {
+        let big = String(repeating: "é", count: 20_000) // 40,000 bytes
+        let messages: [JSON] = (0..<10).map { i in .object([("role", .string(i % 2 == 0 ? "user" : "assistant")), ("content", .string("m\(i) " + big))]) }
+        let text = try #require(RequestTrace.inputMessages(body: .object([("messages", .array(messages))]), maxPartBytes: 16 << 10, maxBytes: 64 << 10))
+        #expect(text.utf8.count <= 64 << 10)
+        let parsed = try JSON.parse(text)
+        let kept = try #require(parsed.arrayValue)
+        #expect(kept.count == 3, "three cut messages of ~16 KiB fit in 64 KiB")
+        #expect(kept.last?["parts"]?[0]?["content"]?.stringValue?.hasPrefix("m9 ") == true, "the latest are kept")
+        #expect(kept.allSatisfy { ($0["parts"]?[0]?["content"]?.stringValue?.utf8.count ?? 0) <= 16 << 10 })
+    }
+}

@@ -24,10 +24,16 @@ extension RequestContext {
     var tracesAnswer: Bool { trace?.sampled == true && trace?.request != nil }
 
     /// A whole answer, for its id, model and finish reasons (and text,
-    /// with content captured): kept by reference, read on the exporter's thread.
+    /// with content captured): kept by reference and read on the exporter's
+    /// thread when it is small (a completion is), read now when it is
+    /// larger, so a queue of traces never holds large answers.
     func traceAnswer(_ body: [UInt8]) {
         guard tracesAnswer else { return }
-        trace!.answer = body
+        if body.count <= RequestTrace.keptAnswerBytes {
+            trace!.answer = body
+        } else if let answer = try? JSON.parse(body) {
+            trace!.response.observe(answer: answer, dialect: trace!.request!.dialect, keepText: config.otel.captureContent)
+        }
     }
 
     /// One stream event's data: parsed only when it can say something the
@@ -48,11 +54,11 @@ extension RequestContext {
         end.keyName = apiKey?.name
         end.clientLeft = clientLeft
         if let r = usage?.reported { end.usage = (r.prompt, r.completion, r.cached) }
-        var body: [UInt8]?
         if config.otel.captureContent, t.request != nil {
+            // Read here (content capture is opt-in): the queue keeps the bounded text, never the body.
             end.captureOutput = true
-            body = request.body
+            end.inputMessages = (try? JSON.parse(request.body)).flatMap { RequestTrace.inputMessages(body: $0) }
         }
-        exporter.submit(FinishedTrace(trace: t, ending: end, endMono: Clock.monotonicNanos(), requestBody: body), config: config)
+        exporter.submit(FinishedTrace(trace: t, ending: end, endMono: Clock.monotonicNanos()), config: config)
     }
 }

@@ -125,7 +125,7 @@ extension GatewayConfig {
         .string("otel.samplerArg", \.otel.samplerArg, env: "OTEL_TRACES_SAMPLER_ARG", default: "`1.0`", "the ratio of the `traceidratio` samplers, 0–1"),
         .bool("otel.disabled", \.otel.disabled, env: "OTEL_SDK_DISABLED", "no tracing whatever the endpoint"),
         .bool("otel.captureContent", \.otel.captureContent, env: "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
-              "prompts and answers in the client spans (`gen_ai.input.messages`, `gen_ai.output.messages`; an answer's text up to 16 KiB); off, spans carry no content"),
+              "prompts and answers in the client spans (`gen_ai.input.messages` up to 64 KiB, the latest messages; `gen_ai.output.messages`, an answer's text up to 16 KiB); off, spans carry no content"),
         .int("otel.timeoutMs", \.otel.timeoutMs, min: 1, env: "OTEL_EXPORTER_OTLP_TIMEOUT", "the longest one export may take (its batch is dropped and counted after)"),
         .int("otel.maxQueueSize", \.otel.maxQueueSize, min: 1, env: "OTEL_BSP_MAX_QUEUE_SIZE",
              "spans a process holds for export; beyond, new spans are dropped and counted (`kimi_gateway_otel_spans_dropped_total`)"),

@@ -64,13 +64,21 @@ public struct GenAIResponseFacts: Sendable, Equatable {
     private mutating func append(_ t: String) {
         guard !textTruncated else { return }
         if text.utf8.count + t.utf8.count <= Self.maxText { text += t; return }
-        var room = Self.maxText - text.utf8.count
-        for ch in t {
+        text += Self.prefix(t, bytes: Self.maxText - text.utf8.count)
+        textTruncated = true
+    }
+
+    /// The longest run of whole characters from the start of `s` in `bytes` UTF-8 bytes.
+    public static func prefix(_ s: String, bytes: Int) -> String {
+        guard s.utf8.count > bytes else { return s }
+        var out = ""
+        var room = bytes
+        for ch in s {
             let n = ch.utf8.count
             guard n <= room else { break }
-            text.append(ch)
+            out.append(ch)
             room -= n
         }
-        textTruncated = true
+        return out
     }
 }

@@ -28,7 +28,10 @@ public struct RequestTrace: Sendable {
     public var response = GenAIResponseFacts()
     /// A whole answer whose facts are read later, off the request path
     /// (`FinishedTrace.spans`): keeping it is a reference, not a copy.
+    /// Only answers up to `keptAnswerBytes` are kept (a larger one is read
+    /// at once), so a full queue holds at most that much per trace.
     public var answer: [UInt8]?
+    public static let keptAnswerBytes = 64 << 10
     public private(set) var attempts: [Attempt] = []
 
     /// One upstream attempt: its client span.
@@ -224,20 +227,39 @@ public struct RequestTrace: Sendable {
 
     /// `gen_ai.input.messages` from a chat request's body, either dialect:
     /// each message's role and its text parts (other parts by their type
-    /// only); Anthropic's `system` first. nil when the body has no messages.
-    public static func inputMessages(body: JSON) -> String? {
+    /// only); Anthropic's `system` first. Bounded for the span: a part's
+    /// text to `maxPartBytes`, the whole to `maxBytes` — the latest
+    /// messages kept, the earliest left out. nil when the body has no messages.
+    public static func inputMessages(body: JSON, maxPartBytes: Int = 16 << 10, maxBytes: Int = 64 << 10) -> String? {
         guard let messages = body["messages"]?.arrayValue else { return nil }
+        func text(_ s: String) -> JSON {
+            .object([("type", .string("text")), ("content", .string(GenAIResponseFacts.prefix(s, bytes: maxPartBytes)))])
+        }
         func parts(_ content: JSON?) -> JSON {
-            if let s = content?.stringValue { return .array([.object([("type", .string("text")), ("content", .string(s))])]) }
+            if let s = content?.stringValue { return .array([text(s)]) }
             return .array((content?.arrayValue ?? []).map { p in
-                if let t = p["text"]?.stringValue { return .object([("type", .string("text")), ("content", .string(t))]) }
+                if let t = p["text"]?.stringValue { return text(t) }
                 return .object([("type", .string(p["type"]?.stringValue ?? "unknown"))])
             })
         }
-        var out: [JSON] = []
-        if let system = body["system"] { out.append(.object([("role", .string("system")), ("parts", parts(system))])) }
-        for m in messages { out.append(.object([("role", .string(m["role"]?.stringValue ?? "user")), ("parts", parts(m["content"]))])) }
-        return JSON.array(out).serialized()
+        var all: [JSON] = []
+        if let system = body["system"] { all.append(.object([("role", .string("system")), ("parts", parts(system))])) }
+        for m in messages { all.append(.object([("role", .string(m["role"]?.stringValue ?? "user")), ("parts", parts(m["content"]))])) }
+        var kept: [[UInt8]] = []
+        var size = 2
+        for m in all.reversed() {
+            let bytes = m.serializedBytes()
+            guard size + bytes.count + 1 <= maxBytes else { break }
+            kept.append(bytes)
+            size += bytes.count + 1
+        }
+        var out: [UInt8] = [0x5B]
+        for (i, m) in kept.reversed().enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out += m
+        }
+        out.append(0x5D)
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -248,11 +270,8 @@ public struct FinishedTrace: Sendable {
     public var trace: RequestTrace
     public var ending: RequestTrace.Ending
     public var endMono: UInt64
-    /// The request's body, for `gen_ai.input.messages` (content captured only).
-    public var requestBody: [UInt8]?
-
-    public init(trace: RequestTrace, ending: RequestTrace.Ending, endMono: UInt64, requestBody: [UInt8]? = nil) {
-        (self.trace, self.ending, self.endMono, self.requestBody) = (trace, ending, endMono, requestBody)
+    public init(trace: RequestTrace, ending: RequestTrace.Ending, endMono: UInt64) {
+        (self.trace, self.ending, self.endMono) = (trace, ending, endMono)
     }
 
     /// The server span and one client span per attempt.
@@ -269,12 +288,11 @@ public struct FinishedTrace: Sendable {
     /// a witness table per attribute: ~3x the instructions, callgrind).
     public func emit(into sink: inout ProtobufSpanSink) { tell(&sink) }
 
-    /// The spans told to `sink`: the answer's facts read first (skimmed
-    /// when it is OpenAI's and no text is kept, else parsed), and the
-    /// request's messages when content is captured.
+    /// The spans told to `sink`, the answer's facts read first (skimmed
+    /// when it is OpenAI's and no text is kept, else parsed).
     func tell<S: SpanSink>(_ sink: inout S) {
         var t = trace
-        var end = ending
+        let end = ending
         if let body = t.answer, let request = t.request {
             if request.dialect == .openAI, !end.captureOutput, let f = AnswerSkim.openAI(body) {
                 (t.response.id, t.response.model, t.response.finishReasons) = (f.id, f.model, f.finishReasons)
@@ -282,7 +300,6 @@ public struct FinishedTrace: Sendable {
                 t.response.observe(answer: answer, dialect: request.dialect, keepText: end.captureOutput)
             }
         }
-        if let body = requestBody { end.inputMessages = (try? JSON.parse(body)).flatMap(RequestTrace.inputMessages(body:)) }
         t.emit(end, nowMono: endMono, into: &sink)
     }
 }
