@@ -6,9 +6,8 @@ extension RequestContext {
     /// Starts the trace when tracing is on: the client's `traceparent`
     /// continued, else a new trace; sampled per `otel.sampler`.
     func beginTrace(traceparent: String?, tracestate: String?) {
-        let o = config.otel
-        guard o.enabled else { return }
-        trace = RequestTrace(parent: TraceContext.parse(traceparent: traceparent, tracestate: tracestate), sampler: o.parsedSampler,
+        guard config.otel.enabled else { return }
+        trace = RequestTrace(parent: TraceContext.parse(traceparent: traceparent, tracestate: tracestate), sampler: config.otel.parsedSampler,
                              random: RequestID.random64,
                              nowUnixNanos: UInt64(max(0, Clock.wallMicros())) &* 1000 &- (Clock.monotonicNanos() &- startNanos), nowMonoNanos: startNanos)
     }

@@ -56,7 +56,9 @@ public final class Gateway: @unchecked Sendable {
         // The helmet set goes on every response, pre-serialized.
         exchange.fixedHead = SecurityHeaders.serialized
         ctx.responseHeaders = [("X-Request-Id", requestID)]
-        ctx.beginTrace(traceparent: exchange.params.headers["traceparent"], tracestate: exchange.params.headers["tracestate"])
+        if config.otel.enabled {
+            ctx.beginTrace(traceparent: exchange.params.headers["traceparent"], tracestate: exchange.params.headers["tracestate"])
+        }
         if let refusal {
             ctx.fail(refusal)
         } else if exchange.overloaded, router.anyRoute(path: request.path)?.servesWhenSaturated != true {
