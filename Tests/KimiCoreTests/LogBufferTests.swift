@@ -127,3 +127,24 @@ import Testing
         #expect(pieces.allSatisfy { $0.utf8.count <= 256 && $0.hasSuffix("\n") })
     }
 }
+
+@Suite struct ForkGenerationTests {
+    @Test func aForkedChildSeesTheNextGenerationAndTheParentItsOwn() throws {
+        let before = ForkGeneration.current
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let pid = fork()
+        if pid == 0 {
+            var seen = ForkGeneration.current
+            _ = write(fds[1], &seen, 8)
+            _exit(0)
+        }
+        var child: UInt64 = 0
+        #expect(read(fds[0], &child, 8) == 8)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        close(fds[0]); close(fds[1])
+        #expect(child == before + 1)
+        #expect(ForkGeneration.current == before)
+    }
+}

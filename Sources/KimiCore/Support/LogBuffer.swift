@@ -42,6 +42,10 @@ public final class LogBuffer: @unchecked Sendable {
     private var appended: UInt64 = 0
     private var writtenUpTo: UInt64 = 0
     private var writerPid: pid_t = 0
+    /// The fork generation the writer was started in (`ForkGeneration`):
+    /// compared on every append instead of `getpid()`, a syscall per
+    /// access line (glibc does not cache the pid).
+    private var writerGeneration: UInt64 = .max
     private var writerIdle = false
     /// Lines written by their own thread because the buffer was full.
     public private(set) var overflowed: UInt64 = 0
@@ -69,7 +73,7 @@ public final class LogBuffer: @unchecked Sendable {
 
     public func append(line: UnsafeRawBufferPointer) {
         pthread_mutex_lock(mutex)
-        if writerPid != getpid() { startWriter() }
+        if writerGeneration != ForkGeneration.current { startWriter() }
         guard pending.count + line.count + 1 <= capacity else {
             overflowed &+= 1
             pthread_mutex_unlock(mutex)
@@ -111,6 +115,7 @@ public final class LogBuffer: @unchecked Sendable {
     private func startWriter() {
         let first = writerPid == 0
         writerPid = getpid()
+        writerGeneration = ForkGeneration.current
         writerIdle = false
         // A forked child's inherited lines are its parent's to write.
         pending.removeAll(keepingCapacity: false)
@@ -196,5 +201,21 @@ public final class LogBuffer: @unchecked Sendable {
         if lastEnd > start { out.append(start..<lastEnd) }
         if bytes.count > max(start, lastEnd) { out.append(max(start, lastEnd)..<bytes.count) }
         return out
+    }
+}
+
+/// Which process this is, without a syscall: 0 in the process that
+/// started, one more in each child forked after the first call
+/// (`pthread_atfork`; the child runs the handler alone, before any of its
+/// threads exist).
+public enum ForkGeneration {
+    nonisolated(unsafe) private static var value: UInt64 = 0
+    private static let registered: Void = {
+        pthread_atfork(nil, nil) { ForkGeneration.value &+= 1 }
+    }()
+
+    public static var current: UInt64 {
+        _ = registered
+        return value
     }
 }
