@@ -12,7 +12,7 @@ import kimistack
 import openai
 import pytest
 
-from conftest import http, make_stack
+from conftest import http, make_stack, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,20 @@ def test_configured_models_narrow_the_list():
         assert [m["id"] for m in http("GET", s.base + "/v1/models").json()["data"]] == ["moonshot-v1-8k", "kimi-k2.6"]
         assert chat(s, "kimi-k2.6").status == 200
         assert chat(s, "kimi-k3").status == 400
+
+
+def test_a_reload_that_changes_the_configured_models_takes_effect_in_every_process():
+    # The catalogue is built once per fetched list; a reload must still rebuild it.
+    with make_stack("renarrow", workers=2, config={"upstream": {"models": ["moonshot-v1-8k", "kimi-k2.6"]}}) as s:
+        for _ in range(4):
+            assert chat(s, "moonshot-v1-32k").status == 400
+        s.write_config({"upstream": {"models": ["moonshot-v1-32k", "kimi-k2.6"], "defaultModel": "kimi-k2.6"}})
+
+        def everywhere():
+            return all(chat(s, "moonshot-v1-32k").status == 200 for _ in range(6))
+        assert wait_for(everywhere, timeout=6, step=0.3)
+        assert chat(s, "moonshot-v1-8k").status == 400
+        assert [m["id"] for m in http("GET", s.base + "/v1/models").json()["data"]] == ["moonshot-v1-32k", "kimi-k2.6"]
 
 
 # 4. Compatibility --------------------------------------------------------------
