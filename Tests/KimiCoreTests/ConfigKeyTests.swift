@@ -22,7 +22,7 @@ import Testing
         #expect(Set(paths).count == paths.count)
         let envs = GatewayConfig.keys.compactMap(\.env)
         #expect(Set(envs).count == envs.count)
-        #expect(Set(GatewayConfig.environmentKeys) == Set(envs))
+        #expect(Set(GatewayConfig.environmentKeys) == Set(envs + GatewayConfig.tracesVariables.values))
         for k in GatewayConfig.keys where !k.path.isEmpty { #expect(!k.doc.isEmpty && k.path.contains("."), "\(k.path)") }
     }
 

@@ -290,6 +290,18 @@ import Testing
         #expect(t.otel.tracesURL == "http://b:9/traces")
     }
 
+    @Test func theTracesOwnHeadersProtocolAndTimeoutWinOverTheGenericOnes() throws {
+        let c = try GatewayConfig().applying(env: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
+                                                    "OTEL_EXPORTER_OTLP_HEADERS": "x-a=1", "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-b=2",
+                                                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json",
+                                                    "OTEL_EXPORTER_OTLP_TIMEOUT": "9000", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "1500"]).validated()
+        #expect(c.otel.parsedHeaders == ["x-b: 2"] && c.otel.protocolName == .json && c.otel.timeoutMs == 1500)
+        let generic = try GatewayConfig().applying(env: ["OTEL_EXPORTER_OTLP_TIMEOUT": "9000"])
+        #expect(generic.otel.timeoutMs == 9000)
+        let bad = #expect(throws: ConfigError.self) { try GatewayConfig().applying(env: ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"]) }
+        #expect(bad?.key == "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    }
+
     @Test func offWithoutAnEndpointOrWhenDisabled() throws {
         #expect(try !GatewayConfig().validated().otel.enabled)
         #expect(try !GatewayConfig().applying(env: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318", "OTEL_SDK_DISABLED": "true"]).validated().otel.enabled)

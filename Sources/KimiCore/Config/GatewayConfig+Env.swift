@@ -1,7 +1,17 @@
 /// Environment overrides, named as in the Node.js Kimi backend's `.env`.
 extension GatewayConfig {
     /// Every variable read, for docs and `check-config`.
-    public static let environmentKeys = keys.compactMap(\.env)
+    public static let environmentKeys = keys.compactMap(\.env) + tracesVariables.values
+
+    /// The OTLP exporter's per-signal variables (OpenTelemetry's exporter
+    /// spec, "Configuration Options"): for traces, the only signal exported,
+    /// each wins over its generic one. (`…_TRACES_ENDPOINT` is a key of its
+    /// own: it is used as given, where the generic one gets `/v1/traces`.)
+    static let tracesVariables: [String: String] = [
+        "OTEL_EXPORTER_OTLP_HEADERS": "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    ]
 
     /// Each declared key's variable (`GatewayConfig.keys`), then those
     /// whose meaning is more than a value: the key pool, `keyEnv`, client
@@ -9,8 +19,11 @@ extension GatewayConfig {
     public func applying(env: [String: String]) throws(ConfigError) -> GatewayConfig {
         var c = self
         for k in Self.keys {
-            guard let name = k.env, let apply = k.fromEnv, let raw = env[name] else { continue }
-            try apply(&c, raw)
+            guard let generic = k.env, let apply = k.fromEnv else { continue }
+            let name = Self.tracesVariables[generic].flatMap { env[$0] != nil ? $0 : nil } ?? generic
+            guard let raw = env[name] else { continue }
+            // A problem names the variable that was set.
+            do { try apply(&c, raw) } catch { throw ConfigError(error.key == generic ? name : error.key, error.problem) }
         }
         if let v = env["REDIS_PASSWORD"], !v.isEmpty { c.redis.password = v } // untrimmed: a password is what it is
         if let v = env["KIMI_API_KEY"] {
