@@ -59,29 +59,41 @@ def write_twin_config(s: kimistack.Stack, cfg: dict) -> None:
     os.replace(tmp, twin_config_path(s))
 
 
-def start_twin(s: kimistack.Stack, binary: str | None = None) -> None:
+def start_twin(s: kimistack.Stack, binary: str | None = None, one_session: bool = False) -> None:
     """A second gateway pool beside the stack's own: as many processes, the
     same binary and config (the same limiter table and database), its own
     socket and config file, for scenarios that run two configs at once.
-    `binary`: another program in the twin's place (the libfcgi floor)."""
+    `binary`: another program in the twin's place (the libfcgi floor).
+    `one_session`: one process that forks the others (`--workers N`), as
+    the systemd unit and `make run` run the gateway, instead of spawn-fcgi
+    forking each (spawn-fcgi puts every child in a session of its own,
+    which a kernel with autogroup schedules as a group of its own)."""
     write_twin_config(s, json.loads(s.config_path.read_text()))
-    argv = ["spawn-fcgi", "-s", str(s.pub / "twin.sock"), "-M", "0660", "-F", str(s.workers), "-P", str(s.run / "twin.pid")]
+    forks = ["-F", "1"] if one_session else ["-F", str(s.workers)]
+    argv = ["spawn-fcgi", "-s", str(s.pub / "twin.sock"), "-M", "0660", *forks, "-P", str(s.run / "twin.pid")]
     if kimistack.web_user():
         argv += ["-G", kimistack.web_user()]
+    program = [binary or os.environ.get("KIMI_TWIN_BIN", str(kimistack.binary())), "serve", "--config", str(twin_config_path(s)), "--log-file", str(s.log("twin"))]
+    if one_session:
+        program += ["--workers", str(s.workers)]
     with open(s.log("twin"), "ab") as log:
-        subprocess.run(argv + ["--", binary or os.environ.get("KIMI_TWIN_BIN", str(kimistack.binary())), "serve", "--config", str(twin_config_path(s)), "--log-file", str(s.log("twin"))],
-                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=s.gateway_env(), check=True)
+        subprocess.run(argv + ["--", *program], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=s.gateway_env(), check=True)
 
 
 def twin_pids(s: kimistack.Stack) -> list[int]:
-    return [int(x) for x in (s.run / "twin.pid").read_text().split()]
+    """The twin's processes, with the children of one that forks its workers."""
+    pids = [int(x) for x in (s.run / "twin.pid").read_text().split()]
+    for p in list(pids):
+        out = subprocess.run(["pgrep", "-P", str(p)], capture_output=True, text=True).stdout
+        pids += [int(x) for x in out.split()]
+    return pids
 
 
-def restart_twin(s: kimistack.Stack, binary: str | None = None) -> None:
+def restart_twin(s: kimistack.Stack, binary: str | None = None, one_session: bool = False) -> None:
     """The twin pool stopped and started again (on `binary`, or the gateway)."""
     stop_pids(s, "twin.pid")
     (s.pub / "twin.sock").unlink(missing_ok=True)
-    start_twin(s, binary)
+    start_twin(s, binary, one_session)
 
 
 def stop_pids(s: kimistack.Stack, name: str) -> None:

@@ -3,10 +3,16 @@
  * libfcgi's FCGX_Accept_r in each of 64 threads (a kept connection stays
  * with its thread), a blocking libcurl easy handle per thread. Built with
  * `cc -O2 -o /tmp/relay bench/prototypes/threads_relay.c -lcurl -lfcgi -lpthread`
- * and run as eventloop_relay.c says. */
+ * and run as eventloop_relay.c says. `--workers N` forks N-1 more processes
+ * on the same socket, as `kimi-gateway serve --workers N` does: all in one
+ * session, so a kernel with autogroup schedules them as one group, as it
+ * does the gateway run by its systemd unit or `make run`. */
 #include <curl/curl.h>
 #include <fcgiapp.h>
 #include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +60,14 @@ int main(int argc, char **argv) {
         if (p && q) snprintf(url, sizeof url, "%.*s/chat/completions", (int)(q - p - 1), p + 1);
     }
     if (!url[0]) return 1;
+    int workers = 1;
+    for (int i = 1; i + 1 < argc; i++) if (!strcmp(argv[i], "--workers")) workers = atoi(argv[i + 1]);
+    pid_t parent = getpid();
+    for (int i = 1; i < workers; i++) if (fork() == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* stopped with the first process */
+        if (getppid() != parent) return 0;
+        break;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT); FCGX_Init();
     signal(SIGTERM, SIG_DFL); /* libfcgi's handler only marks a shutdown that threads in accept() never see */
     pthread_t t[64];
