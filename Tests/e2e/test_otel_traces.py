@@ -106,6 +106,22 @@ def test_a_chat_continues_the_clients_trace_with_a_server_and_a_genai_client_spa
     assert not receiver.errors
 
 
+def test_an_answer_over_64_kib_gets_the_same_genai_facts(ostack, receiver):
+    # A queued trace keeps an answer only up to 64 KiB; a larger one's facts
+    # are read before the request ends. Both must say the same things.
+    trace_id, _, tp = traceparent()
+    r = chat(ostack, "[sim:id=otel-big,tokens=30000,spelling=spaced] a long one", tp, model="kimi-k2.6")
+    assert r.status == 200, r.text[:300]
+    assert len(r.body) > 64 * 1024
+    answer = r.json()
+    client = next(s for s in receiver.trace(trace_id, 2) if s.kind == CLIENT)
+    a = client.attrs
+    assert a["gen_ai.response.id"] == answer["id"] and a["gen_ai.response.model"] == answer["model"]
+    assert a["gen_ai.response.finish_reasons"] == [c["finish_reason"] for c in answer["choices"]]
+    assert a["gen_ai.usage.output_tokens"] == answer["usage"]["completion_tokens"] >= 30000
+    assert a["gen_ai.usage.input_tokens"] == answer["usage"]["prompt_tokens"]
+
+
 def test_a_request_without_traceparent_starts_a_trace_and_kimi_gets_it(ostack, receiver):
     r = chat(ostack, "[sim:id=otel-root] hello")
     assert r.status == 200
