@@ -143,7 +143,7 @@ public final class FileRegistry: @unchecked Sendable {
 
 /// Who owns what a request uploads: the key's hash, or one owner for
 /// everyone when auth is off (with no key to tell clients apart, every
-/// client is the same owner, as the issue asks).
+/// client is the same owner).
 public enum FileOwner {
     public static let open = "open"
     public static func of(key: GatewayConfig.APIKey?, authRequired: Bool) -> String {

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-/* A measurement prototype for issue #15's decision, not the product: the
+/* A measurement prototype for the event-loop decision, not the product: the
  * process model the remaining targets need, with no app logic. One event
  * loop per process; FastCGI records parsed here (fastcgi.h from libfcgi-dev,
  * libfcgi's request API not used); each request relayed upstream through

@@ -1,4 +1,4 @@
-/* A measurement prototype for issue #15, not the product: the relay of
+/* A measurement prototype, not the product: the relay of
  * eventloop_relay.c on the gateway's process model, with no app logic:
  * libfcgi's FCGX_Accept_r in each of 64 threads (a kept connection stays
  * with its thread), a blocking libcurl easy handle per thread. Built with

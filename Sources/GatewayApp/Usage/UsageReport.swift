@@ -1,8 +1,8 @@
 import KimiCore
 import Storage
 
-/// The ledger summed over a range, one row per key, model or UTC day (issue
-/// #12): what `GET /api/admin/usage` answers and `kimi-gateway usage`
+/// The ledger summed over a range, one row per key, model or UTC day:
+/// what `GET /api/admin/usage` answers and `kimi-gateway usage`
 /// prints. Cost comes from `upstream.prices` (per million tokens), only
 /// when prices are configured; a model without a price adds nothing to it
 /// and is counted in `unpricedRequests`.

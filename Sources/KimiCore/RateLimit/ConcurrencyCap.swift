@@ -1,5 +1,5 @@
-/// A key's in-flight requests on the whole machine (`maxConcurrent`, issue
-/// #31): one shared word per key (the limiter's table, Redis in a fleet)
+/// A key's in-flight requests on the whole machine (`maxConcurrent`): one
+/// shared word per key (the limiter's table, Redis in a fleet)
 /// changed only by compare-and-swap, so the cap is exact across processes.
 /// Pure: `MachineRateLimiter.update` applies these to the word.
 public enum ConcurrencyCap {

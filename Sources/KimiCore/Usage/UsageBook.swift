@@ -39,8 +39,8 @@ public struct UsageCounts: Equatable, Sendable {
     }
 }
 
-/// Each process's view of every key's usage today and this month (issue
-/// #12), for budgets and `GET /api/usage` without SQLite on the request
+/// Each process's view of every key's usage today and this month, for
+/// budgets and `GET /api/usage` without SQLite on the request
 /// path: what the ledger holds (loaded once per period, then followed row
 /// by row as any process adds to it) plus, for keys with a budget, what this
 /// process has journalled but not yet stored (for the others the book
