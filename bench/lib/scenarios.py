@@ -668,7 +668,12 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
     clients (bench/stream_clients.c) opening `rate` a second: whether every
     stream completes with every event, the gateway's peak RSS, `/health`'s
     latency while they are all open, and the gateway's CPU per relayed event
-    (the streams' setup included)."""
+    (the streams' setup included).
+
+    Then the same streams through nginx alone (`proxy_pass` to the same
+    upstream, `/health` answered by nginx itself), the floor for `/health`
+    under this load: what nginx's workers, busy with the streams' events on
+    this machine, add before any FastCGI."""
     if QUICK:
         n, events = 2000, 20
     log(f"8: {n:,} concurrent streams of {events} events, {interval_ms} ms apart, {processes} gateway processes")
@@ -678,7 +683,7 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
     for name in ("stream_upstream", "stream_clients"):
         exe[name] = run / name
         subprocess.run(["cc", "-O2", "-o", str(exe[name]), str(ROOT / "bench" / f"{name}.c")], check=True)
-    port = kimistack.free_ports(1)[0]
+    port, alone_port = kimistack.free_ports(2)
     upstream = subprocess.Popen([str(exe["stream_upstream"]), str(port), str(events), str(interval_ms)],
                                 stdout=subprocess.PIPE, text=True)
     assert upstream.stdout.readline().strip() == "ready"
@@ -689,25 +694,63 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
     cfg = {"upstream": {"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": "sk-bench-placeholder", "models": ["moonshot-v1-8k"]},
            "server": {"minThreads": 8, "maxThreads": min(4096, per_process * 6 // 5), **(server or {})},
            "rateLimit": {"enabled": False}}
+    alone = kimistack.render_text(ROOT / "conf" / "nginx" / "bench-streams.conf.template",
+                                  {"ALONE_PORT": alone_port, "STREAM_UPSTREAM_PORT": port})
     # Each stream holds a client and a FastCGI connection in nginx: 4 workers
     # keep each under the run config's worker_connections (8,192).
     s = kimistack.Stack(run / "stack", config=cfg, workers=processes, simulator=False, nginx_workers=4, access_log=False,
-                        upstream_base=cfg["upstream"]["baseURL"])
+                        upstream_base=cfg["upstream"]["baseURL"], extra_servers=alone)
     s.start()
-    try:
-        pids = s.worker_pids()
-        body = json.dumps({"model": "moonshot-v1-8k", "stream": True, "stream_options": {"include_usage": True},
-                           "messages": [{"role": "user", "content": "a long answer"}]})
-        cpu0 = sum(cpu_seconds(p) for p in pids)
-        rss0 = sum(rss_kb(p) for p in pids)
-        peak = {"rss": 0, "threads": 0, "per_process": 0}
+    body = json.dumps({"model": "moonshot-v1-8k", "stream": True, "stream_options": {"include_usage": True},
+                       "messages": [{"role": "user", "content": "a long answer"}]})
+
+    def hold(http_port: int, direct_sock: str | None, sample=None) -> tuple[dict, list[float], list[float]]:
+        """Opens the n streams against `http_port` and, while all are open
+        (after the ramp, before the first ends), probes GET /health there
+        every 20 ms (and on `direct_sock`, the gateway's FastCGI socket,
+        when given: what the gateway itself adds)."""
         health: list[float] = []
         direct: list[float] = []
         done = threading.Event()
-        ramp_s = n / rate
         t_start = time.monotonic()
+        hold_from, hold_to = t_start + n / rate + 1, t_start + events * interval_ms / 1000 - 1
+        params = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/health", "REQUEST_URI": "/health", "SERVER_PROTOCOL": "HTTP/1.1",
+                  "REMOTE_ADDR": "127.0.0.1"}
 
-        def sample():
+        def probe():
+            while not done.is_set() and time.monotonic() < hold_to:
+                if time.monotonic() >= hold_from:
+                    t0 = time.perf_counter()
+                    c = http_client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+                    c.request("GET", "/health")
+                    c.getresponse().read()
+                    c.close()
+                    health.append((time.perf_counter() - t0) * 1000)
+                    if direct_sock:
+                        t1 = time.perf_counter()
+                        fcgi_client.request(direct_sock, params)
+                        direct.append((time.perf_counter() - t1) * 1000)
+                done.wait(0.02)
+
+        threads_ = [threading.Thread(target=probe)] + ([threading.Thread(target=sample, args=(done,))] if sample else [])
+        for t in threads_:
+            t.start()
+        try:
+            out = subprocess.run([str(exe["stream_clients"]), str(http_port), str(n), str(rate), body],
+                                 capture_output=True, text=True, timeout=events * interval_ms / 1000 + n / rate + 300)
+        finally:
+            done.set()
+            for t in threads_:
+                t.join()
+        return json.loads(out.stdout.strip().splitlines()[-1]), sorted(health), sorted(direct)
+
+    try:
+        pids = s.worker_pids()
+        cpu0 = sum(cpu_seconds(p) for p in pids)
+        rss0 = sum(rss_kb(p) for p in pids)
+        peak = {"rss": 0, "threads": 0, "per_process": 0}
+
+        def sample(done: threading.Event):
             while not done.is_set():
                 peak["rss"] = max(peak["rss"], sum(rss_kb(p) for p in pids))
                 counts = [threads(p) for p in pids]
@@ -715,42 +758,16 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
                 peak["per_process"] = max(peak["per_process"], max(counts))
                 done.wait(0.5)
 
-        def probe():
-            # /health while every stream is open (after the ramp, before the
-            # first ends): through nginx as a client sees it, and on the
-            # gateway's FastCGI socket (what the gateway itself adds).
-            hold_from, hold_to = t_start + ramp_s + 1, t_start + events * interval_ms / 1000 - 1
-            params = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/health", "REQUEST_URI": "/health", "SERVER_PROTOCOL": "HTTP/1.1",
-                      "REMOTE_ADDR": "127.0.0.1"}
-            while not done.is_set() and time.monotonic() < hold_to:
-                if time.monotonic() >= hold_from:
-                    t0 = time.perf_counter()
-                    c = http_client.HTTPConnection("127.0.0.1", s.ports["plain"], timeout=10)
-                    c.request("GET", "/health")
-                    c.getresponse().read()
-                    c.close()
-                    t1 = time.perf_counter()
-                    fcgi_client.request(str(s.gateway_sock), params)
-                    health.append((t1 - t0) * 1000)
-                    direct.append((time.perf_counter() - t1) * 1000)
-                done.wait(0.02)
-
-        threads_ = [threading.Thread(target=sample), threading.Thread(target=probe)]
-        for t in threads_:
-            t.start()
-        out = subprocess.run([str(exe["stream_clients"]), str(s.ports["plain"]), str(n), str(rate), body],
-                             capture_output=True, text=True, timeout=events * interval_ms / 1000 + ramp_s + 300)
-        done.set()
-        for t in threads_:
-            t.join()
-        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result, health, direct = hold(s.ports["plain"], str(s.gateway_sock), sample)
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        log(f"8: the same {n:,} streams through nginx alone (proxy_pass), /health answered by nginx")
+        alone_result, alone_health, _ = hold(alone_port, None)
+        if alone_result["complete"] < n or alone_result["errors"]:
+            raise BenchError(f"8: through nginx alone {alone_result['complete']:,} of {n:,} streams completed, {alone_result['errors']} errors")
     finally:
         s.stop()
         upstream.terminate()
         upstream.wait(timeout=10)
-    health.sort()
-    direct.sort()
     pct = lambda q, xs=health: xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None  # noqa: E731
     expected = n * (events + 1)  # the content events and the usage event, [DONE] aside
     return {"streams": n, "events_per_stream": events, "interval_ms": interval_ms, "processes": processes,
@@ -759,6 +776,9 @@ def scenario_many_streams(n: int = 10_000, events: int = 120, interval_ms: int =
             "rss_before_mb": rss0 / 1024, "peak_rss_mb": peak["rss"] / 1024, "peak_threads": peak["threads"],
             "peak_threads_one_process": peak["per_process"], "health_samples": len(health), "health_p50_ms": pct(0.5), "health_p99_ms": pct(0.99),
             "health_direct_p50_ms": pct(0.5, direct), "health_direct_p99_ms": pct(0.99, direct),
+            "nginx_alone": {"complete": alone_result["complete"], "errors": alone_result["errors"], "events": alone_result["events"],
+                            "health_samples": len(alone_health), "health_p50_ms": pct(0.5, alone_health),
+                            "health_p99_ms": pct(0.99, alone_health)},
             "gateway_cpu_s": cpu, "gateway_cpu_us_per_event": cpu / max(1, result["events"]) * 1e6,
             "targets": {"complete": f"== {n}", "events": f"== {expected}", "peak_rss_mb": "<= 1536", "health_p99_ms": "<= 50",
                         "gateway_cpu_us_per_event": "<= 2"}}
