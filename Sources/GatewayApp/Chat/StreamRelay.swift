@@ -85,7 +85,9 @@ final class StreamRelay: UpstreamReceiver {
 
     /// Whether the client is still there while nothing is written to it:
     /// a look at the FastCGI connection (the web server closes it when its
-    /// client goes), at most every `pollNanos`. A stream whose events are
+    /// client goes), at most every `pollNanos` after the last look or the
+    /// last flush that went through (a write to a connection the web
+    /// server has closed fails; over TCP the one after it). A stream whose events are
     /// all filtered out (reasoning the app face was not asked for) or a
     /// silent upstream ran to its end — 300 of 300 deltas — after the
     /// client had left.
@@ -101,9 +103,14 @@ final class StreamRelay: UpstreamReceiver {
     /// 20 ms: one poll(2) per 20 ms of unwritten events at most.
     static let pollNanos: UInt64 = 20_000_000
 
-    /// Flushes what was written; a failed flush means the client left.
+    /// Flushes what was written; a failed flush means the client left. One
+    /// that went through counts as a look (`stillConnected`): without it,
+    /// curl's progress call after every event polled the connection too, one
+    /// poll(2) an event at 10,000 streams.
     private func flushed() -> Bool {
-        machine.written(ok: ctx.writer.flush(), now: Clock.monotonicNanos()) == .keepReceiving
+        let ok = ctx.writer.flush(), now = Clock.monotonicNanos()
+        if ok { lastPoll = now }
+        return machine.written(ok: ok, now: now) == .keepReceiving
     }
 
     /// Runs the relay to its end through the key pool, and settles what
