@@ -11,7 +11,9 @@ import Synchronization
 /// entered a listening accept() for 2 ms: long requests and kept
 /// connections get threads, while short requests are served by the few
 /// threads there are, straight from the kernel's accept queue (the rule and
-/// its measurement: `PoolGrowth`). Threads are not shrunk: an
+/// its measurement: `PoolGrowth`). While threads wait in accept() the
+/// manager sleeps, and the thread that takes the last place wakes it
+/// (`PoolManagerRhythm`). Threads are not shrunk: an
 /// idle thread costs a few tens of KiB of touched stack.
 ///
 /// Intake: the pool accepts connections itself (`accept4`) and hands the
@@ -53,6 +55,10 @@ public final class WorkerPool: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     /// When a thread last entered a listening accept() (not a kept connection).
     private let lastAcceptEntry = Atomic<UInt64>(0)
+    /// The manager sleeps on this pipe (`PoolManagerRhythm`); a thread that
+    /// takes the last place in accept() while it sleeps writes a byte.
+    private var wakePipe: [Int32] = [-1, -1]
+    private let managerAsleep = Atomic<Bool>(false)
     /// One entry per thread, added at thread start (rare, under the lock):
     /// whether it is inside accept(), so `stop` knows whom to interrupt.
     final class Worker: @unchecked Sendable {
@@ -86,6 +92,14 @@ public final class WorkerPool: @unchecked Sendable {
 
     public func start() {
         FCGX_Init()
+        if pipe(&wakePipe) == 0 {
+            for fd in wakePipe {
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            }
+        } else {
+            wakePipe = [-1, -1] // the manager then ticks throughout, as it always could
+        }
         for _ in 0..<minThreads { spawn() }
         startManager()
     }
@@ -100,16 +114,57 @@ public final class WorkerPool: @unchecked Sendable {
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         pthread_create(&tid, &attr, { arg in
             let pool = Unmanaged<WorkerPool>.fromOpaque(arg!).takeRetainedValue()
-            var ticks = 0
+            var rhythm = PoolManagerRhythm()
+            var nextSecond: UInt64 = 0
             while !pool.stopping.load(ordering: .relaxed) {
-                if ticks % 500 == 0 { pool.everySecond?() }
-                ticks &+= 1
-                usleep(2_000)
-                pool.growIfSaturated(now: Clock.monotonicNanos())
+                let now = Clock.monotonicNanos()
+                if now >= nextSecond {
+                    pool.everySecond?()
+                    nextSecond = now &+ 1_000_000_000
+                }
+                switch rhythm.next(idle: pool.idle.load(ordering: .relaxed)) {
+                case .tick:
+                    usleep(2_000)
+                    pool.growIfSaturated(now: Clock.monotonicNanos())
+                case .sleep:
+                    if pool.sleepUntilWoken(milliseconds: Int32((nextSecond &- min(nextSecond, Clock.monotonicNanos())) / 1_000_000) + 1) {
+                        rhythm.woken()
+                    }
+                }
             }
             return nil
         }, box)
         pthread_attr_destroy(&attr)
+    }
+
+    /// Sleeps while a thread waits in accept(), at most `milliseconds`;
+    /// true when a thread woke it. The flag and `idle` are both read and
+    /// written sequentially consistent, so either the thread taking the
+    /// last place sees the manager asleep and writes, or the manager sees
+    /// no thread waiting and does not sleep.
+    private func sleepUntilWoken(milliseconds: Int32) -> Bool {
+        guard wakePipe[0] >= 0 else { usleep(2_000); return true }
+        managerAsleep.store(true, ordering: .sequentiallyConsistent)
+        if idle.load(ordering: .sequentiallyConsistent) > 0 {
+            var p = pollfd(fd: wakePipe[0], events: Int16(POLLIN), revents: 0)
+            _ = poll(&p, 1, max(1, milliseconds))
+        }
+        managerAsleep.store(false, ordering: .sequentiallyConsistent)
+        var buf = [UInt8](repeating: 0, count: 64)
+        var woken = false
+        while read(wakePipe[0], &buf, buf.count) > 0 { woken = true }
+        return woken || idle.load(ordering: .relaxed) == 0
+    }
+
+    /// A thread left accept() with a connection: if it was the last one
+    /// there and the manager sleeps, wake it (growth may be needed now).
+    private func leftAccept() {
+        if idle.subtract(1, ordering: .sequentiallyConsistent).newValue == 0,
+           managerAsleep.load(ordering: .sequentiallyConsistent)
+        {
+            var byte: UInt8 = 1
+            _ = write(wakePipe[1], &byte, 1)
+        }
     }
 
     /// The rule is `PoolGrowth` (KimiCore, unit-tested); `spawn` still
@@ -182,7 +237,7 @@ public final class WorkerPool: @unchecked Sendable {
                 let conn = kimi_accept_cloexec(fd)
                 let acceptErrno = errno
                 me.accepting.store(false, ordering: .sequentiallyConsistent)
-                idle.subtract(1, ordering: .relaxed)
+                leftAccept()
                 if conn < 0 {
                     if stopping.load(ordering: .acquiring) { break }
                     // EINTR from a stray signal, or a transient error (EMFILE, ECONNABORTED).

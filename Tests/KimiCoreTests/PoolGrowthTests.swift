@@ -34,3 +34,34 @@ import Testing
         #expect(grow(threads: 300, max: 256) == 0) // never negative
     }
 }
+
+@Suite struct PoolManagerRhythmTests {
+    @Test func theManagerTicksWhileNoThreadWaitsInAccept() {
+        var r = PoolManagerRhythm()
+        for _ in 0..<(PoolManagerRhythm.quietTicks * 3) { #expect(r.next(idle: 0) == .tick) }
+    }
+
+    @Test func aSecondOfTicksWithAThreadInAcceptPutsTheManagerToSleep() {
+        var r = PoolManagerRhythm()
+        for _ in 0..<(PoolManagerRhythm.quietTicks - 1) { #expect(r.next(idle: 2) == .tick) }
+        #expect(r.next(idle: 2) == .sleep)
+        // A sleep that ran out (its once-a-second work) with threads still in accept(): sleep again.
+        #expect(r.next(idle: 1) == .sleep)
+    }
+
+    @Test func oneTickWithEveryThreadBusyStartsTheQuietSecondAgain() {
+        var r = PoolManagerRhythm()
+        for _ in 0..<(PoolManagerRhythm.quietTicks - 1) { _ = r.next(idle: 2) }
+        #expect(r.next(idle: 0) == .tick)
+        for _ in 0..<(PoolManagerRhythm.quietTicks - 1) { #expect(r.next(idle: 2) == .tick) }
+        #expect(r.next(idle: 2) == .sleep)
+    }
+
+    @Test func beingWokenMeansTickingUntilTheNextQuietSecond() {
+        var r = PoolManagerRhythm()
+        for _ in 0..<PoolManagerRhythm.quietTicks { _ = r.next(idle: 1) }
+        r.woken()
+        #expect(r.quiet == 0)
+        #expect(r.next(idle: 1) == .tick)
+    }
+}

@@ -323,6 +323,47 @@ def test_peers_that_stop_mid_request_do_not_stall_the_process():
         gw.stop()
 
 
+def _wakeups(pid: int) -> int:
+    """Voluntary context switches of every thread of `pid` so far."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{t}/status").read_text().split("voluntary_ctxt_switches:")[1].split()[0])
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def test_an_idle_worker_sleeps_and_still_grows_its_pool_when_every_thread_is_taken():
+    """With threads waiting in accept() the pool's manager has nothing to do:
+    it sleeps instead of waking every 2 ms (500 times a second), and the
+    thread that takes the last place in accept() wakes it, so the pool still
+    grows past peers that hold every thread."""
+    gw = Gateway(RUNS / "idle-manager", {"server": {"minThreads": 2, "readTimeoutMs": 20000}, "usage": {"enabled": False}},
+                 processes=1)
+    stalled = []
+    try:
+        pid = gw.pids()[0]
+        status, _, _ = gw.request("/health")
+        assert status == 200
+        time.sleep(2)  # a quiet second puts the manager to sleep
+        before = _wakeups(pid)
+        time.sleep(2)
+        per_second = (_wakeups(pid) - before) / 2
+        assert per_second < 100, f"an idle worker woke {per_second:.0f} times a second"
+        for _ in range(4):  # more than minThreads: every thread taken, reading params that never come
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(str(gw.sock))
+            c.sendall(fcgi_client._record(fcgi_client.BEGIN, struct.pack(">HB5x", 1, 0)))
+            stalled.append(c)
+        status, _, body = gw.request("/health", timeout=10)
+        assert status == 200 and json.loads(body)["status"] == "healthy"
+    finally:
+        for c in stalled:
+            c.close()
+        gw.stop()
+
+
 def test_kept_connections_closing_while_new_ones_arrive_lose_no_request():
     """Peers close kept connections (FCGI_KEEP_CONN) while others open new
     ones, in one process: every request is answered, once. libfcgi closes a
