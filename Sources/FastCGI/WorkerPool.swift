@@ -262,13 +262,16 @@ public final class WorkerPool: @unchecked Sendable {
                 continue
             }
             let running = active.add(1, ordering: .relaxed).newValue
-            let closeAfter = withUnsafeMutablePointer(to: &request) { req in
+            let keep = withUnsafeMutablePointer(to: &request) { req in
                 let exchange = FastCGIExchange(request: req)
                 exchange.overloaded = running > maxThreads
                 handler(exchange)
-                return exchange.closeConnection
+                // The reserve stays free; a kept connection starts its next
+                // request clean (`readToEndOfInput`) or is closed.
+                return req.pointee.keepConnection != 0 && running <= maxThreads && !exchange.closeConnection
+                    && exchange.readToEndOfInput()
             }
-            if running > maxThreads || closeAfter { request.keepConnection = 0 } // the reserve stays free
+            if !keep { request.keepConnection = 0 }
             FCGX_Finish_r(&request)
             active.subtract(1, ordering: .relaxed)
         }

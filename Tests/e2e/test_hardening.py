@@ -364,6 +364,36 @@ def test_an_idle_worker_sleeps_and_still_grows_its_pool_when_every_thread_is_tak
         gw.stop()
 
 
+def test_a_body_whose_end_record_comes_late_leaves_the_kept_connection_usable():
+    """nginx sends a body it buffered to a file in more than one write, so the
+    empty FCGI_STDIN record that ends it can come after the body's last byte.
+    Left in the socket past the answer, the next request's accept read it as
+    a stray record and libfcgi closed the connection: nginx answered that
+    next request 502 ("upstream prematurely closed connection")."""
+    gw = Gateway(RUNS / "late-stdin-end", {"rateLimit": {"enabled": False}}, processes=1)
+    c = socket.socket(socket.AF_UNIX)
+    try:
+        c.settimeout(10)
+        c.connect(str(gw.sock))
+        body = b'{"model": "moonshot-v1-8k", "messages": ' + b"[" * 64  # malformed: a 400 without going upstream
+        params = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/v1/chat/completions", "REMOTE_ADDR": "10.9.9.9",
+                  "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))}
+        blob = b"".join(fcgi_client._pair(k.encode(), v.encode()) for k, v in params.items())
+        c.sendall(fcgi_client._record(fcgi_client.BEGIN, struct.pack(">HB5x", 1, 1))  # keep the connection
+                  + fcgi_client._record(fcgi_client.PARAMS, blob) + fcgi_client._record(fcgi_client.PARAMS, b"")
+                  + fcgi_client._record(fcgi_client.STDIN, body))
+        time.sleep(0.5)  # the whole body is read by now; its end record comes in a later write
+        c.sendall(fcgi_client._record(fcgi_client.STDIN, b""))
+        status, _, answer = fcgi_client.read_response(c)
+        assert status == 400, (status, answer)
+        status, headers, answer = fcgi_client.exchange(c, {"REQUEST_METHOD": "GET", "REQUEST_URI": "/health",
+                                                           "REMOTE_ADDR": "10.9.9.9", "CONTENT_LENGTH": "0"}, keep_conn=True)
+        assert status == 200 and answer and json.loads(answer)["status"] == "healthy", (status, headers, answer)
+    finally:
+        c.close()
+        gw.stop()
+
+
 def test_kept_connections_closing_while_new_ones_arrive_lose_no_request():
     """Peers close kept connections (FCGI_KEEP_CONN) while others open new
     ones, in one process: every request is answered, once. libfcgi closes a

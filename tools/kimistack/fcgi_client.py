@@ -42,6 +42,12 @@ def exchange(s: socket.socket, params: dict[str, str], body: bytes = b"", keep_c
         out += _record(STDIN, body[i:i + 65535])
     out += _record(STDIN, b"")
     s.sendall(out)
+    return read_response(s)
+
+
+def read_response(s: socket.socket) -> tuple[int, dict, bytes]:
+    """The response to the request sent on `s`: its STDOUT records up to
+    END_REQUEST, parsed (a connection closed first gives what came)."""
     stdout = b""
     buf = b""
     while True:
