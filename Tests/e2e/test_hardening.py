@@ -154,6 +154,22 @@ def test_the_limit_is_exact_from_the_first_request_of_a_fresh_start(mode):
     assert all(r == (30, 270, 1) for r in results), results
 
 
+def test_a_worker_holds_the_limiter_table_from_its_start():
+    """The table is opened when a worker starts, not at its first limited
+    request: a file that cannot be used is reported at start, and a worker
+    holds the same descriptors before its first request as after."""
+    run = RUNS / "table-at-start"
+    gw = Gateway(run, {"rateLimit": {"windowMs": 600_000, "maxRequests": 30, "file": str(run / "rl.bin")}}, processes=1)
+    try:
+        pid = gw.pids()[0]
+        wait_for(lambda: (run / "rl.bin").exists(), 5)
+        held = {os.readlink(f"/proc/{pid}/fd/{f}") for f in os.listdir(f"/proc/{pid}/fd")}
+        assert str(run / "rl.bin") in held, sorted(held)
+        assert "rate-limit table" in gw.log.read_text()
+    finally:
+        gw.stop()
+
+
 # -------------------------------------- 2: a table another user can write
 
 def test_a_limiter_file_others_can_write_is_refused_and_resetting_it_gives_nothing(tmp_path):

@@ -171,6 +171,7 @@ extension Services {
         // Each process reloads on its own: a change seen by 4 workers counts 4.
         cache.onRejected = { [metrics = services.metrics] in metrics.count($0, "config_reloads_total", [("result", "rejected")]) }
         services.usage?.start(intervalMs: config.usage.drainIntervalMs)
+        services.limiter.open(for: config)
         services.spans = SpanExporter(configs: { cache.current() }, metrics: services.metrics, version: Version.current)
         if config.otel.enabled { Log.info("otel: traces to \(HeaderSafety.printable(config.otel.tracesURL, max: 120)) (\(config.otel.protocolName.rawValue), sampler \(config.otel.sampler)\(config.otel.captureContent ? ", content captured" : ""))") }
         services.concurrencyDirectory = SharedFiles.directory(of: config.storage.database) + "/concurrency"
