@@ -194,7 +194,7 @@ import Testing
         #expect(q.offer(1, spans: 2, capacity: 4, now: 0) == 0)
         #expect(q.offer(2, spans: 2, capacity: 4, now: 0) == 0)
         #expect(q.offer(3, spans: 3, capacity: 4, now: 0) == 3)
-        #expect(q.items.map(\.item) == [1, 2] && q.count == 4)
+        #expect(q.items == [1, 2] && q.count == 4)
     }
 
     func sent(_ n: SpanQueue<Int>.Next) -> [Int]? { if case let .send(items) = n { return items } else { return nil } }
@@ -264,6 +264,27 @@ import Testing
         let direct = OTLPEncoding.protobuf(resource: [.string("service.name", "x")], scope: scope) { f.emit(into: &$0) }
         #expect(direct == OTLPEncoding.protobuf(f.spans(), resource: [.string("service.name", "x")], scope: scope))
         #expect(f.spans().first?.attribute("gen_ai.response.finish_reasons") == .strings(["stop"]))
+    }
+
+    @Test func aBatchWhoseAttemptsWentToDifferentUpstreamsNamesEachOnesServer() throws {
+        func finished(_ url: String, span: UInt64) -> FinishedTrace {
+            var t = RequestTrace(parent: nil, sampler: .alwaysOn, random: { span }, nowUnixNanos: 1_000, nowMonoNanos: 10)
+            t.beginAttempt(spanID: span + 1, keyName: "k", now: 20)
+            t.noteUpstream(method: "GET", url: url)
+            t.endAttempt(now: 30, errorType: nil)
+            return FinishedTrace(trace: t, ending: .init(method: "GET", route: "/v1/models", path: "/v1/models", status: 200, requestID: "r", clientAddress: ""),
+                                 endMono: 40)
+        }
+        // The same URL twice (the sink's remembered parts), then another, then the first again.
+        let batch = [finished("https://api.moonshot.ai/v1/models", span: 3), finished("https://api.moonshot.ai/v1/models", span: 5),
+                     finished("http://127.0.0.1:8099/v1/models", span: 7), finished("https://api.moonshot.ai/v1/models", span: 9)]
+        let scope = OTLPEncoding.Scope(name: "s", version: "1")
+        let direct = OTLPEncoding.protobuf(resource: [], scope: scope) { sink in for f in batch { f.emit(into: &sink) } }
+        let spans = batch.flatMap { $0.spans() }
+        #expect(direct == OTLPEncoding.protobuf(spans, resource: [], scope: scope))
+        let clients = spans.filter { $0.kind == .client }
+        #expect(clients.map { $0.attribute("server.port") } == [.int(443), .int(443), .int(8099), .int(443)])
+        #expect(clients[2].attribute("server.address") == .string("127.0.0.1") && clients[2].name == "GET /v1/models")
     }
 
     @Test func jsonSpellsIDsInHexInt64sAsStringsAndEnumsAsNumbers() throws {
@@ -370,6 +391,40 @@ import Testing
             OTLPEncoding.attribute(9, a, &w)
             #expect(w.bytes == nested(a), "\(a.key.prefix(20))")
         }
+    }
+
+    @Test func varintsOfEveryLengthAreLittleEndianGroupsOfSevenBitsAcrossBufferGrowth() {
+        func reference(_ v: UInt64) -> [UInt8] {
+            var v = v, out: [UInt8] = []
+            repeat {
+                out.append(UInt8(v & 0x7F) | (v >= 0x80 ? 0x80 : 0))
+                v >>= 7
+            } while v > 0
+            return out
+        }
+        // A tiny first buffer: most writes land across a growth.
+        var w = ProtoWriter(capacity: 1)
+        var expected: [UInt8] = []
+        for shift in 0..<64 {
+            for v in [UInt64(1) << shift, (UInt64(1) << shift) &- 1, UInt64.max >> (63 - shift)] {
+                w.raw(v)
+                expected += reference(v)
+            }
+        }
+        #expect(w.bytes == expected)
+        #expect(reference(300) == [0xAC, 0x02] && reference(UInt64.max).count == 10)
+    }
+
+    @Test func aSpanNameInPartsIsWrittenAsTheJoinedString() {
+        var parts = ProtoWriter(), joined = ProtoWriter()
+        parts.name(5, SpanName("chat ", "kimi-k2", ""))
+        joined.string(5, "chat kimi-k2")
+        #expect(parts.bytes == joined.bytes)
+        var long = ProtoWriter(), longJoined = ProtoWriter()
+        let route = "/" + String(repeating: "r", count: 200)
+        long.name(5, SpanName("POST", " ", route))
+        longJoined.string(5, "POST " + route)
+        #expect(long.bytes == longJoined.bytes && SpanName("POST", " ", route).joined == "POST " + route)
     }
 
     @Test func aNestedMessageLongerThan127BytesGetsATwoByteLength() {

@@ -131,13 +131,20 @@ public struct RequestTrace: Sendable {
 
     /// The request's spans told to `sink`, client spans first; nothing when it is not sampled.
     public func emit<S: SpanSink>(_ end: Ending, nowMono: UInt64, into sink: inout S) {
+        emit(end, response: response, nowMono: nowMono, into: &sink)
+    }
+
+    /// The spans with `response` for the answer's facts (read from a kept
+    /// answer without copying the trace to change its own).
+    func emit<S: SpanSink>(_ end: Ending, response: GenAIResponseFacts, nowMono: UInt64, into sink: inout S) {
         guard sampled else { return }
         func unix(_ mono: UInt64) -> UInt64 { startUnixNanos &+ (mono &- startMonoNanos) }
         for (i, a) in attempts.enumerated() {
             let last = i == attempts.count - 1
-            let server = Self.server(of: a.url)
-            var name = a.method.isEmpty ? "upstream" : a.method
-            if let r = request { name = "chat " + r.model } else if let u = server { name += " " + u.path }
+            let server = sink.server(of: a.url)
+            let name: SpanName = if let r = request { SpanName("chat ", r.model) } else {
+                SpanName(a.method.isEmpty ? "upstream" : a.method, server == nil ? "" : " ", server?.path ?? "")
+            }
             sink.begin(SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: a.spanID, parentSpanID: spanID, traceState: traceState, flags: flags,
                                 name: name, kind: .client, startUnixNanos: unix(a.startMono), endUnixNanos: unix(a.endMono ?? nowMono)))
             if let u = server {
@@ -165,7 +172,7 @@ public struct RequestTrace: Sendable {
                         sink.attribute("gen_ai.usage.output_tokens", .int(u.output))
                         if let c = u.cached { sink.attribute("gen_ai.usage.cache_read.input_tokens", .int(c)) }
                     }
-                    if end.captureOutput { sink.attribute("gen_ai.output.messages", .string(outputMessages)) }
+                    if end.captureOutput { sink.attribute("gen_ai.output.messages", .string(Self.outputMessages(response))) }
                 }
                 if let m = end.inputMessages { sink.attribute("gen_ai.input.messages", .string(m)) }
             }
@@ -174,7 +181,7 @@ public struct RequestTrace: Sendable {
             sink.end(error: a.errorType.map { "upstream attempt failed: " + $0 })
         }
         sink.begin(SpanHead(traceHigh: traceHigh, traceLow: traceLow, spanID: spanID, parentSpanID: parentSpanID, traceState: traceState, flags: flags,
-                            name: end.route.isEmpty ? end.method : end.method + " " + end.route, kind: .server,
+                            name: end.route.isEmpty ? SpanName(end.method) : SpanName(end.method, " ", end.route), kind: .server,
                             startUnixNanos: startUnixNanos, endUnixNanos: unix(nowMono)))
         sink.attribute("http.request.method", .string(end.method))
         sink.attribute("url.path", .string(end.path))
@@ -218,7 +225,7 @@ public struct RequestTrace: Sendable {
 
     /// `gen_ai.output.messages`: the answer's text as one assistant message
     /// (the conventions' "parts" shape).
-    var outputMessages: String {
+    static func outputMessages(_ response: GenAIResponseFacts) -> String {
         var message: [(String, JSON)] = [("role", .string("assistant")),
                                          ("parts", .array([.object([("type", .string("text")), ("content", .string(response.text))])]))]
         if let r = response.finishReasons.first { message.append(("finish_reason", .string(r))) }
@@ -291,15 +298,15 @@ public struct FinishedTrace: Sendable {
     /// The spans told to `sink`, the answer's facts read first (skimmed
     /// when it is OpenAI's and no text is kept, else parsed).
     func tell<S: SpanSink>(_ sink: inout S) {
-        var t = trace
         let end = ending
-        if let body = t.answer, let request = t.request {
+        var response = trace.response
+        if let body = trace.answer, let request = trace.request {
             if request.dialect == .openAI, !end.captureOutput, let f = AnswerSkim.openAI(body) {
-                (t.response.id, t.response.model, t.response.finishReasons) = (f.id, f.model, f.finishReasons)
+                (response.id, response.model, response.finishReasons) = (f.id, f.model, f.finishReasons)
             } else if let answer = try? JSON.parse(body) {
-                t.response.observe(answer: answer, dialect: request.dialect, keepText: end.captureOutput)
+                response.observe(answer: answer, dialect: request.dialect, keepText: end.captureOutput)
             }
         }
-        t.emit(end, nowMono: endMono, into: &sink)
+        trace.emit(end, response: response, nowMono: endMono, into: &sink)
     }
 }

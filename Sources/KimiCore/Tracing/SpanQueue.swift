@@ -9,28 +9,36 @@
 ///   dead collector costs requests nothing but their spans).
 /// - A batch goes when `batchSize` spans wait, when the oldest has waited
 ///   `delayNanos`, or at once while draining (shutdown).
+///
+/// Inlinable, so the exporter's module specializes it for its items: called
+/// generically, every item was copied through value witnesses on its way
+/// in and out (~5,000 instructions a request, callgrind, bench 2f).
 public struct SpanQueue<Item: Sendable>: Sendable {
-    public private(set) var items: [(item: Item, spans: Int)] = []
+    /// The waiting items, and each one's span count at the same index.
+    @usableFromInline var items: [Item] = []
+    @usableFromInline var spanCounts: [Int] = []
     /// Spans waiting.
-    public private(set) var count = 0
+    @inlinable public var count: Int { spanTotal }
+    @usableFromInline var spanTotal = 0
     /// When the oldest waiting item came (monotonic ns).
-    private var oldest: UInt64?
+    @usableFromInline var oldest: UInt64?
 
     public init() {}
 
-    public var isEmpty: Bool { items.isEmpty }
+    @inlinable public var isEmpty: Bool { items.isEmpty }
 
     /// Adds `item` if its `spans` fit; returns how many spans were dropped.
-    public mutating func offer(_ item: Item, spans: Int, capacity: Int, now: UInt64) -> Int {
-        guard count + spans <= capacity else { return spans }
+    @inlinable public mutating func offer(_ item: Item, spans: Int, capacity: Int, now: UInt64) -> Int {
+        guard spanTotal + spans <= capacity else { return spans }
         if items.isEmpty { oldest = now }
-        items.append((item, spans))
-        count += spans
+        items.append(item)
+        spanCounts.append(spans)
+        spanTotal += spans
         return 0
     }
 
     /// Whether a waiting exporter should wake now (a full batch waits).
-    public func batchReady(batchSize: Int) -> Bool { count >= batchSize }
+    @inlinable public func batchReady(batchSize: Int) -> Bool { count >= batchSize }
 
     public enum Next {
         /// Items of at most `batchSize` spans (or one item, if it alone has more).
@@ -39,17 +47,26 @@ public struct SpanQueue<Item: Sendable>: Sendable {
         case wait(until: UInt64?)
     }
 
-    public mutating func next(now: UInt64, batchSize: Int, delayNanos: UInt64, draining: Bool) -> Next {
+    @inlinable public mutating func next(now: UInt64, batchSize: Int, delayNanos: UInt64, draining: Bool) -> Next {
         guard let since = oldest, !items.isEmpty else { return .wait(until: nil) }
         guard count >= batchSize || draining || now &- since >= delayNanos else { return .wait(until: since &+ delayNanos) }
         var n = 0, spans = 0
-        while n < items.count, n == 0 || spans + items[n].spans <= batchSize {
-            spans += items[n].spans
+        while n < items.count, n == 0 || spans + spanCounts[n] <= batchSize {
+            spans += spanCounts[n]
             n += 1
         }
-        let batch = items.prefix(n).map(\.item)
-        items.removeFirst(n)
-        count -= spans
+        spanTotal -= spans
+        let batch: [Item]
+        if n == items.count {
+            // The usual case: everything waiting goes, moved out whole.
+            batch = items
+            items = []
+            spanCounts.removeAll(keepingCapacity: true)
+        } else {
+            batch = Array(items[..<n])
+            items.removeFirst(n)
+            spanCounts.removeFirst(n)
+        }
         // What stays waited at least as long: it goes on the next call.
         if items.isEmpty { oldest = nil }
         return .send(batch)
