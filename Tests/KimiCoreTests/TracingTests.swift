@@ -343,6 +343,8 @@ import Testing
     @Test(arguments: [
         #"{"id":"c-1","object":"chat.completion","model":"kimi-k2","choices":[{"index":0,"message":{"role":"assistant","content":"{\"id\":\"no\"}","tool_calls":[{"id":"call_1","type":"function"}]},"finish_reason":"tool_calls"},{"index":1,"message":{"content":"x"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}"#,
         #"{ "choices" : [ { "finish_reason" : "tool_calls", "message" : { "tool_calls" : [ { "id" : "call_1" } ] } } , { "finish_reason" : "stop" } ] , "model" : "kimi-k2" , "id" : "c-1" }"#,
+        // Text ending in an escaped backslash, and escaped quotes beside backslashes, in skipped values.
+        #"{"id":"c-1","model":"kimi-k2","choices":[{"message":{"content":"ends in a backslash \\","x":"\\\"q\\\"\\"},"finish_reason":"tool_calls"},{"finish_reason":"stop","m":{"c":"\"}\""}}]}"#,
     ])
     func readsTheTopLevelIDAndModelAndEveryFinishReasonInAnySpelling(_ answer: String) throws {
         let f = try #require(AnswerSkim.openAI(Array(answer.utf8)))

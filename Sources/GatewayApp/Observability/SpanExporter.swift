@@ -41,12 +41,14 @@ public final class SpanExporter: @unchecked Sendable {
     /// Queues a request's trace (never blocks on the collector; its spans
     /// are built on the exporter's thread).
     func submit(_ trace: FinishedTrace, config: GatewayConfig) {
-        let o = config.otel
+        // Two numbers, not a copy of the whole `otel` section (its strings and lists retained and released).
+        let (capacity, batchSize) = (config.otel.maxQueueSize, config.otel.maxExportBatchSize)
+        let now = Clock.monotonicNanos()
         let (dropped, startThread) = locked { () -> (Int, Bool) in
-            let d = queue.offer(trace, spans: trace.spanCount, capacity: o.maxQueueSize, now: Clock.monotonicNanos())
+            let d = queue.offer(trace, spans: trace.spanCount, capacity: capacity, now: now)
             let start = !started
             started = true
-            if queue.batchReady(batchSize: o.maxExportBatchSize) || start { pthread_cond_signal(cond) }
+            if queue.batchReady(batchSize: batchSize) || start { pthread_cond_signal(cond) }
             return (d, start)
         }
         if startThread { Thread.detached(stackBytes: 256 << 10) { [self] in run() } }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An OpenAI-shaped answer's `id`, `model` and each choice's
 /// `finish_reason`, read from its bytes in one pass without building the
 /// JSON tree (parsing a 300-byte completion into `JSON` was most of a
@@ -36,18 +40,25 @@ public enum AnswerSkim {
         }
 
         /// A string at `i` (its opening quote): its raw bytes' range; `escaped` says whether an escape is in it.
+        /// The next quote and any backslash before it are found by `memchr`
+        /// (a byte loop was most of the skim: the answer's text is one string).
         mutating func string() -> Range<Int>? {
-            guard at(0x22) else { return nil }
+            guard at(0x22), let base = b.baseAddress else { return nil }
             let start = i + 1
             var j = start
             escaped = false
-            while j < b.count, b[j] != 0x22 {
-                if b[j] == 0x5C { escaped = true; j += 1 }
-                j += 1
+            while j < b.count {
+                guard let q = memchr(base + j, 0x22, b.count - j) else { return nil }
+                let quote = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(q))
+                guard let slash = memchr(base + j, 0x5C, quote - j) else {
+                    i = quote + 1
+                    return start..<quote
+                }
+                // An escape before the quote: step over it and look again.
+                escaped = true
+                j = UnsafeRawPointer(base).distance(to: UnsafeRawPointer(slash)) + 2
             }
-            guard j < b.count else { return nil }
-            i = j + 1
-            return start..<j
+            return nil
         }
 
         /// A string that is read: one with an escape is left to the parser.
